@@ -1,0 +1,109 @@
+"""One Hydra job: build the parts from the config, run the suite, write results.duckdb, print a summary."""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import platform
+import socket
+import subprocess
+import sys
+import uuid
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from experiments import results
+from experiments.runner import SessionRecord, close_on_exit, run_suite
+from experiments.summary import summary_table
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PARTS = ("harness", "model", "sandbox", "store", "context")
+
+
+def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
+    """Run the configured experiment; return the path of its results.duckdb."""
+    started = dt.datetime.now(dt.timezone.utc)
+    records, logs = asyncio.run(_run(cfg))
+    run_id = uuid.uuid4().hex
+    run = {
+        "started": started, "finished": dt.datetime.now(dt.timezone.utc),
+        "config": json_text(OmegaConf.to_container(cfg, resolve=True)), "choices": json_text(choices),
+        "git_sha": git_sha(), "host": socket.gethostname(), "python": platform.python_version(),
+        "harnesslab": _version(),
+    }
+    tables = tables_for(records, logs, {part: choices.get(part, "") for part in PARTS})
+    tables["runs"] = [run]
+    path = output_dir / cfg.run.results
+    results.write_results(path, run_id, tables)
+    sessions = pd.DataFrame(tables["sessions"], columns=list(results.SCHEMA["sessions"]))
+    calls = pd.DataFrame(tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
+    chosen = " ".join(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks"))
+    print(f"harnesslab run · {chosen}")
+    print(summary_table(sessions, calls))
+    print(f"results: {path}")
+    return path
+
+
+async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
+    tasks = instantiate(cfg.tasks)
+    async with AsyncExitStack() as stack:
+        store = close_on_exit(stack, instantiate(cfg.store))
+        sandboxes = close_on_exit(stack, instantiate(cfg.sandbox))
+        model = close_on_exit(stack, instantiate(cfg.model))
+        context = instantiate(cfg.context)
+        harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context)
+        done = 0
+
+        def progress(record: SessionRecord) -> None:
+            nonlocal done
+            done += 1
+            mark = "ok" if record.verdict.success else "FAILED"
+            print(f"[{done}/{len(tasks)}] {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
+
+        records = await run_suite(store, harness, sandboxes, tasks, cfg.run.concurrency, progress)
+        logs = {r.session_id: await store.events(r.session_id) for r in records}
+    return records, logs
+
+
+def tables_for(records: list[SessionRecord], logs: dict[str, list], parts: dict[str, str]) -> dict[str, list[dict[str, Any]]]:
+    tables: dict[str, list[dict[str, Any]]] = {"sessions": [], "model_calls": [], "tool_calls": [], "events": []}
+    for r in records:
+        events = logs[r.session_id]
+        calls = results.model_call_rows(r.session_id, events)
+        tools = results.tool_call_rows(r.session_id, events)
+        tables["model_calls"] += calls
+        tables["tool_calls"] += tools
+        tables["events"] += results.event_rows(r.session_id, events)
+        tables["sessions"].append({
+            "session_id": r.session_id, "suite": r.suite, "task": r.task, "instance": r.instance, **parts,
+            "status": r.outcome.status, "reason": r.outcome.reason, "success": r.verdict.success,
+            "check_detail": r.verdict.detail, **results.session_totals(calls, tools),
+            "duration_ms": r.duration_ms, "events": len(events),
+        })
+    return tables
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def git_sha() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("harnesslab")
+    except PackageNotFoundError:
+        return "unknown"

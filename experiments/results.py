@@ -1,0 +1,121 @@
+"""results.duckdb: one file per run, every metric derived from the session logs it archives."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from stores.base import Event
+
+SCHEMA = {
+    "runs": {
+        "run_id": "VARCHAR", "started": "TIMESTAMPTZ", "finished": "TIMESTAMPTZ", "config": "JSON",
+        "choices": "JSON", "git_sha": "VARCHAR", "host": "VARCHAR", "python": "VARCHAR", "harnesslab": "VARCHAR",
+    },
+    "sessions": {
+        "run_id": "VARCHAR", "session_id": "VARCHAR", "suite": "VARCHAR", "task": "VARCHAR", "instance": "INTEGER",
+        "harness": "VARCHAR", "model": "VARCHAR", "sandbox": "VARCHAR", "store": "VARCHAR", "context": "VARCHAR",
+        "status": "VARCHAR", "reason": "VARCHAR", "success": "BOOLEAN", "check_detail": "VARCHAR",
+        "turns": "INTEGER", "tool_calls": "INTEGER", "tool_errors": "INTEGER",
+        "input_tokens": "BIGINT", "output_tokens": "BIGINT", "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT",
+        "first_ttft_ms": "DOUBLE", "duration_ms": "DOUBLE", "events": "INTEGER",
+    },
+    "model_calls": {
+        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "call": "INTEGER", "model": "VARCHAR",
+        "stop_reason": "VARCHAR", "ttft_ms": "DOUBLE", "turn_ttft_ms": "DOUBLE", "latency_ms": "DOUBLE",
+        "context_ms": "DOUBLE", "input_tokens": "BIGINT", "output_tokens": "BIGINT",
+        "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT", "request_id": "VARCHAR",
+    },
+    "tool_calls": {
+        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
+        "name": "VARCHAR", "hand": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
+    },
+    "events": {
+        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "type": "VARCHAR",
+        "data": "JSON", "ts": "DOUBLE", "v": "INTEGER",
+    },
+}
+
+
+def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
+    rows = []
+    for event in (e for e in events if e.type == "model.response"):
+        d, usage = event.data, event.data.get("usage", {})
+        rows.append({
+            "session_id": session_id, "position": event.position, "call": len(rows) + 1, "model": d.get("model"),
+            "stop_reason": d.get("stop_reason"), "ttft_ms": d.get("ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
+            "latency_ms": d.get("latency_ms"), "context_ms": d.get("context_ms"),
+            "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
+            "cache_read_tokens": usage.get("cache_read_input_tokens", 0),
+            "cache_write_tokens": usage.get("cache_creation_input_tokens", 0), "request_id": d.get("request_id"),
+        })
+    return rows
+
+
+def tool_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
+    """One row per tool.result, joined to the tool.call that started it (if the log has one)."""
+    hands: dict[str, str] = {}
+    rows = []
+    for event in events:
+        d = event.data
+        if event.type == "tool.call":
+            hands[d.get("tool_use_id")] = d.get("hand")
+        elif event.type == "tool.result":
+            rows.append({
+                "session_id": session_id, "position": event.position, "tool_use_id": d.get("tool_use_id"),
+                "name": d.get("name"), "hand": hands.get(d.get("tool_use_id")),
+                "duration_ms": d.get("duration_ms"), "is_error": bool(d.get("is_error")),
+            })
+    return rows
+
+
+def event_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
+    return [
+        {"session_id": session_id, "position": e.position, "type": e.type,
+         "data": json.dumps(e.data, ensure_ascii=False), "ts": e.ts, "v": e.v}
+        for e in events
+    ]
+
+
+def session_totals(calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
+    first_ttft = next((c["turn_ttft_ms"] for c in calls if c["turn_ttft_ms"] is not None), None)
+    return {
+        "turns": len(calls), "tool_calls": len(tools), "tool_errors": sum(t["is_error"] for t in tools),
+        "input_tokens": sum(c["input_tokens"] for c in calls), "output_tokens": sum(c["output_tokens"] for c in calls),
+        "cache_read_tokens": sum(c["cache_read_tokens"] for c in calls),
+        "cache_write_tokens": sum(c["cache_write_tokens"] for c in calls), "first_ttft_ms": first_ttft,
+    }
+
+
+def write_results(path: Path, run_id: str, tables: dict[str, list[dict[str, Any]]]) -> None:
+    """Create results.duckdb at `path` with every table of SCHEMA, `run_id` on every row."""
+    import duckdb
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as con:
+        for table, columns in SCHEMA.items():
+            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+            rows = [{**row, "run_id": run_id} for row in tables.get(table, [])]
+            if rows:
+                frame = pd.DataFrame(rows, columns=list(columns))
+                con.register("frame", frame)
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
+                con.unregister("frame")
+
+
+def read_table(paths: Iterable[Path | str], table: str) -> pd.DataFrame:
+    """One table from one or many results files, as a pandas DataFrame."""
+    import duckdb
+
+    files = [str(p) for p in paths]
+    if not files:
+        raise FileNotFoundError("no results.duckdb files given")
+    with duckdb.connect() as con:
+        frames = []
+        for i, file in enumerate(files):
+            quoted = file.replace("'", "''")
+            con.execute(f"ATTACH '{quoted}' AS r{i} (READ_ONLY)")
+            frames.append(con.execute(f"SELECT * FROM r{i}.{table}").df())
+        return pd.concat(frames, ignore_index=True)

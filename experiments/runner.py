@@ -1,0 +1,92 @@
+"""Run a task suite through the configured parts and record what happened."""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Sequence
+
+from experiments.tasks.base import CheckContext, Task, Verdict
+from harnesses.base import Harness, Outcome
+from sandboxes.base import Sandbox, SandboxError, SandboxProvider, Setup
+from stores.base import Event, SessionStore
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    session_id: str
+    suite: str
+    instance: int
+    task: str
+    outcome: Outcome
+    verdict: Verdict
+    duration_ms: float
+
+
+async def run_task(
+    store: SessionStore, harness: Harness, sandboxes: SandboxProvider, suite: str, instance: int, task: Task
+) -> SessionRecord:
+    """Create the session, wake a harness on it, then check the result in the session's sandbox."""
+    meta = task.meta(suite, instance)
+    session_id = await store.create_session(meta)
+    await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+    started = time.perf_counter()
+    outcome = await harness.wake(session_id)
+    duration_ms = (time.perf_counter() - started) * 1000
+    verdict = await check(task, outcome, sandboxes, Setup.from_meta(meta["setup"]))
+    return SessionRecord(session_id, suite, instance, task.name, outcome, verdict, duration_ms)
+
+
+async def check(task: Task, outcome: Outcome, sandboxes: SandboxProvider, setup: Setup) -> Verdict:
+    """Run the task's check; a session that never needed hands is checked in a fresh workspace."""
+    opened: list[Sandbox] = []
+
+    async def sandbox() -> Sandbox:
+        if not opened:
+            if outcome.sandbox_id is not None:
+                opened.append(await sandboxes.attach(outcome.sandbox_id))
+            else:
+                opened.append(await sandboxes.provision())
+                await opened[0].prepare(setup)
+        return opened[0]
+
+    try:
+        verdict = await task.check(CheckContext(outcome.final_text, sandbox))
+    except SandboxError as exc:
+        verdict = Verdict(False, f"check could not run: {type(exc).__name__}: {exc}")
+    finally:
+        for box in opened:
+            await box.close()
+    if outcome.status != "completed":
+        return Verdict(False, f"session {outcome.status}: {outcome.reason}; {verdict.detail}")
+    return verdict
+
+
+async def run_suite(
+    store: SessionStore,
+    harness: Harness,
+    sandboxes: SandboxProvider,
+    tasks: Sequence[tuple[str, int, Task]],
+    concurrency: int,
+    on_done: Callable[[SessionRecord], Any] = lambda record: None,
+) -> list[SessionRecord]:
+    if concurrency < 1:
+        raise ValueError(f"run.concurrency must be at least 1, got {concurrency}")
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(suite: str, instance: int, task: Task) -> SessionRecord:
+        async with gate:
+            record = await run_task(store, harness, sandboxes, suite, instance, task)
+        on_done(record)
+        return record
+
+    return list(await asyncio.gather(*(one(*entry) for entry in tasks)))
+
+
+def close_on_exit(stack: AsyncExitStack, part: Any) -> Any:
+    """Register `part`'s async `close` (if it has one) with `stack`; return the part."""
+    close: Callable[[], Awaitable[None]] | None = getattr(part, "close", None)
+    if close is not None:
+        stack.push_async_callback(close)
+    return part

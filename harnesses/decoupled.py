@@ -1,0 +1,127 @@
+"""The decoupled harness: a stateless loop over the session log; hands are provisioned lazily."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Any
+
+from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
+from harnesses.hands import Hands
+from harnesses.log import SessionLog
+from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
+from sandboxes.base import SandboxError, SandboxProvider, ToolResult
+from sandboxes.tools import TOOLS
+from stores.base import Conflict, Event, SessionStore
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_POLICIES = ("idempotent", "error", "rerun")
+
+
+class DecoupledHarness:
+    """`wake(session_id)` reads the log and carries on from there; it keeps nothing between wakes."""
+
+    name = "decoupled"
+
+    def __init__(
+        self,
+        store: SessionStore,
+        model: Model,
+        sandboxes: SandboxProvider,
+        context: ContextStrategy,
+        max_turns: int = 50,
+        max_tokens: int = 4096,
+        interrupted: str = "idempotent",
+    ):
+        if interrupted not in INTERRUPTED_POLICIES:
+            raise ValueError(f"interrupted={interrupted!r}; valid: {', '.join(INTERRUPTED_POLICIES)}")
+        if max_turns < 1:
+            raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+        self.store, self.model, self.sandboxes, self.context = store, model, sandboxes, context
+        self.max_turns, self.max_tokens, self.interrupted = max_turns, max_tokens, interrupted
+
+    async def wake(self, session_id: str) -> Outcome:
+        session = await SessionLog.open(self.store, session_id)
+        hands = Hands(self.sandboxes, session)
+        step = next_step(session.events, self.max_turns)
+        if isinstance(step, Ended):
+            return Outcome(session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
+        try:
+            await session.append(Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname()}))
+            return await self._loop(session, hands)
+        except Conflict as exc:
+            return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
+        except (ModelError, SandboxError) as exc:
+            return await self._fail(session, hands, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # a bug in a part must fail the session, not hang it
+            log.exception("harness error in session %s", session_id)
+            return await self._fail(session, hands, f"harness error: {type(exc).__name__}: {exc}")
+
+    async def _loop(self, session: SessionLog, hands: Hands) -> Outcome:
+        while True:
+            step = next_step(session.events, self.max_turns)
+            if isinstance(step, CallModel):
+                await self._call_model(session, step)
+            elif isinstance(step, RunTools):
+                await self._run_tools(session, hands, step)
+            elif isinstance(step, Finish):
+                await session.append(Event(f"session.{step.status}", {"reason": step.reason, "final_text": step.final_text}))
+                return Outcome(session.session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
+            else:
+                return Outcome(session.session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
+
+    async def _call_model(self, session: SessionLog, step: CallModel) -> None:
+        started_wall, started = time.time(), time.perf_counter()
+        messages = await self.context.build(session.events)
+        context_ms = (time.perf_counter() - started) * 1000
+        request = ModelRequest(session.meta.get("system", ""), messages, self._tools(session.meta), self.max_tokens)
+        response = await self.model.respond(request)
+        data: dict[str, Any] = {
+            "content": response.content,
+            "stop_reason": response.stop_reason,
+            "usage": response.usage.to_dict(),
+            "model": response.model,
+            "request_id": response.request_id,
+            "ttft_ms": response.ttft_ms,
+            "latency_ms": response.latency_ms,
+            "context_ms": context_ms,
+        }
+        if step.first_of_turn:  # user message in the log -> first token of the reply
+            data["turn_ttft_ms"] = (started_wall - step.turn_started) * 1000 + context_ms + response.ttft_ms
+        await session.append(Event("model.response", data))
+
+    async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
+        for call in step.calls:
+            tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
+            if tool_use_id in step.logged and not self._may_rerun(name):
+                result = ToolResult("interrupted: this tool call was started before a crash and its outcome is unknown; "
+                                    "check the workspace before retrying", is_error=True)
+            else:
+                if tool_use_id not in step.logged:
+                    await session.append(Event("tool.call", {
+                        "tool_use_id": tool_use_id, "name": name, "input": input, "hand": self.sandboxes.hand,
+                        "idempotency_key": f"{session.session_id}:{tool_use_id}",
+                    }))
+                result = await hands.execute(name, input)
+            await session.append(Event("tool.result", {
+                "tool_use_id": tool_use_id, "name": name, "output": result.output,
+                "is_error": result.is_error, "duration_ms": result.duration_ms,
+            }))
+
+    def _may_rerun(self, name: str) -> bool:
+        if self.interrupted == "idempotent":
+            return name in TOOLS and TOOLS[name].idempotent
+        return self.interrupted == "rerun"
+
+    def _tools(self, meta: dict) -> list[dict[str, Any]]:
+        wanted = meta.get("tools")
+        return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted]
+
+    async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
+        try:
+            await session.append(Event("session.failed", {"reason": reason}))
+        except Conflict:
+            return Outcome(session.session_id, "conflict", reason, sandbox_id=hands.sandbox_id)
+        return Outcome(session.session_id, "failed", reason, sandbox_id=hands.sandbox_id)

@@ -1,0 +1,77 @@
+"""A session's hands: provisioned at the first tool call that needs them, replaced when lost."""
+from __future__ import annotations
+
+import time
+
+from harnesses.log import SessionLog
+from sandboxes.base import Sandbox, SandboxLost, SandboxProvider, Setup, ToolResult
+from stores.base import Event
+
+
+def live_sandbox_id(events: list[Event]) -> str | None:
+    """The sandbox the log says this session holds, unless it was lost since."""
+    current = None
+    for event in events:
+        if event.type == "sandbox.provisioned":
+            current = event.data.get("sandbox_id")
+        elif event.type == "sandbox.lost" and event.data.get("sandbox_id") == current:
+            current = None
+    return current
+
+
+class Hands:
+    def __init__(self, provider: SandboxProvider, log: SessionLog):
+        self.provider, self.log = provider, log
+        self._sandbox: Sandbox | None = None
+
+    @property
+    def sandbox_id(self) -> str | None:
+        return self._sandbox.id if self._sandbox else live_sandbox_id(self.log.events)
+
+    async def execute(self, name: str, input: dict) -> ToolResult:
+        sandbox = await self.get()
+        try:
+            return await sandbox.execute(name, input)
+        except SandboxLost as exc:
+            await self._lost(sandbox.id, exc)
+            return ToolResult(
+                f"the sandbox running this tool was lost ({exc}); the next tool call gets a fresh "
+                "sandbox, in which earlier changes to files are gone",
+                is_error=True,
+            )
+
+    async def get(self) -> Sandbox:
+        if self._sandbox is None:
+            sandbox_id = live_sandbox_id(self.log.events)
+            if sandbox_id is not None:
+                try:
+                    self._sandbox = await self.provider.attach(sandbox_id)
+                except SandboxLost as exc:
+                    await self._lost(sandbox_id, exc)
+            if self._sandbox is None:
+                self._sandbox = await self._provision()
+        return self._sandbox
+
+    async def _provision(self) -> Sandbox:
+        started = time.perf_counter()
+        sandbox = await self.provider.provision()
+        provisioned = time.perf_counter()
+        await sandbox.prepare(Setup.from_meta(self.log.meta.get("setup")))
+        await self.log.append(
+            Event(
+                "sandbox.provisioned",
+                {
+                    "sandbox_id": sandbox.id,
+                    "hand": self.provider.hand,
+                    "provision_ms": (provisioned - started) * 1000,
+                    "setup_ms": (time.perf_counter() - provisioned) * 1000,
+                },
+            )
+        )
+        return sandbox
+
+    async def _lost(self, sandbox_id: str, exc: Exception) -> None:
+        self._sandbox = None
+        await self.log.append(
+            Event("sandbox.lost", {"sandbox_id": sandbox_id, "hand": self.provider.hand, "reason": str(exc)})
+        )

@@ -1,0 +1,54 @@
+"""The session log as Messages-API messages, and the tool uses of a logged model response."""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from stores.base import Event
+
+
+def tool_uses(response: Event) -> list[dict[str, Any]]:
+    return [b for b in response.data.get("content", []) if isinstance(b, dict) and b.get("type") == "tool_use"]
+
+
+def response_text(response: Event | None) -> str:
+    if response is None:
+        return ""
+    return "".join(b.get("text", "") for b in response.data.get("content", []) if b.get("type") == "text")
+
+
+def tool_result_block(event: Event) -> dict[str, Any]:
+    data = event.data
+    return {
+        "type": "tool_result",
+        "tool_use_id": data["tool_use_id"],
+        "content": data.get("output", ""),
+        "is_error": bool(data.get("is_error", False)),
+    }
+
+
+def events_to_messages(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """user.message, model.response and tool.result events as alternating user/assistant messages.
+
+    Other event types (bookkeeping, or unknown types from a newer schema) are not part of the
+    conversation and are skipped.
+    """
+    messages: list[dict[str, Any]] = []
+    for event in events:
+        if event.type == "model.response":
+            messages.append({"role": "assistant", "content": list(event.data.get("content", []))})
+        elif event.type == "user.message":
+            _add_user_block(messages, {"type": "text", "text": event.data.get("text", "")})
+        elif event.type == "tool.result":
+            _add_user_block(messages, tool_result_block(event))
+    return messages
+
+
+def _add_user_block(messages: list[dict[str, Any]], block: dict[str, Any]) -> None:
+    if not messages or messages[-1]["role"] != "user":
+        messages.append({"role": "user", "content": []})
+    content = messages[-1]["content"]
+    if block["type"] == "tool_result":  # the API wants tool results before any text in a user turn
+        index = next((i for i, b in enumerate(content) if b["type"] != "tool_result"), len(content))
+        content.insert(index, block)
+    else:
+        content.append(block)

@@ -1,0 +1,89 @@
+"""Solver policies: deterministic stand-ins for a model that decide only from the messages they get.
+
+A policy sees a `Conversation` (the request's messages, nothing else) and returns an action. If a
+context strategy drops a tool result, the policy no longer sees it and must fetch it again.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence, Union
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    name: str
+    input: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+
+
+Action = Union[Call, Reply, Sequence[Call]]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """A tool call the conversation shows, and its result if the conversation shows that too."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    output: str | None
+    is_error: bool
+
+
+class Conversation:
+    def __init__(self, messages: Sequence[Mapping[str, Any]]):
+        self.messages = messages
+        self.user_texts = [b["text"] for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "text"]
+        results = {
+            b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
+        }
+        self.exchanges = [
+            Exchange(b["id"], b["name"], b.get("input", {}), _text(results.get(b["id"])), bool(results.get(b["id"], {}).get("is_error")))
+            for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
+        ]
+
+    @property
+    def prompt(self) -> str:
+        """The first user message: the task."""
+        return self.user_texts[0] if self.user_texts else ""
+
+    @property
+    def last(self) -> Exchange | None:
+        return self.exchanges[-1] if self.exchanges else None
+
+    def results(self, name: str, **match: Any) -> list[Exchange]:
+        """Exchanges with a visible result for tool `name` whose input contains `match`."""
+        return [
+            e for e in self.exchanges
+            if e.name == name and e.output is not None and all(e.input.get(k) == v for k, v in match.items())
+        ]
+
+    def output(self, name: str, **match: Any) -> str | None:
+        """The latest successful output of `name` with matching input, if the context still shows it."""
+        ok = [e for e in self.results(name, **match) if not e.is_error]
+        return ok[-1].output if ok else None
+
+    def succeeded(self, name: str, **match: Any) -> bool:
+        return self.output(name, **match) is not None
+
+
+Policy = Callable[[Conversation], Action]
+PolicyBook = Callable[[Sequence[Mapping[str, Any]]], Policy | None]
+
+
+def _blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
+    content = message.get("content")
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def _text(block: Mapping[str, Any] | None) -> str | None:
+    if block is None:
+        return None
+    content = block.get("content", "")
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)

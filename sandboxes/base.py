@@ -1,0 +1,100 @@
+"""The hands: a Sandbox executes named tools; a provider provisions sandboxes and re-attaches to them."""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from sandboxes.tools import TOOLS, ToolError, ToolSpec, validate_input
+
+
+class SandboxError(Exception):
+    """Base of every error a sandbox raises (a failing tool is not one: it is a ToolResult)."""
+
+
+class SandboxLost(SandboxError, ConnectionError):
+    """The sandbox is gone (killed, crashed, removed); provision a new one."""
+
+
+class SetupFailed(SandboxError, RuntimeError):
+    """Preparing a task's workspace failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    output: str
+    is_error: bool = False
+    duration_ms: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Setup:
+    """What a task needs in a fresh sandbox before the brain's first tool call runs."""
+
+    files: Mapping[str, str] = field(default_factory=dict)
+    commands: Sequence[str] = ()
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any] | None) -> Setup:
+        meta = meta or {}
+        return cls(dict(meta.get("files") or {}), tuple(meta.get("commands") or ()))
+
+
+class Sandbox(ABC):
+    """One set of hands. Backends implement `_run` and `close`; validation and timing live here."""
+
+    id: str
+    hand: str
+
+    async def execute(self, name: str, input: Any) -> ToolResult:
+        """Run tool `name`. Bad input and failing tools come back as `is_error` results, never raised."""
+        started = time.perf_counter()
+        try:
+            validate_input(name, input)
+            output, is_error = await self._run(name, input)
+        except ToolError as exc:
+            output, is_error = str(exc), True
+        except OSError as exc:
+            output, is_error = f"{name} failed: {exc.strerror or exc}", True
+        return ToolResult(output, is_error, (time.perf_counter() - started) * 1000)
+
+    async def prepare(self, setup: Setup) -> None:
+        """Write the task's files and run its setup commands, through the sandbox's own tools."""
+        for path, content in setup.files.items():
+            await self._must("write_file", {"path": path, "content": content})
+        for command in setup.commands:
+            await self._must("bash", {"command": command})
+
+    async def _must(self, name: str, input: dict) -> None:
+        result = await self.execute(name, input)
+        if result.is_error:
+            raise SetupFailed(f"sandbox {self.id}: setup step {name} {input.get('path') or input.get('command')!r} failed: {result.output}")
+
+    @abstractmethod
+    async def _run(self, name: str, input: dict) -> tuple[str, bool]:
+        """Run a validated tool call; return (output, is_error). Raise SandboxLost if the sandbox is gone."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Destroy the sandbox and everything in it. Idempotent."""
+
+
+@runtime_checkable
+class SandboxProvider(Protocol):
+    """Provisions sandboxes of one kind (`hand`) and cleans up every one of them on `close`."""
+
+    hand: str
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]: ...
+
+    async def provision(self) -> Sandbox: ...
+
+    async def attach(self, sandbox_id: str) -> Sandbox:
+        """Re-attach to a live sandbox by id (another brain's hands); SandboxLost if it is gone."""
+
+    async def close(self) -> None: ...
+
+
+DEFAULT_TOOLS: tuple[ToolSpec, ...] = tuple(TOOLS.values())

@@ -1,0 +1,112 @@
+"""Local hands: one fresh workspace directory per sandbox, commands run as host processes.
+
+Not an isolation boundary (bash can read the host); file tools are confined to the workspace.
+Use sandbox=namespace or sandbox=docker for untrusted work.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+from sandboxes import workspace
+from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost
+from sandboxes.process import run_command
+from sandboxes.tools import ToolSpec
+
+_ID = re.compile(r"^local-[0-9a-f]{16}$")
+_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LocalSandbox(Sandbox):
+    hand = "local"
+
+    def __init__(self, sandbox_id: str, root: Path, *, timeout_s: float, max_timeout_s: float, output_limit: int):
+        self.id, self.root = sandbox_id, root
+        self.timeout_s, self.max_timeout_s, self.output_limit = timeout_s, max_timeout_s, output_limit
+
+    def command_argv(self, command: str) -> list[str]:
+        return ["bash", "-c", command]
+
+    def command_env(self) -> dict[str, str]:
+        """Deliberately minimal: nothing from the host's environment (credentials) leaks in."""
+        return {"PATH": _PATH, "HOME": str(self.root), "LANG": "C.UTF-8", "TERM": "dumb", "PWD": str(self.root)}
+
+    async def _run(self, name: str, input: dict) -> tuple[str, bool]:
+        if not self.root.is_dir():
+            raise SandboxLost(f"sandbox {self.id}: workspace {self.root} is gone")
+        if name == "bash":
+            timeout = min(float(input.get("timeout", self.timeout_s)), self.max_timeout_s)
+            done = await run_command(
+                self.command_argv(input["command"]),
+                cwd=str(self.root),
+                env=self.command_env(),
+                timeout=timeout,
+                output_limit=self.output_limit,
+            )
+            return done.report(timeout)
+        if name == "read_file":
+            return workspace.read_file(self.root, input["path"], self.output_limit, input.get("offset"), input.get("limit")), False
+        if name == "write_file":
+            return workspace.write_file(self.root, input["path"], input["content"]), False
+        if name == "edit_file":
+            return workspace.edit_file(self.root, input["path"], input["old_string"], input["new_string"]), False
+        return workspace.list_files(self.root, input.get("path", "."), input.get("recursive", True)), False
+
+    async def close(self) -> None:
+        await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
+
+
+class LocalSandboxProvider:
+    """Workspaces live under `root` (default: a temporary directory removed on close)."""
+
+    hand = "local"
+
+    def __init__(
+        self,
+        root: str | None = None,
+        timeout_s: float = 30.0,
+        max_timeout_s: float = 600.0,
+        output_limit: int = 30_000,
+    ):
+        self._root = Path(root) if root else None
+        self._owns_root = root is None
+        self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
+        self._provisioned: list[LocalSandbox] = []
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]:
+        return DEFAULT_TOOLS
+
+    async def provision(self) -> LocalSandbox:
+        sandbox = self._sandbox(f"local-{uuid.uuid4().hex[:16]}")
+        sandbox.root.mkdir(parents=True)
+        self._provisioned.append(sandbox)
+        return sandbox
+
+    async def attach(self, sandbox_id: str) -> LocalSandbox:
+        if not _ID.match(sandbox_id):
+            raise SandboxLost(f"{sandbox_id!r} is not a local sandbox id")
+        sandbox = self._sandbox(sandbox_id)
+        if not sandbox.root.is_dir():
+            raise SandboxLost(f"sandbox {sandbox_id} is gone (no workspace at {sandbox.root})")
+        return sandbox
+
+    async def close(self) -> None:
+        for sandbox in self._provisioned:
+            await sandbox.close()
+        self._provisioned.clear()
+        if self._owns_root and self._root is not None:
+            await asyncio.to_thread(shutil.rmtree, self._root, ignore_errors=True)
+            self._root = None
+
+    def _sandbox(self, sandbox_id: str) -> LocalSandbox:
+        if self._root is None:
+            self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
+        root = Path(os.path.realpath(self._root))
+        return LocalSandbox(sandbox_id, root / sandbox_id, **self._options)

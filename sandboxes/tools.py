@@ -1,0 +1,114 @@
+"""The tools every sandbox offers: names, JSON schemas shown to the model, and input validation."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Mapping
+
+
+class ToolError(Exception):
+    """A tool call that failed; its message is what the model sees as the tool result."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    input_schema: Mapping[str, Any]
+    idempotent: bool  # safe to run again after a crash left its outcome unknown
+
+    def to_api(self) -> dict[str, Any]:
+        """The Messages API `tools` entry."""
+        return {"name": self.name, "description": self.description, "input_schema": dict(self.input_schema)}
+
+
+def _schema(required: list[str], **properties: dict) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+_PATH = {"type": "string", "minLength": 1, "description": "Path relative to the workspace root."}
+
+TOOLS: dict[str, ToolSpec] = {
+    spec.name: spec
+    for spec in [
+        ToolSpec(
+            "bash",
+            "Run a bash command in the workspace. Output (stdout and stderr) is capped; "
+            "a non-zero exit status is reported as an error.",
+            _schema(
+                ["command"],
+                command={"type": "string", "minLength": 1},
+                timeout={"type": "number", "exclusiveMinimum": 0, "description": "Seconds (capped by the sandbox)."},
+            ),
+            idempotent=False,
+        ),
+        ToolSpec(
+            "read_file",
+            "Read a UTF-8 text file. `offset` (1-based line) and `limit` (lines) select a range.",
+            _schema(
+                ["path"],
+                path=_PATH,
+                offset={"type": "integer", "minimum": 1},
+                limit={"type": "integer", "minimum": 1},
+            ),
+            idempotent=True,
+        ),
+        ToolSpec(
+            "write_file",
+            "Create or overwrite a file with `content`, creating parent directories.",
+            _schema(["path", "content"], path=_PATH, content={"type": "string"}),
+            idempotent=True,
+        ),
+        ToolSpec(
+            "edit_file",
+            "Replace the exact text `old_string` with `new_string`; `old_string` must occur exactly once.",
+            _schema(
+                ["path", "old_string", "new_string"],
+                path=_PATH,
+                old_string={"type": "string", "minLength": 1},
+                new_string={"type": "string"},
+            ),
+            idempotent=False,
+        ),
+        ToolSpec(
+            "list_files",
+            "List files under a directory (default: the workspace root), one path per line; directories end in '/'.",
+            _schema([], path=_PATH, recursive={"type": "boolean"}),
+            idempotent=True,
+        ),
+    ]
+}
+
+
+def validate_input(name: str, input: Any) -> ToolSpec:
+    """Return the tool's spec, or raise ToolError naming what was wrong and what is valid."""
+    spec = TOOLS.get(name) if isinstance(name, str) else None
+    if spec is None:
+        raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(sorted(TOOLS))}")
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator(name).iter_errors(input))
+    if error is not None:
+        where = "".join(f"[{p!r}]" for p in error.absolute_path)
+        raise ToolError(
+            f"invalid input for {name}{' at ' + where if where else ''}: {error.message}. "
+            f"{name} takes {signature(spec)}"
+        )
+    return spec
+
+
+def signature(spec: ToolSpec) -> str:
+    """A one-line description of a tool's input, e.g. `{path: string, content: string}`."""
+    schema = spec.input_schema
+    parts = [
+        f"{key}{'' if key in schema['required'] else '?'}: {prop['type']}"
+        for key, prop in schema["properties"].items()
+    ]
+    return "{" + ", ".join(parts) + "}"
+
+
+@cache
+def _validator(name: str):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(TOOLS[name].input_schema)

@@ -1,0 +1,148 @@
+"""The session: a durable, append-only event log and the protocol every store implements."""
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+
+SCHEMA_VERSION = 1
+
+# Event types that end a session's current turn; a later `user.message` reopens it.
+TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})
+_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+
+
+class StoreError(Exception):
+    """Base of every error a session store raises."""
+
+
+class Conflict(StoreError, RuntimeError):
+    """The log was not `expected` events long: another writer appended first."""
+
+    def __init__(self, session_id: str, expected: int, actual: int):
+        super().__init__(
+            f"session {session_id}: append expected the log to hold {expected} events, "
+            f"it holds {actual} (another writer appended first)"
+        )
+        self.session_id, self.expected, self.actual = session_id, expected, actual
+
+
+class SessionNotFound(StoreError, KeyError):
+    def __init__(self, session_id: str):
+        super().__init__(f"no session with id {session_id!r}")
+        self.session_id = session_id
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return self.args[0]
+
+
+class InvalidEvent(StoreError, ValueError):
+    """An event that cannot be stored: bad type name or data that is not JSON."""
+
+
+class CorruptEvent(StoreError, ValueError):
+    """A stored event that cannot be read back."""
+
+    def __init__(self, session_id: str, position: int, why: str):
+        super().__init__(f"session {session_id}, position {position}: stored event is corrupt: {why}")
+        self.session_id, self.position = session_id, position
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One entry of a session log. `position` is assigned by the store on append."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+    position: int | None = None
+    ts: float = field(default_factory=time.time)
+    v: int = SCHEMA_VERSION
+
+    def at(self, position: int) -> Event:
+        return Event(self.type, self.data, position, self.ts, self.v)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    id: str
+    meta: dict[str, Any]
+    length: int
+    status: str  # "active" | "completed" | "failed"
+    created: float
+    updated: float
+
+
+def status_after(events: Iterable[Event], current: str = "active") -> str:
+    """The session status once `events` are appended to a session in status `current`."""
+    for event in events:
+        if event.type in TERMINAL_TYPES:
+            current = event.type.removeprefix("session.")
+        elif event.type == "user.message":
+            current = "active"
+    return current
+
+
+def encode_data(session_id: str, event: Event) -> str:
+    """Validate an event for storage and return its data as JSON text."""
+    if not isinstance(event, Event):
+        raise InvalidEvent(f"session {session_id}: expected an Event, got {type(event).__name__}")
+    if not isinstance(event.type, str) or not _TYPE_PATTERN.match(event.type):
+        raise InvalidEvent(
+            f"session {session_id}: event type {event.type!r} is not a dotted lowercase name "
+            "like 'tool.result'"
+        )
+    if not isinstance(event.data, dict):
+        raise InvalidEvent(f"session {session_id}: {event.type} data must be a dict, got {type(event.data).__name__}")
+    try:
+        return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"session {session_id}: {event.type} data is not JSON-serialisable: {exc}") from None
+
+
+def decode_event(session_id: str, position: int, type_: str, data: str, ts: float, v: int) -> Event:
+    """Rebuild a stored event, naming the session and position if the row is damaged."""
+    try:
+        decoded = json.loads(data)
+    except (TypeError, ValueError) as exc:
+        raise CorruptEvent(session_id, position, f"data is not valid JSON ({exc})") from None
+    if not isinstance(decoded, dict) or not isinstance(type_, str):
+        raise CorruptEvent(session_id, position, "data is not a JSON object")
+    return Event(type_, decoded, position, float(ts), int(v))
+
+
+def slice_bounds(length: int, start: int, stop: int | None) -> tuple[int, int]:
+    """Python slice semantics (negative indices count from the end) as a [lo, hi) range."""
+    lo, hi, _ = slice(start, stop).indices(length)
+    return lo, max(lo, hi)
+
+
+def check_expect(session_id: str, expect: int | None, length: int) -> None:
+    if expect is not None and expect != length:
+        raise Conflict(session_id, expect, length)
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """The session log. Every method is a coroutine; every backend passes tests/stores/test_contract.py."""
+
+    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
+        """Create a session whose log starts with `session.created` carrying `meta`."""
+
+    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        """Append atomically after position `expect` (None: wherever the log ends).
+
+        Raises Conflict if the log is not exactly `expect` long. Returns the new length,
+        only after the events are durable.
+        """
+
+    async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        """A positional slice of the log, with Python slice semantics."""
+
+    async def session(self, session_id: str) -> SessionInfo: ...
+
+    async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
+        """Sessions, oldest first, optionally only those in `status`."""
+
+    async def close(self) -> None: ...

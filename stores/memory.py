@@ -1,0 +1,69 @@
+"""In-process store for unit tests and benchmarks: same contract, no durability across processes."""
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Sequence
+
+from stores.base import (
+    Event,
+    SessionInfo,
+    SessionNotFound,
+    check_expect,
+    decode_event,
+    encode_data,
+    slice_bounds,
+    status_after,
+)
+
+
+class MemoryStore:
+    """Keeps events as encoded JSON so callers can never mutate what was stored."""
+
+    def __init__(self) -> None:
+        self._logs: dict[str, list[tuple[str, str, float, int]]] = {}
+        self._info: dict[str, SessionInfo] = {}
+
+    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
+        session_id = session_id or uuid.uuid4().hex
+        if session_id in self._info:
+            raise ValueError(f"session {session_id!r} already exists")
+        created = Event("session.created", dict(meta))
+        encode_data(session_id, created)  # validate meta before creating anything
+        now = time.time()
+        self._logs[session_id] = []
+        self._info[session_id] = SessionInfo(session_id, dict(meta), 0, "active", now, now)
+        await self.append(session_id, [created], expect=0)
+        return session_id
+
+    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        log, info = self._log(session_id), self._info[session_id]
+        check_expect(session_id, expect, len(log))
+        rows = [(e.type, encode_data(session_id, e), e.ts, e.v) for e in events]
+        log.extend(rows)
+        self._info[session_id] = SessionInfo(
+            session_id, info.meta, len(log), status_after(events, info.status), info.created, time.time()
+        )
+        return len(log)
+
+    async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        log = self._log(session_id)
+        lo, hi = slice_bounds(len(log), start, stop)
+        return [decode_event(session_id, p, *log[p]) for p in range(lo, hi)]
+
+    async def session(self, session_id: str) -> SessionInfo:
+        self._log(session_id)
+        return self._info[session_id]
+
+    async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
+        found = [i for i in self._info.values() if status is None or i.status == status]
+        return found[:limit] if limit is not None else found
+
+    async def close(self) -> None:
+        pass
+
+    def _log(self, session_id: str) -> list[tuple[str, str, float, int]]:
+        try:
+            return self._logs[session_id]
+        except KeyError:
+            raise SessionNotFound(session_id) from None
