@@ -55,6 +55,8 @@ class Sandbox(ABC):
             output, is_error = await self._run(name, input)
         except ToolError as exc:
             output, is_error = str(exc), True
+        except SandboxLost:  # a ConnectionError, hence an OSError: it must not become a tool result
+            raise
         except OSError as exc:
             output, is_error = f"{name} failed: {exc.strerror or exc}", True
         return ToolResult(output, is_error, (time.perf_counter() - started) * 1000)

@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -60,37 +61,49 @@ async def run_command(
     argv: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: float, output_limit: int
 ) -> Completed:
     """Run `argv` in a new session; on timeout, and always once it returns, kill its whole group."""
-    proc = await asyncio.create_subprocess_exec(
+    loop = asyncio.get_running_loop()
+    output = CappedOutput(output_limit)
+    transport, collector = await loop.subprocess_exec(
+        lambda: _Collector(output, loop),
         *argv,
         cwd=cwd,
         env=dict(env),
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    output = CappedOutput(output_limit)
-    reader = asyncio.create_task(_pump(proc.stdout, output))
-    timed_out = False
     try:
-        await asyncio.wait_for(proc.wait(), timeout)
-        await asyncio.wait({reader}, timeout=_DRAIN_GRACE_S)
-    except asyncio.TimeoutError:
-        timed_out = True
+        exited, _ = await asyncio.wait({collector.exited}, timeout=timeout)
+        if exited:
+            await asyncio.wait({collector.drained}, timeout=_DRAIN_GRACE_S)
     finally:
-        _kill_group(proc.pid)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reader
-    return Completed(output.text(), None if timed_out else proc.returncode, timed_out)
+        _kill_group(transport.get_pid())
+        await collector.exited
+        transport.close()
+    return Completed(output.text(), None if not exited else transport.get_returncode(), not exited)
 
 
-async def _pump(stream: asyncio.StreamReader, output: CappedOutput) -> None:
-    while chunk := await stream.read(65536):
-        output.feed(chunk)
+class _Collector(asyncio.SubprocessProtocol):
+    """Feeds output to the cap; unlike Process.wait(), learns of the exit while children hold the pipe."""
+
+    def __init__(self, output: CappedOutput, loop: asyncio.AbstractEventLoop):
+        self.output = output
+        self.exited, self.drained = loop.create_future(), loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes) -> None:
+        self.output.feed(data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        _settle(self.drained)
+
+    def process_exited(self) -> None:
+        _settle(self.exited)
+
+
+def _settle(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _kill_group(pgid: int) -> None:

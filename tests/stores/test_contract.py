@@ -1,0 +1,138 @@
+"""The SessionStore contract: every backend in tests/conftest.py:STORES passes all of it."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stores.base import Conflict, Event, InvalidEvent, SessionNotFound, SessionStore
+
+
+def ev(i: int, kind: str = "user.message") -> Event:
+    return Event(kind, {"i": i})
+
+
+async def test_backend_satisfies_protocol(store):
+    assert isinstance(store, SessionStore)
+
+
+async def test_create_session_logs_meta_at_position_zero(store):
+    sid = await store.create_session({"task": "t", "nested": {"a": [1, 2]}})
+    [created] = await store.events(sid)
+    assert (created.position, created.type, created.data) == (0, "session.created", {"task": "t", "nested": {"a": [1, 2]}})
+    info = await store.session(sid)
+    assert (info.id, info.length, info.status, info.meta) == (sid, 1, "active", {"task": "t", "nested": {"a": [1, 2]}})
+
+
+async def test_append_assigns_consecutive_positions_and_returns_length(store):
+    sid = await store.create_session({})
+    assert await store.append(sid, [ev(1), ev(2)], expect=1) == 3
+    assert await store.append(sid, [ev(3)]) == 4
+    events = await store.events(sid)
+    assert [e.position for e in events] == [0, 1, 2, 3]
+    assert [e.data.get("i") for e in events[1:]] == [1, 2, 3]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    batches=st.lists(st.integers(min_value=0, max_value=5), max_size=6),
+    start=st.integers(min_value=-12, max_value=12),
+    stop=st.one_of(st.none(), st.integers(min_value=-12, max_value=12)),
+)
+def test_slices_match_a_python_list(make_store, batches, start, stop):
+    async def body():
+        store = make_store()
+        sid = await store.create_session({})
+        model = ["session.created"]
+        for size in batches:
+            batch = [Event("tool.result", {"n": len(model) + i}) for i in range(size)]
+            await store.append(sid, batch, expect=len(model))
+            model += [f"tool.result:{e.data['n']}" for e in batch]
+        got = await store.events(sid, start, stop)
+        expected_positions = list(range(len(model)))[start:stop]
+        assert [e.position for e in got] == expected_positions
+        assert [e.type if e.position == 0 else f"{e.type}:{e.data['n']}" for e in got] == model[start:stop]
+
+    asyncio.run(body())
+
+
+async def test_stale_expect_raises_conflict_and_appends_nothing(store):
+    sid = await store.create_session({})
+    await store.append(sid, [ev(1)], expect=1)
+    with pytest.raises(Conflict) as caught:
+        await store.append(sid, [ev(2)], expect=1)
+    assert (caught.value.expected, caught.value.actual) == (1, 2)
+    assert "another writer" in str(caught.value)
+    assert (await store.session(sid)).length == 2
+
+
+async def test_racing_writers_exactly_one_wins(store):
+    sid = await store.create_session({})
+    outcomes = await asyncio.gather(
+        *(store.append(sid, [ev(w)], expect=1) for w in range(5)), return_exceptions=True
+    )
+    assert sum(1 for o in outcomes if o == 2) == 1
+    assert sum(1 for o in outcomes if isinstance(o, Conflict)) == 4
+    assert len(await store.events(sid)) == 2
+
+
+async def test_unknown_session_is_named(store):
+    for call in (store.events("nope"), store.append("nope", [ev(1)]), store.session("nope")):
+        with pytest.raises(SessionNotFound, match="nope"):
+            await call
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (Event("NoDots", {}), "dotted lowercase"),
+        (Event("tool.result", {"x": object()}), "not JSON-serialisable"),
+        (Event("tool.result", {"x": float("nan")}), "not JSON-serialisable"),
+        (Event("tool.result", ["not", "a", "dict"]), "must be a dict"),  # type: ignore[arg-type]
+    ],
+)
+async def test_invalid_event_rejected_and_batch_is_atomic(store, bad, message):
+    sid = await store.create_session({})
+    with pytest.raises(InvalidEvent, match=message):
+        await store.append(sid, [ev(1), bad], expect=1)
+    assert (await store.session(sid)).length == 1
+
+
+async def test_unknown_type_from_newer_schema_round_trips(store):
+    sid = await store.create_session({})
+    future = Event("hologram.projected", {"beam": {"deg": 42}}, ts=1234.5, v=99)
+    await store.append(sid, [future], expect=1)
+    [got] = await store.events(sid, -1)
+    assert (got.type, got.data, got.ts, got.v, got.position) == ("hologram.projected", {"beam": {"deg": 42}}, 1234.5, 99, 1)
+
+
+async def test_stored_data_is_isolated_from_caller_mutation(store):
+    sid = await store.create_session({})
+    data = {"items": [1]}
+    await store.append(sid, [Event("tool.result", data)], expect=1)
+    data["items"].append(2)
+    [got] = await store.events(sid, 1)
+    got.data["items"].append(3)
+    assert (await store.events(sid, 1))[0].data == {"items": [1]}
+
+
+async def test_status_follows_terminal_events_and_new_user_messages(store):
+    a = await store.create_session({"n": "a"})
+    b = await store.create_session({"n": "b"})
+    await store.append(a, [Event("session.completed", {"reason": "end_turn"})], expect=1)
+    await store.append(b, [Event("session.failed", {"reason": "x"})], expect=1)
+    assert [s.id for s in await store.sessions(status="completed")] == [a]
+    assert [s.id for s in await store.sessions(status="failed")] == [b]
+    await store.append(a, [ev(1)], expect=2)
+    assert (await store.session(a)).status == "active"
+    assert [s.id for s in await store.sessions()] == [a, b]
+    assert len(await store.sessions(limit=1)) == 1
+
+
+async def test_duplicate_session_id_rejected(store):
+    await store.create_session({}, session_id="fixed")
+    with pytest.raises(ValueError, match="already exists"):
+        await store.create_session({}, session_id="fixed")
+    assert len(await store.events("fixed")) == 1
