@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,9 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import results
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
+from harnesses.base import ContextStrategy, Harness, Model
+from sandboxes.base import SandboxProvider
+from stores.base import SessionStore
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("harness", "model", "sandbox", "store", "context")
@@ -27,11 +31,11 @@ PARTS = ("harness", "model", "sandbox", "store", "context")
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     """Run the configured experiment; return the path of its results.duckdb."""
-    started = dt.datetime.now(dt.timezone.utc)
+    started = utc_now()
     records, logs = asyncio.run(_run(cfg))
     run_id = uuid.uuid4().hex
     run = {
-        "started": started, "finished": dt.datetime.now(dt.timezone.utc),
+        "started": started, "finished": utc_now(),
         "config": json_text(OmegaConf.to_container(cfg, resolve=True)), "choices": json_text(choices),
         "git_sha": git_sha(), "host": socket.gethostname(), "python": platform.python_version(),
         "harnesslab": _version(),
@@ -49,14 +53,29 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     return path
 
 
+@dataclass(frozen=True, slots=True)
+class Parts:
+    store: SessionStore
+    sandboxes: SandboxProvider
+    model: Model
+    context: ContextStrategy
+    harness: Harness
+
+
+def build_parts(cfg: DictConfig, stack: AsyncExitStack) -> Parts:
+    """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order."""
+    store = close_on_exit(stack, instantiate(cfg.store))
+    sandboxes = close_on_exit(stack, instantiate(cfg.sandbox))
+    model = close_on_exit(stack, instantiate(cfg.model))
+    context = instantiate(cfg.context)
+    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context)
+    return Parts(store, sandboxes, model, context, harness)
+
+
 async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
     tasks = instantiate(cfg.tasks)
     async with AsyncExitStack() as stack:
-        store = close_on_exit(stack, instantiate(cfg.store))
-        sandboxes = close_on_exit(stack, instantiate(cfg.sandbox))
-        model = close_on_exit(stack, instantiate(cfg.model))
-        context = instantiate(cfg.context)
-        harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context)
+        parts = build_parts(cfg, stack)
         done = 0
 
         def progress(record: SessionRecord) -> None:
@@ -65,8 +84,8 @@ async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
             mark = "ok" if record.verdict.success else "FAILED"
             print(f"[{done}/{len(tasks)}] {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
 
-        records = await run_suite(store, harness, sandboxes, tasks, cfg.run.concurrency, progress)
-        logs = {r.session_id: await store.events(r.session_id) for r in records}
+        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress)
+        logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
     return records, logs
 
 
@@ -86,6 +105,10 @@ def tables_for(records: list[SessionRecord], logs: dict[str, list], parts: dict[
             "duration_ms": r.duration_ms, "events": len(events),
         })
     return tables
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
 
 
 def json_text(value: Any) -> str:

@@ -11,7 +11,8 @@ from stores.base import Event
 
 SCHEMA = {
     "runs": {
-        "run_id": "VARCHAR", "started": "TIMESTAMPTZ", "finished": "TIMESTAMPTZ", "config": "JSON",
+        # UTC; TIMESTAMP rather than TIMESTAMPTZ, whose conversion to pandas warns under pandas 3.1
+        "run_id": "VARCHAR", "started": "TIMESTAMP", "finished": "TIMESTAMP", "config": "JSON",
         "choices": "JSON", "git_sha": "VARCHAR", "host": "VARCHAR", "python": "VARCHAR", "harnesslab": "VARCHAR",
     },
     "sessions": {

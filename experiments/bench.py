@@ -1,0 +1,139 @@
+"""`make bench`: harness overhead per turn, and durable SQLite appends single vs batched.
+
+Benchmarks compare alternatives side by side in one run and report medians, p95 and ratios;
+they assert nothing (tests do that). Run: `make bench` or `python -m experiments.bench [--quick]`.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from harnesses.contexts.full import FullContext
+from harnesses.decoupled import DecoupledHarness
+from harnesses.models.scripted import ScriptedModel
+from harnesses.policy import Call, Conversation, Reply
+from sandboxes.local import LocalSandboxProvider
+from stores.base import Event
+from stores.memory import MemoryStore
+from stores.sqlite import SqliteStore
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+# -- harness overhead ---------------------------------------------------------------------------
+
+
+class TimedModel:
+    """Records when each model call starts."""
+
+    name = "scripted"
+
+    def __init__(self, inner: ScriptedModel):
+        self.inner, self.starts = inner, []
+
+    async def respond(self, request):
+        self.starts.append(time.perf_counter())
+        return await self.inner.respond(request)
+
+
+class TimedProvider(LocalSandboxProvider):
+    """Local hands that record how long each tool call spends inside the sandbox."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.tool_ms: list[float] = []
+
+    async def provision(self):
+        sandbox = await super().provision()
+        execute = sandbox.execute
+
+        async def timed(name: str, input: Any):
+            started = time.perf_counter()
+            try:
+                return await execute(name, input)
+            finally:
+                self.tool_ms.append((time.perf_counter() - started) * 1000)
+
+        sandbox.execute = timed  # type: ignore[method-assign]
+        return sandbox
+
+
+def reader_policy(turns: int) -> Callable[[Conversation], Any]:
+    def policy(c: Conversation):
+        return Call("read_file", {"path": "data.txt"}) if len(c.exchanges) < turns else Reply("done")
+
+    return policy
+
+
+async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[float]:
+    """Per steady-state turn: wall time between model calls minus time spent in the sandbox (ms)."""
+    overheads: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store = MemoryStore() if store_name == "memory" else SqliteStore(Path(tmp) / "bench.sqlite")
+        policy = reader_policy(turns)
+        for _ in range(sessions):
+            hands = TimedProvider(root=str(Path(tmp) / "hands"))
+            model = TimedModel(ScriptedModel(lambda messages: policy))
+            harness = DecoupledHarness(store, model, hands, FullContext(), max_turns=turns + 1)
+            sid = await store.create_session({"system": "", "setup": {"files": {"data.txt": "x" * 200}}})
+            await store.append(sid, [Event("user.message", {"text": "read it"})], expect=1)
+            await harness.wake(sid)
+            gaps = [(b - a) * 1000 for a, b in zip(model.starts, model.starts[1:])]
+            # turn 1 also provisions the sandbox: steady-state turns only
+            overheads += [gap - tool for gap, tool in zip(gaps[1:], hands.tool_ms[1:])]
+            await hands.close()
+        await store.close()
+    return overheads
+
+
+# -- store appends ------------------------------------------------------------------------------
+
+
+async def sqlite_appends(events: int, batch: int) -> float:
+    """Durable events per second appending `batch` events per call, one session."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = SqliteStore(Path(tmp) / "bench.sqlite")
+        sid = await store.create_session({})
+        length = 1
+        started = time.perf_counter()
+        while length <= events:
+            length = await store.append(
+                sid, [Event("tool.result", {"output": "x" * 100, "n": length + i}) for i in range(batch)], expect=length
+            )
+        elapsed = time.perf_counter() - started
+        await store.close()
+    return (length - 1) / elapsed
+
+
+async def main(quick: bool) -> None:
+    sessions, turns = (3, 20) if quick else (10, 50)
+    print(f"harness overhead per turn (scripted model, local hands, tool time excluded; {sessions} sessions x {turns} turns)")
+    print(f"  {'store':<8} {'p50 ms':>8} {'p95 ms':>8} {'turns':>6}")
+    medians = {}
+    for store_name in ("memory", "sqlite"):
+        overhead = await harness_overhead(store_name, sessions, turns)
+        medians[store_name] = statistics.median(overhead)
+        print(f"  {store_name:<8} {medians[store_name]:>8.3f} {percentile(overhead, 0.95):>8.3f} {len(overhead):>6}")
+    print(f"  sqlite/memory p50 ratio: {medians['sqlite'] / medians['memory']:.1f}x  (target: memory p50 <= 1 ms)")
+
+    total = 2_000 if quick else 10_000
+    print(f"\nsqlite durable appends (WAL, synchronous=FULL; {total} events; 3 repetitions, median)")
+    rates = {}
+    for batch in (1, 100):
+        rates[batch] = statistics.median([await sqlite_appends(total if batch > 1 else total // 5, batch) for _ in range(3)])
+        print(f"  {batch:>4} event(s) per append: {rates[batch]:>10,.0f} events/s")
+    print(f"  batched/single ratio: {rates[100] / rates[1]:.1f}x  (target: batched >= 20,000 events/s)")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke check")
+    asyncio.run(main(parser.parse_args().quick))

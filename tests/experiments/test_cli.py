@@ -1,0 +1,63 @@
+"""`harnesslab run` end to end, as a user runs it: a subprocess in a fresh directory."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from experiments.results import SCHEMA, read_table
+
+HARNESSLAB = str(Path(sys.executable).with_name("harnesslab"))
+
+
+def harnesslab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([HARNESSLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_default_run_succeeds_and_fills_every_table(tmp_path):
+    done = harnesslab("run", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "10/10 sessions succeeded" in done.stdout
+    assert "harness=decoupled model=scripted sandbox=local store=sqlite context=full tasks=smoke" in done.stdout
+    [results] = tmp_path.glob("outputs/*/*/results.duckdb")
+    assert f"results: {results}" in done.stdout
+    assert (results.parent / "sessions.sqlite").exists()
+    tables = {name: read_table([results], name) for name in SCHEMA}
+    assert {name: len(t) > 0 for name, t in tables.items()} == {name: True for name in SCHEMA}
+    sessions = tables["sessions"]
+    assert len(sessions) == 10 and sessions["success"].all()
+    assert sessions["turns"].sum() == len(tables["model_calls"])
+    assert sessions["tool_calls"].sum() == len(tables["tool_calls"])
+    assert sessions["events"].sum() == len(tables["events"])
+    run = tables["runs"].iloc[0]
+    assert json.loads(run["choices"])["store"] == "sqlite"
+    assert json.loads(run["config"])["run"]["concurrency"] == 8
+    assert set(tables["tool_calls"]["hand"]) == {"local"}
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_results_file_per_job(tmp_path):
+    done = harnesslab("run", "-m", "store=memory,sqlite", "tasks.only=[greeting,arithmetic]", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    files = sorted(tmp_path.glob("multirun/*/*/*/results.duckdb"))
+    assert len(files) == 2
+    sessions = read_table(files, "sessions")
+    assert sorted(sessions["store"]) == ["memory", "memory", "sqlite", "sqlite"]
+    assert sessions["success"].all()
+
+
+def test_a_wrong_option_fails_with_the_valid_ones(tmp_path):
+    done = harnesslab("run", "store=postgress", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Could not find 'store/postgress'" in done.stderr and "memory" in done.stderr and "sqlite" in done.stderr
+    assert not list(tmp_path.glob("outputs/**/results.duckdb"))
+
+
+def test_an_unknown_command_is_named(tmp_path):
+    done = harnesslab("runn", cwd=tmp_path)
+    assert done.returncode == 2 and "unknown command 'runn'; valid commands: run" in done.stderr
+    assert harnesslab("--help", cwd=tmp_path).stdout.startswith("usage: harnesslab")

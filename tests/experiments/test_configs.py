@@ -1,0 +1,71 @@
+"""Every option of every config group composes and builds; bad options fail with the valid ones."""
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from experiments.cli import CONFIG_DIR
+from experiments.job import build_parts
+from experiments.runner import run_task
+from harnesses.base import ContextStrategy, Harness, Model
+from sandboxes.base import SandboxProvider
+from stores.base import SessionStore
+from tests.experiments.custom_parts import CountingContext
+
+GROUPS = ["harness", "model", "sandbox", "store", "context", "tasks", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
+
+
+def composed(overrides: list[str], tmp_path):
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    if "path" in cfg.store:  # normally ${hydra:runtime.output_dir}, which only a real run has
+        OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.sqlite"))
+    return cfg
+
+
+def test_every_group_has_options():
+    assert all(options(g) for g in GROUPS), {g: options(g) for g in GROUPS}
+
+
+@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
+async def test_every_option_composes_and_builds(group, option, tmp_path):
+    cfg = composed([f"{group}={option}"], tmp_path)
+    async with AsyncExitStack() as stack:
+        parts = build_parts(cfg, stack)
+        assert isinstance(parts.store, SessionStore)
+        assert isinstance(parts.sandboxes, SandboxProvider)
+        assert isinstance(parts.model, Model)
+        assert isinstance(parts.context, ContextStrategy)
+        assert isinstance(parts.harness, Harness)
+        tasks = instantiate(cfg.tasks)
+        assert tasks, "the task suite is empty"
+        record = await run_task(parts.store, parts.harness, parts.sandboxes, *tasks[0])
+        assert record.verdict.success, record.verdict.detail
+
+
+@pytest.mark.parametrize("group", GROUPS[:-1])
+def test_a_wrong_option_lists_the_valid_ones(group, tmp_path):
+    with pytest.raises(MissingConfigException) as caught:
+        composed([f"{group}=no_such_option"], tmp_path)
+    message = str(caught.value)
+    assert f"Could not find '{group}/no_such_option'" in message
+    assert all(option in message for option in options(group))
+
+
+async def test_a_users_own_class_plugs_in_with_one_override(tmp_path):
+    cfg = composed(["context._target_=tests.experiments.custom_parts.CountingContext"], tmp_path)
+    async with AsyncExitStack() as stack:
+        parts = build_parts(cfg, stack)
+        assert isinstance(parts.context, CountingContext)
+        before = CountingContext.builds
+        record = await run_task(parts.store, parts.harness, parts.sandboxes, *instantiate(cfg.tasks)[0])
+        assert record.verdict.success and CountingContext.builds > before

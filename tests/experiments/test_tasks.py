@@ -1,0 +1,45 @@
+"""Task suites load as configured, and every check can fail: it fails on the untouched workspace."""
+from __future__ import annotations
+
+import pytest
+
+from experiments.tasks import load_suite
+from experiments.tasks.base import CheckContext
+from sandboxes.base import Setup
+from sandboxes.local import LocalSandboxProvider
+
+SMOKE = load_suite("smoke")
+
+
+def test_smoke_has_at_least_eight_distinct_tasks():
+    names = [task.name for _, _, task in SMOKE]
+    assert len(names) >= 8 and len(set(names)) == len(names)
+    assert len({task.prompt for _, _, task in SMOKE}) == len(names)
+
+
+@pytest.mark.parametrize("task", [t for _, _, t in SMOKE], ids=lambda t: t.name)
+async def test_check_fails_before_the_task_is_done(task, tmp_path):
+    provider = LocalSandboxProvider(root=str(tmp_path))
+    sandbox = await provider.provision()
+    await sandbox.prepare(Setup.from_meta(task.meta("smoke")["setup"]))
+
+    async def get():
+        return sandbox
+
+    verdict = await task.check(CheckContext("", get))
+    assert not verdict.success and verdict.detail
+    await provider.close()
+
+
+def test_suite_options_are_validated():
+    with pytest.raises(ValueError, match="unknown task suite 'nope'; valid: smoke"):
+        load_suite("nope")
+    with pytest.raises(ValueError, match="unknown task.* bogus in suite 'smoke'; valid: greeting"):
+        load_suite("smoke", only=["bogus"])
+    with pytest.raises(ValueError, match="repeat must be at least 1"):
+        load_suite("smoke", repeat=0)
+
+
+def test_repeat_and_only_select_instances():
+    chosen = load_suite("smoke", only=["greeting", "fix_bug"], repeat=3)
+    assert sorted((t.name, i) for _, i, t in chosen) == sorted((n, i) for n in ("greeting", "fix_bug") for i in range(3))

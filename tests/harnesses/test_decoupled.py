@@ -1,0 +1,260 @@
+"""The decoupled harness: lazy hands, log discipline, failures, and no state outside the log."""
+from __future__ import annotations
+
+import asyncio
+import pytest
+
+from experiments.runner import check, run_task
+from experiments.tasks import load_suite, policy_book
+from harnesses.base import ModelError
+from harnesses.contexts.full import FullContext
+from harnesses.decoupled import DecoupledHarness
+from harnesses.models.scripted import ScriptedModel
+from harnesses.policy import Call, Reply
+from sandboxes.base import Setup
+from sandboxes.local import LocalSandboxProvider
+from stores.base import Event
+from stores.memory import MemoryStore
+from stores.sqlite import SqliteStore
+
+SMOKE = {suite_task.name: (suite, i, suite_task) for suite, i, suite_task in load_suite("smoke")}
+
+
+def harness(store, provider, model=None, **options) -> DecoupledHarness:
+    return DecoupledHarness(store, model or ScriptedModel(policy_book()), provider, FullContext(), **options)
+
+
+def conversation(events: list[Event]) -> list[tuple]:
+    """What the log says happened, without timings, ids of hands, or wake bookkeeping."""
+    kept = []
+    for e in events:
+        d = e.data
+        if e.type == "model.response":
+            kept.append((e.type, d["content"], d["stop_reason"]))
+        elif e.type == "tool.call":
+            kept.append((e.type, d["tool_use_id"], d["name"], d["input"]))
+        elif e.type == "tool.result":
+            kept.append((e.type, d["tool_use_id"], d["output"], d["is_error"]))
+        elif e.type in ("user.message", "session.completed", "session.failed"):
+            kept.append((e.type, d))
+    return kept
+
+
+async def start_session(store, task) -> str:
+    sid = await store.create_session(task.meta("smoke"))
+    await store.append(sid, [Event("user.message", {"text": task.prompt})], expect=1)
+    return sid
+
+
+@pytest.mark.parametrize("name", sorted(SMOKE))
+async def test_every_smoke_task_succeeds_and_the_log_is_well_formed(name, tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    record = await run_task(store, harness(store, provider), provider, *SMOKE[name])
+    assert record.outcome.status == "completed" and record.verdict.success, record.verdict.detail
+    events = await store.events(record.session_id)
+    types = [e.type for e in events]
+    assert types[:3] == ["session.created", "user.message", "harness.woke"] and types[-1] == "session.completed"
+    calls = [e for e in events if e.type == "tool.call"]
+    results = [e for e in events if e.type == "tool.result"]
+    assert [c.data["tool_use_id"] for c in calls] == [r.data["tool_use_id"] for r in results]
+    assert all(c.position < r.position for c, r in zip(calls, results))
+    assert all(c.data["idempotency_key"] == f"{record.session_id}:{c.data['tool_use_id']}" for c in calls)
+    provisioned = [e for e in events if e.type == "sandbox.provisioned"]
+    assert len(provisioned) == (1 if calls else 0)  # hands only once a tool needs them
+    if calls:
+        assert calls[0].position < provisioned[0].position
+    first, *rest = [e for e in events if e.type == "model.response"]
+    assert first.data["turn_ttft_ms"] >= first.data["ttft_ms"] and all("turn_ttft_ms" not in r.data for r in rest)
+    await provider.close()
+
+
+class Crash(BaseException):
+    """Stands in for the process dying: nothing in the harness may catch it."""
+
+
+class CrashAfterToolResult:
+    """A store that lets the harness die right after its n-th tool.result became durable."""
+
+    def __init__(self, store, n: int):
+        self.store, self.n, self.seen = store, n, 0
+
+    async def append(self, session_id, events, *, expect=None):
+        length = await self.store.append(session_id, events, expect=expect)
+        self.seen += sum(e.type == "tool.result" for e in events)
+        if self.seen >= self.n:
+            raise Crash(f"after tool.result #{self.n}")
+        return length
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+TOOL_TASKS = sorted(name for name, (_, _, task) in SMOKE.items() if name != "arithmetic")
+
+
+@pytest.mark.parametrize("name", TOOL_TASKS)
+async def test_a_new_harness_finishes_a_session_cut_after_any_tool_result(name, tmp_path):
+    suite, instance, task = SMOKE[name]
+    clean_store, clean_hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path / "clean"))
+    clean = await run_task(clean_store, harness(clean_store, clean_hands), clean_hands, suite, instance, task)
+    expected = conversation(await clean_store.events(clean.session_id))
+    await clean_hands.close()
+    cuts = sum(1 for entry in expected if entry[0] == "tool.result")
+    assert cuts >= 1
+
+    for n in range(1, cuts + 1):
+        db, hands_root = tmp_path / f"cut{n}.sqlite", str(tmp_path / f"hands{n}")
+        store, hands = SqliteStore(db), LocalSandboxProvider(root=hands_root)
+        sid = await start_session(store, task)
+        with pytest.raises(Crash):
+            await harness(CrashAfterToolResult(store, n), hands).wake(sid)
+        await store.close()  # everything the first brain held is dropped; only disk remains
+
+        store, hands = SqliteStore(db), LocalSandboxProvider(root=hands_root)
+        outcome = await harness(store, hands).wake(sid)
+        events = await store.events(sid)
+        assert outcome.status == "completed", (n, outcome)
+        assert conversation(events) == expected, f"cut after tool.result #{n}"
+        assert [e.type for e in events].count("harness.woke") == 2
+        assert [e.type for e in events].count("sandbox.provisioned") == 1  # the new brain reattached
+        verdict = await check(task, outcome, hands, Setup.from_meta(task.meta(suite)["setup"]))
+        assert verdict.success, (n, verdict.detail)
+        await store.close()
+        await hands.close()
+
+
+async def test_wake_on_an_ended_session_writes_nothing(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    record = await run_task(store, harness(store, provider), provider, *SMOKE["greeting"])
+    length = (await store.session(record.session_id)).length
+    outcome = await harness(store, provider).wake(record.session_id)
+    assert (outcome.status, outcome.final_text) == ("completed", record.outcome.final_text)
+    assert (await store.session(record.session_id)).length == length
+
+
+async def test_a_second_user_message_reopens_the_session(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    record = await run_task(store, harness(store, provider), provider, *SMOKE["arithmetic"])
+    await store.append(record.session_id, [Event("user.message", {"text": "And again?"})])
+    assert (await store.session(record.session_id)).status == "active"
+    outcome = await harness(store, provider).wake(record.session_id)
+    assert outcome.status == "completed" and outcome.final_text == "391"
+    responses = [e for e in await store.events(record.session_id) if e.type == "model.response"]
+    assert len(responses) == 2 and all("turn_ttft_ms" in r.data for r in responses)
+
+
+async def test_max_turns_fails_the_session(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    looping = ScriptedModel(lambda messages: lambda c: Call("list_files", {}))
+    sid = await start_session(store, SMOKE["greeting"][2])
+    outcome = await harness(store, provider, looping, max_turns=3).wake(sid)
+    assert outcome.status == "failed" and outcome.reason.startswith("max_turns: 3")
+    events = await store.events(sid)
+    assert events[-1].type == "session.failed" and [e.type for e in events].count("model.response") == 3
+    await provider.close()
+
+
+class BrokenModel:
+    name = "broken"
+
+    async def respond(self, request):
+        raise ModelError("overloaded after 3 attempts")
+
+
+async def test_model_error_fails_the_session_with_its_reason(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    sid = await start_session(store, SMOKE["greeting"][2])
+    outcome = await harness(store, provider, BrokenModel()).wake(sid)
+    assert outcome.status == "failed" and "overloaded after 3 attempts" in outcome.reason
+    assert (await store.events(sid, -1))[0].data["reason"] == outcome.reason
+
+
+async def test_two_brains_on_one_session_one_backs_off(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    sid = await start_session(store, SMOKE["fix_bug"][2])
+    outcomes = await asyncio.gather(harness(store, provider).wake(sid), harness(store, provider).wake(sid))
+    assert sorted(o.status for o in outcomes) == ["completed", "conflict"]
+    events = await store.events(sid)
+    ids = [e.data["tool_use_id"] for e in events if e.type == "tool.call"]
+    assert len(ids) == len(set(ids)) and [e.position for e in events] == list(range(len(events)))
+    await provider.close()
+
+
+class LosingProvider(LocalSandboxProvider):
+    """Hands whose first sandbox dies right after it is provisioned."""
+
+    lost = False
+
+    async def provision(self):
+        sandbox = await super().provision()
+        if not self.lost:
+            self.lost = True
+            await sandbox.close()
+        return sandbox
+
+
+async def test_lost_sandbox_is_a_tool_error_and_is_replaced(tmp_path):
+    store, provider = MemoryStore(), LosingProvider(root=str(tmp_path))
+    record = await run_task(store, harness(store, provider), provider, *SMOKE["greeting"])
+    assert record.verdict.success, record.verdict.detail
+    events = await store.events(record.session_id)
+    types = [e.type for e in events]
+    assert types.count("sandbox.provisioned") == 2 and types.count("sandbox.lost") == 1
+    first_result = next(e for e in events if e.type == "tool.result")
+    assert first_result.data["is_error"] and "sandbox running this tool was lost" in first_result.data["output"]
+    await provider.close()
+
+
+@pytest.mark.parametrize(
+    "policy, tool, input, rerun",
+    [
+        ("idempotent", "write_file", {"path": "a.txt", "content": "A"}, True),
+        ("idempotent", "bash", {"command": "echo ran >> log.txt"}, False),
+        ("error", "write_file", {"path": "a.txt", "content": "A"}, False),
+        ("rerun", "bash", {"command": "echo ran >> log.txt"}, True),
+    ],
+)
+async def test_interrupted_tool_call_follows_the_policy(tmp_path, policy, tool, input, rerun):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    use = {"type": "tool_use", "id": "toolu_x", "name": tool, "input": input}
+    sid = await store.create_session({"system": ""})
+    await store.append(sid, [
+        Event("user.message", {"text": "go"}),
+        Event("model.response", {"content": [use], "stop_reason": "tool_use"}),
+        Event("tool.call", {"tool_use_id": "toolu_x", "name": tool, "input": input}),  # then the brain died
+    ])
+    model = ScriptedModel(lambda messages: lambda c: Reply("ok"))
+    outcome = await harness(store, provider, model, interrupted=policy).wake(sid)
+    assert outcome.status == "completed"
+    result = next(e for e in await store.events(sid) if e.type == "tool.result")
+    assert result.data["is_error"] is (not rerun)
+    assert ("interrupted" in result.data["output"]) is (not rerun)
+    await provider.close()
+
+
+async def test_unknown_events_in_the_log_do_not_stop_a_wake(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    sid = await start_session(store, SMOKE["arithmetic"][2])
+    await store.append(sid, [Event("telemetry.sampled", {"cpu": 0.5}, v=7)], expect=2)
+    outcome = await harness(store, provider).wake(sid)
+    assert (outcome.status, outcome.final_text) == ("completed", "391")
+
+
+async def test_one_policy_book_solves_every_seed(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    setups, prompts = set(), set()
+    for seed in (1, 2, 3):
+        for suite, instance, task in load_suite("smoke", only=["find_needle", "count_rows"], seed=seed):
+            setups.add(repr(task.files))
+            prompts.add(task.prompt)
+            record = await run_task(store, harness(store, provider), provider, suite, instance, task)
+            assert record.verdict.success, (seed, task.name, record.verdict.detail)
+    assert len(setups) == 6 and len(prompts) == 2  # the data differs by seed, the prompts do not
+    await provider.close()
+
+
+def test_harness_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="valid: idempotent, error, rerun"):
+        harness(MemoryStore(), LocalSandboxProvider(root=str(tmp_path)), interrupted="maybe")
+    with pytest.raises(ValueError, match="max_turns must be at least 1"):
+        harness(MemoryStore(), LocalSandboxProvider(root=str(tmp_path)), max_turns=0)
