@@ -47,9 +47,11 @@ class DecoupledHarness:
         hands = Hands(self.sandboxes, session)
         step = next_step(session.events, self.max_turns)
         if isinstance(step, Ended):
-            return Outcome(session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
+            return _outcome(session, hands, step)
         try:
-            await session.append(Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname()}))
+            await session.append(
+                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname()})
+            )
             return await self._loop(session, hands)
         except Conflict as exc:
             return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
@@ -66,17 +68,19 @@ class DecoupledHarness:
                 await self._call_model(session, step)
             elif isinstance(step, RunTools):
                 await self._run_tools(session, hands, step)
-            elif isinstance(step, Finish):
-                await session.append(Event(f"session.{step.status}", {"reason": step.reason, "final_text": step.final_text}))
-                return Outcome(session.session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
             else:
-                return Outcome(session.session_id, step.status, step.reason, step.final_text, hands.sandbox_id)
+                if isinstance(step, Finish):
+                    await session.append(
+                        Event(f"session.{step.status}", {"reason": step.reason, "final_text": step.final_text})
+                    )
+                return _outcome(session, hands, step)
 
     async def _call_model(self, session: SessionLog, step: CallModel) -> None:
-        started_wall, started = time.time(), time.perf_counter()
+        started = time.perf_counter()
         messages = await self.context.build(session.events)
         context_ms = (time.perf_counter() - started) * 1000
-        request = ModelRequest(session.meta.get("system", ""), messages, self._tools(session.meta), self.max_tokens)
+        request = ModelRequest(session.meta.get("system", ""), messages, self._offered(session.meta), self.max_tokens)
+        requested = time.time()
         response = await self.model.respond(request)
         data: dict[str, Any] = {
             "content": response.content,
@@ -89,15 +93,21 @@ class DecoupledHarness:
             "context_ms": context_ms,
         }
         if step.first_of_turn:  # user message in the log -> first token of the reply
-            data["turn_ttft_ms"] = (started_wall - step.turn_started) * 1000 + context_ms + response.ttft_ms
+            data["turn_ttft_ms"] = (requested - step.turn_started) * 1000 + response.ttft_ms
         await session.append(Event("model.response", data))
 
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
+        offered = {tool["name"] for tool in self._offered(session.meta)}
         for call in step.calls:
             tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
-            if tool_use_id in step.logged and not self._may_rerun(name):
-                result = ToolResult("interrupted: this tool call was started before a crash and its outcome is unknown; "
-                                    "check the workspace before retrying", is_error=True)
+            if name not in offered:
+                result = ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
+            elif tool_use_id in step.logged and not self._may_rerun(name):
+                result = ToolResult(
+                    "interrupted: this tool call started before a crash and its outcome is unknown; "
+                    "check the workspace before retrying",
+                    is_error=True,
+                )
             else:
                 if tool_use_id not in step.logged:
                     await session.append(Event("tool.call", {
@@ -115,7 +125,8 @@ class DecoupledHarness:
             return name in TOOLS and TOOLS[name].idempotent
         return self.interrupted == "rerun"
 
-    def _tools(self, meta: dict) -> list[dict[str, Any]]:
+    def _offered(self, meta: dict) -> list[dict[str, Any]]:
+        """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list."""
         wanted = meta.get("tools")
         return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted]
 
@@ -125,3 +136,7 @@ class DecoupledHarness:
         except Conflict:
             return Outcome(session.session_id, "conflict", reason, sandbox_id=hands.sandbox_id)
         return Outcome(session.session_id, "failed", reason, sandbox_id=hands.sandbox_id)
+
+
+def _outcome(session: SessionLog, hands: Hands, step: Finish | Ended) -> Outcome:
+    return Outcome(session.session_id, step.status, step.reason, step.final_text, hands.sandbox_id)

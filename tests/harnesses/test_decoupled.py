@@ -258,3 +258,18 @@ def test_harness_rejects_bad_options(tmp_path):
         harness(MemoryStore(), LocalSandboxProvider(root=str(tmp_path)), interrupted="maybe")
     with pytest.raises(ValueError, match="max_turns must be at least 1"):
         harness(MemoryStore(), LocalSandboxProvider(root=str(tmp_path)), max_turns=0)
+
+
+async def test_a_tool_the_session_does_not_offer_is_refused(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    sid = await store.create_session({"system": "", "tools": ["read_file"]})
+    await store.append(sid, [Event("user.message", {"text": "go"})])
+    def policy(c):
+        return Reply("gave up") if c.exchanges else Call("bash", {"command": "touch pwned"})
+
+    outcome = await harness(store, provider, ScriptedModel(lambda messages: policy)).wake(sid)
+    assert outcome.status == "completed"
+    result = next(e for e in await store.events(sid) if e.type == "tool.result")
+    assert result.data["is_error"] and "not offered in this session; offered: read_file" in result.data["output"]
+    assert not [e for e in await store.events(sid) if e.type in ("tool.call", "sandbox.provisioned")]
+    await provider.close()
