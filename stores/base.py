@@ -38,6 +38,12 @@ class SessionNotFound(StoreError, KeyError):
         return self.args[0]
 
 
+class SessionExists(StoreError, ValueError):
+    def __init__(self, session_id: str):
+        super().__init__(f"session {session_id!r} already exists")
+        self.session_id = session_id
+
+
 class InvalidEvent(StoreError, ValueError):
     """An event that cannot be stored: bad type name or data that is not JSON."""
 
@@ -74,12 +80,12 @@ class SessionInfo:
     updated: float
 
 
-def status_after(events: Iterable[Event], current: str = "active") -> str:
-    """The session status once `events` are appended to a session in status `current`."""
-    for event in events:
-        if event.type in TERMINAL_TYPES:
-            current = event.type.removeprefix("session.")
-        elif event.type == "user.message":
+def status_after(types: Iterable[str], current: str = "active") -> str:
+    """The session status once events of these `types` are appended to a session in status `current`."""
+    for kind in types:
+        if kind in TERMINAL_TYPES:
+            current = kind.removeprefix("session.")
+        elif kind == "user.message":
             current = "active"
     return current
 
@@ -99,6 +105,11 @@ def encode_data(session_id: str, event: Event) -> str:
         return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"session {session_id}: {event.type} data is not JSON-serialisable: {exc}") from None
+
+
+def encode_row(session_id: str, event: Event) -> tuple[str, str, float, int]:
+    """(type, data as JSON, ts, v): an event as every SQL backend stores it."""
+    return event.type, encode_data(session_id, event), event.ts, event.v
 
 
 def decode_event(session_id: str, position: int, type_: str, data: str, ts: float, v: int) -> Event:

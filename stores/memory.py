@@ -8,10 +8,12 @@ from typing import Any, Sequence
 from stores.base import (
     Event,
     SessionInfo,
+    SessionExists,
     SessionNotFound,
     check_expect,
     decode_event,
     encode_data,
+    encode_row,
     slice_bounds,
     status_after,
 )
@@ -27,7 +29,7 @@ class MemoryStore:
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         session_id = session_id or uuid.uuid4().hex
         if session_id in self._info:
-            raise ValueError(f"session {session_id!r} already exists")
+            raise SessionExists(session_id)
         created = Event("session.created", dict(meta))
         encode_data(session_id, created)  # validate meta before creating anything
         now = time.time()
@@ -39,10 +41,10 @@ class MemoryStore:
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
         log, info = self._log(session_id), self._info[session_id]
         check_expect(session_id, expect, len(log))
-        rows = [(e.type, encode_data(session_id, e), e.ts, e.v) for e in events]
+        rows = [encode_row(session_id, e) for e in events]
         log.extend(rows)
         self._info[session_id] = SessionInfo(
-            session_id, info.meta, len(log), status_after(events, info.status), info.created, time.time()
+            session_id, info.meta, len(log), status_after((e.type for e in events), info.status), info.created, time.time()
         )
         return len(log)
 

@@ -8,10 +8,12 @@ from typing import Callable
 import pytest
 
 from sandboxes.local import LocalSandboxProvider
+from stores.duckdb import DuckdbStore
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
 
 STORES: dict[str, Callable[[Path], object]] = {
+    "duckdb": lambda tmp: DuckdbStore(tmp / f"{uuid.uuid4().hex}.duckdb"),
     "memory": lambda tmp: MemoryStore(),
     "sqlite": lambda tmp: SqliteStore(tmp / f"{uuid.uuid4().hex}.sqlite"),
 }
