@@ -1,47 +1,82 @@
-"""Backends every contract suite runs against. A new backend adds one line here."""
+"""Backends every contract suite runs against. A new backend adds one line here.
+
+Engines: a test that needs PostgreSQL (or later Docker) skips when it is missing, unless
+REQUIRE_POSTGRES=1 (REQUIRE_DOCKER=1) is set, as in CI: then it fails.
+"""
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
 from sandboxes.local import LocalSandboxProvider
 from stores.duckdb import DuckdbStore
 from stores.memory import MemoryStore
+from stores.postgres import PostgresStore
+from stores.postgres_server import LocalPostgres, PostgresUnavailable
 from stores.sqlite import SqliteStore
 
-STORES: dict[str, Callable[[Path], object]] = {
-    "duckdb": lambda tmp: DuckdbStore(tmp / f"{uuid.uuid4().hex}.duckdb"),
-    "memory": lambda tmp: MemoryStore(),
-    "sqlite": lambda tmp: SqliteStore(tmp / f"{uuid.uuid4().hex}.sqlite"),
+
+def require(engine: str, why: str) -> None:
+    """Skip, or fail where the environment says this engine must be there."""
+    variable = f"REQUIRE_{engine.upper()}"
+    if os.environ.get(variable) == "1":
+        pytest.fail(f"{engine} is required ({variable}=1) but unavailable: {why}")
+    pytest.skip(f"{engine} unavailable: {why}")
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """HARNESSLAB_POSTGRES_DSN if set, else a throwaway local cluster for this test session."""
+    if dsn := os.environ.get("HARNESSLAB_POSTGRES_DSN"):
+        yield dsn
+        return
+    server = LocalPostgres()
+    try:
+        dsn = server.start()
+    except PostgresUnavailable as exc:
+        server.remove()
+        require("postgres", str(exc))
+    yield dsn
+    server.remove()
+
+
+def _postgres(tmp: Path, request: Any) -> PostgresStore:
+    return PostgresStore(request.getfixturevalue("postgres_dsn"), schema=f"t_{uuid.uuid4().hex[:12]}")
+
+
+STORES: dict[str, Callable[[Path, Any], Any]] = {
+    "memory": lambda tmp, request: MemoryStore(),
+    "sqlite": lambda tmp, request: SqliteStore(tmp / f"{uuid.uuid4().hex}.sqlite"),
+    "duckdb": lambda tmp, request: DuckdbStore(tmp / f"{uuid.uuid4().hex}.duckdb"),
+    "postgres": _postgres,
 }
+ENGINE_MARKS = {"postgres": pytest.mark.postgres}
+
+
+def store_params(names=STORES):
+    return [pytest.param(name, marks=ENGINE_MARKS.get(name, ())) for name in sorted(names)]
+
+
+@pytest.fixture(params=store_params())
+def store_factory(request, tmp_path):
+    """Makes fresh, empty stores of one backend; the caller closes them."""
+    return lambda: STORES[request.param](tmp_path, request)
+
+
+@pytest.fixture
+async def store(store_factory):
+    made = store_factory()
+    yield made
+    await made.close()
+
 
 PROVIDERS: dict[str, Callable[[Path], object]] = {
     "local": lambda tmp: LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000),
 }
-
-
-@pytest.fixture(params=sorted(STORES))
-def make_store(request, tmp_path):
-    """A factory of fresh stores of one backend; every store it made is closed afterwards."""
-    made = []
-
-    def make():
-        made.append(STORES[request.param](tmp_path))
-        return made[-1]
-
-    yield make
-    import asyncio
-
-    for store in made:
-        asyncio.run(store.close())
-
-
-@pytest.fixture
-async def store(make_store):
-    return make_store()
 
 
 @pytest.fixture(params=sorted(PROVIDERS))

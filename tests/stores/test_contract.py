@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stores.base import Conflict, Event, InvalidEvent, SessionNotFound, SessionStore
+from stores.base import Conflict, Event, InvalidEvent, SessionExists, SessionNotFound, SessionStore
 
 
 def ev(i: int, kind: str = "user.message") -> Event:
@@ -41,21 +41,28 @@ async def test_append_assigns_consecutive_positions_and_returns_length(store):
     start=st.integers(min_value=-12, max_value=12),
     stop=st.one_of(st.none(), st.integers(min_value=-12, max_value=12)),
 )
-def test_slices_match_a_python_list(make_store, batches, start, stop):
+def test_slices_match_a_python_list(store_factory, batches, start, stop):
     async def body():
-        store = make_store()
-        sid = await store.create_session({})
-        model = ["session.created"]
-        for size in batches:
-            batch = [Event("tool.result", {"n": len(model) + i}) for i in range(size)]
-            await store.append(sid, batch, expect=len(model))
-            model += [f"tool.result:{e.data['n']}" for e in batch]
-        got = await store.events(sid, start, stop)
-        expected_positions = list(range(len(model)))[start:stop]
-        assert [e.position for e in got] == expected_positions
-        assert [e.type if e.position == 0 else f"{e.type}:{e.data['n']}" for e in got] == model[start:stop]
+        store = store_factory()
+        try:
+            await check_slices(store, batches, start, stop)
+        finally:
+            await store.close()
 
     asyncio.run(body())
+
+
+async def check_slices(store, batches, start, stop):
+    sid = await store.create_session({})
+    model = ["session.created"]
+    for size in batches:
+        batch = [Event("tool.result", {"n": len(model) + i}) for i in range(size)]
+        await store.append(sid, batch, expect=len(model))
+        model += [f"tool.result:{e.data['n']}" for e in batch]
+    got = await store.events(sid, start, stop)
+    expected_positions = list(range(len(model)))[start:stop]
+    assert [e.position for e in got] == expected_positions
+    assert [e.type if e.position == 0 else f"{e.type}:{e.data['n']}" for e in got] == model[start:stop]
 
 
 async def test_stale_expect_raises_conflict_and_appends_nothing(store):
@@ -133,6 +140,6 @@ async def test_status_follows_terminal_events_and_new_user_messages(store):
 
 async def test_duplicate_session_id_rejected(store):
     await store.create_session({}, session_id="fixed")
-    with pytest.raises(ValueError, match="already exists"):
+    with pytest.raises(SessionExists, match="already exists"):
         await store.create_session({}, session_id="fixed")
     assert len(await store.events("fixed")) == 1

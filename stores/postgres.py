@@ -1,0 +1,261 @@
+"""PostgreSQL store: psycopg 3 (async) with a connection pool, group commit, LISTEN/NOTIFY.
+
+`expect` is enforced under a row lock on the session (SELECT ... FOR UPDATE) and the primary key
+(session_id, position) forbids duplicates, so writers in several processes can share one database.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Sequence
+
+from stores.base import (
+    Event,
+    SessionExists,
+    SessionInfo,
+    SessionNotFound,
+    StoreError,
+    decode_event,
+    encode_data,
+    encode_row,
+    slice_bounds,
+)
+from stores.batch import Write, plan_batch
+from stores.group_commit import GroupCommit
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class StoreUnavailable(StoreError, ConnectionError):
+    """The database cannot be reached; the write may or may not have happened."""
+
+
+class PostgresStore:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        schema: str = "harnesslab",
+        pool_size: int = 10,
+        group_commit: bool = True,
+        max_batch: int = 1024,
+    ):
+        self.dsn = dsn or os.environ.get("HARNESSLAB_POSTGRES_DSN")
+        if not self.dsn:
+            raise StoreError(
+                "store=postgres needs a DSN: set HARNESSLAB_POSTGRES_DSN or store.dsn=postgresql://... "
+                "(`harnesslab postgres start` runs a throwaway local server and prints its DSN)"
+            )
+        if not _IDENTIFIER.match(schema):
+            raise StoreError(f"schema {schema!r} must be a lowercase SQL identifier like 'harnesslab'")
+        self.schema, self.pool_size = schema, pool_size
+        self.channel = f"{schema}_events"
+        self._pool: Any = None
+        self._pool_lock = asyncio.Lock()
+        self._group = GroupCommit(self._commit, max_batch) if group_commit else None
+        self._listening: asyncio.Task | None = None
+        self._waiters: dict[str, list[tuple[int, asyncio.Future]]] = {}
+
+    # -- the SessionStore protocol ----------------------------------------------------------------
+
+    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
+        session_id = session_id or uuid.uuid4().hex
+        created = Event("session.created", dict(meta))
+        await self._write(Write(session_id, [encode_row(session_id, created)], 0, encode_data(session_id, created)))
+        return session_id
+
+    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
+
+    async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        async with self._connection() as conn:
+            length = (await self._session_row(conn, session_id))[2]
+            lo, hi = slice_bounds(length, start, stop)
+            cur = await conn.execute(
+                f"SELECT position, type, data, ts, v FROM {self.schema}.events "
+                "WHERE session_id = %s AND position >= %s AND position < %s ORDER BY position",
+                (session_id, lo, hi),
+            )
+            return [decode_event(session_id, *row) for row in await cur.fetchall()]
+
+    async def session(self, session_id: str) -> SessionInfo:
+        async with self._connection() as conn:
+            return _info(await self._session_row(conn, session_id))
+
+    async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                f"SELECT id, meta, length, status, created, updated FROM {self.schema}.sessions "
+                "WHERE %(status)s::text IS NULL OR status = %(status)s ORDER BY created, id LIMIT %(limit)s",
+                {"status": status, "limit": limit},
+            )
+            return [_info(row) for row in await cur.fetchall()]
+
+    async def close(self) -> None:
+        if self._listening is not None:
+            self._listening.cancel()
+            await asyncio.gather(self._listening, return_exceptions=True)
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    # -- new events: LISTEN/NOTIFY ----------------------------------------------------------------
+
+    async def wait_for_events(self, session_id: str, after: int, timeout: float | None = None) -> int:
+        """Wait until the log of `session_id` holds more than `after` events; return its length.
+
+        On timeout, returns the length as it is then. Another process's appends wake it too.
+        """
+        await self._listen()
+        future = asyncio.get_running_loop().create_future()
+        waiter = (after, future)
+        self._waiters.setdefault(session_id, []).append(waiter)
+        try:
+            length = (await self.session(session_id)).length  # after subscribing: no wake-up is lost
+            if length > after:
+                return length
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                return (await self.session(session_id)).length
+        finally:
+            self._waiters[session_id].remove(waiter)
+            if not self._waiters[session_id]:
+                del self._waiters[session_id]
+
+    async def _listen(self) -> None:
+        if self._listening is None or self._listening.done():
+            import psycopg
+
+            conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True)
+            await conn.execute(f"LISTEN {self.channel}")
+            self._listening = asyncio.get_running_loop().create_task(self._dispatch(conn))
+
+    async def _dispatch(self, conn: Any) -> None:
+        try:
+            async for note in conn.notifies():
+                session_id, _, length = note.payload.rpartition(":")
+                for after, future in self._waiters.get(session_id, []):
+                    if int(length) > after and not future.done():
+                        future.set_result(int(length))
+        finally:
+            await conn.close()
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def _write(self, write: Write) -> int:
+        if self._group is not None:
+            return await self._group.submit(write)
+        [outcome] = await self._commit([write])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    async def _commit(self, writes: Sequence[Write]) -> list[Any]:
+        import psycopg
+
+        try:
+            return await self._commit_batch(writes)
+        except psycopg.errors.UniqueViolation:
+            if len(writes) == 1:  # a session created concurrently by another process under the same id
+                return [SessionExists(writes[0].session_id)]
+            return [outcome for write in writes for outcome in await self._commit([write])]
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"PostgreSQL at {_redacted(self.dsn)} is unavailable: {exc}") from None
+
+    async def _commit_batch(self, writes: Sequence[Write]) -> list[Any]:
+        s = self.schema
+        async with self._connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                f"SELECT id, length, status FROM {s}.sessions WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                (sorted({w.session_id for w in writes}),),
+            )
+            plan = plan_batch(writes, {sid: (length, status) for sid, length, status in await cur.fetchall()})
+            if plan.rows:
+                await conn.execute(
+                    f"INSERT INTO {s}.events SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], "
+                    "%s::text[], %s::float8[], %s::int[])",
+                    [list(column) for column in zip(*plan.rows)],
+                )
+            now, states = time.time(), plan.sessions.items()
+            new = [(sid, st.meta, st.length, st.status, now, now) for sid, st in states if st.meta is not None]
+            if new:
+                await conn.cursor().executemany(f"INSERT INTO {s}.sessions VALUES (%s, %s, %s, %s, %s, %s)", new)
+            changed = [(sid, st.length, st.status) for sid, st in states if st.meta is None]
+            if changed:
+                await conn.execute(
+                    f"UPDATE {s}.sessions AS s SET length = u.length, status = u.status, updated = %s "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS u(id, length, status) WHERE s.id = u.id",
+                    [now, *[list(column) for column in zip(*changed)]],
+                )
+            if plan.sessions:
+                await conn.execute(
+                    "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p",
+                    (self.channel, [f"{sid}:{st.length}" for sid, st in states]),
+                )
+        return plan.outcomes
+
+    # -- connections ------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await self._open_pool()
+        async with self._pool.connection() as conn:
+            yield conn
+
+    async def _open_pool(self) -> Any:
+        import psycopg
+        from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+        pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False, kwargs={"autocommit": True})
+        try:
+            await pool.open(wait=True, timeout=30)
+            async with pool.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                for statement in _schema(self.schema):
+                    await conn.execute(statement)
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            await pool.close()
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {_redacted(self.dsn)}: {exc}") from None
+        except BaseException:
+            await pool.close()
+            raise
+        return pool
+
+    async def _session_row(self, conn: Any, session_id: str) -> tuple:
+        cur = await conn.execute(
+            f"SELECT id, meta, length, status, created, updated FROM {self.schema}.sessions WHERE id = %s", (session_id,)
+        )
+        row = await cur.fetchone()
+        if row is None:
+            raise SessionNotFound(session_id)
+        return row
+
+
+def _schema(s: str) -> list[str]:
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {s}",
+        f"""CREATE TABLE IF NOT EXISTS {s}.sessions (
+            id text PRIMARY KEY, meta text NOT NULL, length bigint NOT NULL, status text NOT NULL,
+            created double precision NOT NULL, updated double precision NOT NULL)""",
+        f"""CREATE TABLE IF NOT EXISTS {s}.events (
+            session_id text NOT NULL, position bigint NOT NULL, type text NOT NULL, data text NOT NULL,
+            ts double precision NOT NULL, v integer NOT NULL, PRIMARY KEY (session_id, position))""",
+        f"CREATE INDEX IF NOT EXISTS sessions_status ON {s}.sessions (status, created)",
+    ]
+
+
+def _info(row: tuple) -> SessionInfo:
+    session_id, meta, length, status, created, updated = row
+    return SessionInfo(session_id, json.loads(meta), length, status, created, updated)
+
+
+def _redacted(dsn: str | None) -> str:
+    """The DSN without its password."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn or "")
