@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install services run test bench clean
 
 install: $(STAMP)
 
@@ -15,13 +15,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+services:  ## the engines tests need: Debian's postgresql server, installed (as root) when missing
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	else echo "note: no PostgreSQL server and not root: PostgreSQL tests skip (unless REQUIRE_POSTGRES=1)"; fi
+
 run: $(STAMP)  ## the default experiment; extra Hydra overrides: make run ARGS="store=memory"
 	$(BIN)/harnesslab run $(ARGS)
 
-test: $(STAMP)  ## every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
+test: $(STAMP) services  ## every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## benchmarks: side-by-side medians, p95 and ratios
+bench: $(STAMP) services  ## benchmarks: side-by-side medians, p95 and ratios
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m experiments.bench $(ARGS)
 
 clean:

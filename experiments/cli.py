@@ -1,34 +1,86 @@
-"""`harnesslab` command line: `harnesslab run [-m] [hydra overrides]`."""
+"""The `harnesslab` command line.
+
+  harnesslab run [-m] [OVERRIDE ...]          run an experiment (Hydra overrides; -m sweeps)
+  harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
+  harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
+"""
 from __future__ import annotations
 
+import argparse
+import asyncio
 import sys
+import uuid
 from pathlib import Path
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 
-USAGE = """usage: harnesslab COMMAND [ARGS]
-
-commands:
-  run [-m] [OVERRIDE ...]   run an experiment (Hydra overrides, e.g. store=memory; -m sweeps)
-                            `harnesslab run --help` lists the config groups and their options
-
-examples:
+EXAMPLES = """examples:
   harnesslab run
   harnesslab run store=memory tasks.only=[greeting,fix_bug] run.concurrency=2
   harnesslab run -m store=memory,sqlite
+  harnesslab run --help                       # config groups and their options
+  harnesslab sessions ls
+  harnesslab sessions show 3f2a               # a unique prefix of a session id is enough
 """
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
-        return 0
-    command, rest = argv[0], argv[1:]
-    if command == "run":
-        return run(rest)
-    print(f"harnesslab: unknown command {command!r}; valid commands: run\n\n{USAGE}", file=sys.stderr)
-    return 2
+    if argv and argv[0] == "run":
+        return run(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except Exception as exc:  # a clear line, not a traceback, for what the user can fix
+        from stores.base import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        print(f"harnesslab: {exc}", file=sys.stderr)
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    from experiments.sources import SOURCES_HELP
+
+    top = argparse.ArgumentParser(
+        prog="harnesslab", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    commands.add_parser("run", help="run an experiment: harnesslab run [-m] [OVERRIDE ...]", add_help=False)
+
+    sessions = commands.add_parser("sessions", help="list, read or archive session logs").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    ls = sessions.add_parser("ls", help="list sessions")
+    ls.add_argument("source", nargs="?", help=SOURCES_HELP)
+    ls.add_argument("--status", choices=["active", "completed", "failed"])
+    ls.add_argument("--limit", type=int)
+    ls.set_defaults(handler=lambda a: _sessions(a, _ls))
+    show = sessions.add_parser("show", help="print a readable transcript of one session")
+    show.add_argument("session", help="a session id, or a unique prefix of one")
+    show.add_argument("source", nargs="?", help=SOURCES_HELP)
+    show.add_argument("--width", type=int, default=100, help="characters per event line")
+    show.set_defaults(handler=lambda a: _sessions(a, _show))
+    export = sessions.add_parser("export", help="copy sessions into a results.duckdb `events` table")
+    export.add_argument("source", help=SOURCES_HELP)
+    export.add_argument("--to", required=True, type=Path, help="the results.duckdb to write (created if missing)")
+    export.set_defaults(handler=lambda a: _sessions(a, _export))
+    for action in (ls, show, export):
+        action.add_argument("--schema", default="harnesslab", help="PostgreSQL schema of the store")
+
+    postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
+        metavar="ACTION", required=True
+    )
+    start = postgres.add_parser("start", help="create (once) and start a cluster; prints its DSN")
+    stop = postgres.add_parser("stop", help="stop the cluster")
+    for action in (start, stop):
+        action.add_argument("--dir", type=Path, default=Path(".harnesslab/postgres"), help="its data folder")
+    start.add_argument("--port", type=int, default=55432)
+    start.set_defaults(handler=_postgres_start)
+    stop.set_defaults(handler=_postgres_stop)
+    return top
 
 
 def run(args: list[str]) -> int:
@@ -45,6 +97,62 @@ def run(args: list[str]) -> int:
 
     sys.argv = ["harnesslab run", *args]
     job()
+    return 0
+
+
+def _sessions(args: argparse.Namespace, action) -> int:
+    from experiments.sources import open_source
+
+    async def go() -> int:
+        store = open_source(args.source, args.schema)
+        try:
+            return await action(store, args)
+        finally:
+            await store.close()
+
+    return asyncio.run(go())
+
+
+async def _ls(store, args) -> int:
+    from experiments.transcript import session_table
+
+    print(session_table(await store.sessions(status=args.status, limit=args.limit)))
+    return 0
+
+
+async def _show(store, args) -> int:
+    from experiments.transcript import transcript
+
+    matches = [info for info in await store.sessions() if info.id.startswith(args.session)]
+    if len(matches) != 1:
+        found = "no session" if not matches else f"{len(matches)} sessions ({', '.join(m.id for m in matches[:5])})"
+        print(f"harnesslab: {found} matching {args.session!r}; `harnesslab sessions ls` lists them", file=sys.stderr)
+        return 1
+    print(transcript(matches[0], await store.events(matches[0].id), args.width))
+    return 0
+
+
+async def _export(store, args) -> int:
+    from stores.archive import export_sessions
+
+    count = await export_sessions(store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
+    print(f"exported {count} session(s) to {args.to}")
+    return 0
+
+
+def _postgres_start(args: argparse.Namespace) -> int:
+    from stores.postgres_server import LocalPostgres
+
+    dsn = LocalPostgres(args.dir.resolve(), args.port).start()
+    print(f"PostgreSQL is up ({args.dir}). To use it:\n  export HARNESSLAB_POSTGRES_DSN={dsn}\n  harnesslab run store=postgres")
+    return 0
+
+
+def _postgres_stop(args: argparse.Namespace) -> int:
+    from stores.postgres_server import LocalPostgres
+
+    LocalPostgres(args.dir.resolve()).stop()
+    print(f"PostgreSQL in {args.dir} stopped")
     return 0
 
 

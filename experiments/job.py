@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments import results
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
+from stores import archive
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
@@ -97,7 +98,7 @@ def tables_for(records: list[SessionRecord], logs: dict[str, list], parts: dict[
         tools = results.tool_call_rows(r.session_id, events)
         tables["model_calls"] += calls
         tables["tool_calls"] += tools
-        tables["events"] += results.event_rows(r.session_id, events)
+        tables["events"] += archive.event_rows(r.session_id, events)
         tables["sessions"].append({
             "session_id": r.session_id, "suite": r.suite, "task": r.task, "instance": r.instance, **parts,
             "status": r.outcome.status, "reason": r.outcome.reason, "success": r.verdict.success,

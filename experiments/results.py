@@ -1,12 +1,12 @@
 """results.duckdb: one file per run, every metric derived from the session logs it archives."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
+from stores.archive import EVENTS_TABLE, write_table
 from stores.base import Event
 
 SCHEMA = {
@@ -33,10 +33,7 @@ SCHEMA = {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
         "name": "VARCHAR", "hand": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
     },
-    "events": {
-        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "type": "VARCHAR",
-        "data": "JSON", "ts": "DOUBLE", "v": "INTEGER",
-    },
+    "events": EVENTS_TABLE,
 }
 
 
@@ -72,14 +69,6 @@ def tool_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, A
     return rows
 
 
-def event_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
-    return [
-        {"session_id": session_id, "position": e.position, "type": e.type,
-         "data": json.dumps(e.data, ensure_ascii=False), "ts": e.ts, "v": e.v}
-        for e in events
-    ]
-
-
 def session_totals(calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[str, Any]:
     first_ttft = next((c["turn_ttft_ms"] for c in calls if c["turn_ttft_ms"] is not None), None)
     return {
@@ -92,18 +81,8 @@ def session_totals(calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> 
 
 def write_results(path: Path, run_id: str, tables: dict[str, list[dict[str, Any]]]) -> None:
     """Create results.duckdb at `path` with every table of SCHEMA, `run_id` on every row."""
-    import duckdb
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with duckdb.connect(str(path)) as con:
-        for table, columns in SCHEMA.items():
-            con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
-            rows = [{**row, "run_id": run_id} for row in tables.get(table, [])]
-            if rows:
-                frame = pd.DataFrame(rows, columns=list(columns))
-                con.register("frame", frame)
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM frame")
-                con.unregister("frame")
+    for table, columns in SCHEMA.items():
+        write_table(path, table, columns, [{**row, "run_id": run_id} for row in tables.get(table, [])])
 
 
 def read_table(paths: Iterable[Path | str], table: str) -> pd.DataFrame:

@@ -10,6 +10,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -91,5 +92,11 @@ class LocalPostgres:
             entry = pwd.getpwnam("postgres")
         except KeyError:
             raise PostgresUnavailable("running as root, but there is no `postgres` user to run the server as") from None
+        closed = [p for p in path.resolve().parents if not os.stat(p).st_mode & stat.S_IXOTH]
+        if closed:
+            raise PostgresUnavailable(
+                f"the server runs as the postgres user, who cannot reach {path}: {closed[0]} is not searchable "
+                "by others; choose a folder under /tmp or another world-searchable place"
+            )
         os.chown(path, entry.pw_uid, entry.pw_gid)
         os.chmod(path, 0o700)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ from experiments.results import SCHEMA, read_table
 HARNESSLAB = str(Path(sys.executable).with_name("harnesslab"))
 
 
-def harnesslab(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([HARNESSLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+def harnesslab(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run([HARNESSLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=environment)
 
 
 @pytest.mark.slow
@@ -59,5 +61,5 @@ def test_a_wrong_option_fails_with_the_valid_ones(tmp_path):
 
 def test_an_unknown_command_is_named(tmp_path):
     done = harnesslab("runn", cwd=tmp_path)
-    assert done.returncode == 2 and "unknown command 'runn'; valid commands: run" in done.stderr
+    assert done.returncode == 2 and "invalid choice: 'runn' (choose from 'run', 'sessions', 'postgres')" in done.stderr
     assert harnesslab("--help", cwd=tmp_path).stdout.startswith("usage: harnesslab")

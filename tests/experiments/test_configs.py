@@ -24,11 +24,13 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def composed(overrides: list[str], tmp_path):
+def composed(overrides: list[str], tmp_path, request=None):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
-    if "path" in cfg.store:  # normally ${hydra:runtime.output_dir}, which only a real run has
-        OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.sqlite"))
+    if "path" in cfg.store:  # normally under ${hydra:runtime.output_dir}, which only a real run has
+        OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.db"))
+    if "dsn" in cfg.store:
+        OmegaConf.update(cfg, "store.dsn", request.getfixturevalue("postgres_dsn"))
     return cfg
 
 
@@ -36,9 +38,12 @@ def test_every_group_has_options():
     assert all(options(g) for g in GROUPS), {g: options(g) for g in GROUPS}
 
 
-@pytest.mark.parametrize("group, option", [(g, o) for g in GROUPS for o in options(g)])
-async def test_every_option_composes_and_builds(group, option, tmp_path):
-    cfg = composed([f"{group}={option}"], tmp_path)
+@pytest.mark.parametrize(
+    "group, option",
+    [pytest.param(g, o, marks=[pytest.mark.postgres] if o == "postgres" else []) for g in GROUPS for o in options(g)],
+)
+async def test_every_option_composes_and_builds(group, option, tmp_path, request):
+    cfg = composed([f"{group}={option}"], tmp_path, request)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
         assert isinstance(parts.store, SessionStore)

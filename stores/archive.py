@@ -1,0 +1,120 @@
+"""Session logs archived in results.duckdb files, read through the SessionStore interface.
+
+Every run copies its session logs into the `events` table of its results.duckdb; this store reads them
+back from one or many such files (a sweep's folder), so replay and `harnesslab sessions` treat an
+archive like any live store. It is read-only.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from stores.base import Event, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds, status_after
+
+
+EVENTS_TABLE = {
+    "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "type": "VARCHAR",
+    "data": "JSON", "ts": "DOUBLE", "v": "INTEGER",
+}
+
+
+class ReadOnlyStore(StoreError, PermissionError):
+    """Writing to an archive."""
+
+
+def event_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
+    return [
+        {"session_id": session_id, "position": e.position, "type": e.type,
+         "data": json.dumps(e.data, ensure_ascii=False), "ts": e.ts, "v": e.v}
+        for e in events
+    ]
+
+
+def write_table(path: Path, table: str, columns: dict[str, str], rows: list[dict[str, Any]]) -> None:
+    """Create `table` in the DuckDB file at `path` if missing, then insert `rows` (matched by name)."""
+    import duckdb
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(path)) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+        if rows:
+            con.register("incoming", pd.DataFrame(rows, columns=list(columns)))
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")
+            con.unregister("incoming")
+
+
+async def export_sessions(store: Any, path: Path, run_id: str, session_ids: Iterable[str] | None = None) -> int:
+    """Copy sessions (default: all) from any store into the `events` table at `path`; returns how many."""
+    ids = list(session_ids) if session_ids is not None else [info.id for info in await store.sessions()]
+    rows = []
+    for session_id in ids:
+        rows += [{**row, "run_id": run_id} for row in event_rows(session_id, await store.events(session_id))]
+    write_table(Path(path), "events", EVENTS_TABLE, rows)
+    return len(ids)
+
+
+class ArchiveStore:
+    def __init__(self, paths: str | Path | Iterable[str | Path]):
+        self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+        missing = [str(p) for p in self.paths if not p.is_file()]
+        if not self.paths or missing:
+            raise StoreError(f"no results file at {', '.join(missing) or '(none given)'}")
+        self._con: Any = None
+
+    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
+        raise ReadOnlyStore("a results archive is read-only; create sessions in a live store")
+
+    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        raise ReadOnlyStore(f"session {session_id}: a results archive is read-only")
+
+    async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        lo, hi = slice_bounds((await self.session(session_id)).length, start, stop)
+        rows = self._query(
+            "SELECT position, type, CAST(data AS VARCHAR), ts, v FROM archived "
+            "WHERE session_id = ? AND position >= ? AND position < ? ORDER BY position",
+            [session_id, lo, hi],
+        )
+        return [decode_event(session_id, *row) for row in rows]
+
+    async def session(self, session_id: str) -> SessionInfo:
+        found = self._infos("WHERE session_id = ?", [session_id])
+        if not found:
+            raise SessionNotFound(session_id)
+        return found[0]
+
+    async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
+        found = [info for info in self._infos("", []) if status is None or info.status == status]
+        return found[:limit] if limit is not None else found
+
+    async def close(self) -> None:
+        if self._con is not None:
+            self._con.close()
+            self._con = None
+
+    def _infos(self, where: str, params: list) -> list[SessionInfo]:
+        rows = self._query(
+            "SELECT session_id, count(*), min(ts), max(ts), list(type ORDER BY position), "
+            "arg_min(CAST(data AS VARCHAR), position) "
+            f"FROM archived {where} GROUP BY session_id ORDER BY min(ts), session_id",
+            params,
+        )
+        return [
+            SessionInfo(sid, json.loads(meta), length, status_after(types), created, updated)
+            for sid, length, created, updated, types, meta in rows
+        ]
+
+    def _query(self, sql: str, params: list) -> list[tuple]:
+        if self._con is None:
+            import duckdb
+
+            con = duckdb.connect()
+            for i, path in enumerate(self.paths):
+                quoted = str(path).replace("'", "''")
+                con.execute(f"ATTACH '{quoted}' AS r{i} (READ_ONLY)")
+            # one row per (session, position), even if the same run was archived into two files
+            union = " UNION ALL ".join(f"SELECT session_id, position, type, data, ts, v FROM r{i}.events" for i in range(len(self.paths)))
+            con.execute(f"CREATE TEMP VIEW archived AS SELECT DISTINCT ON (session_id, position) * FROM ({union})")
+            self._con = con
+        return self._con.execute(sql, params).fetchall()
