@@ -1,4 +1,4 @@
-"""`make bench`: harness overhead per turn, and durable SQLite appends single vs batched.
+"""`make bench`: harness overhead per turn, then the store benchmarks (experiments/bench_stores.py).
 
 Benchmarks compare alternatives side by side in one run and report medians, p95 and ratios;
 they assert nothing (tests do that). Run: `make bench` or `python -m experiments.bench [--quick]`.
@@ -113,7 +113,16 @@ async def sqlite_appends(events: int, batch: int) -> float:
     return (length - 1) / elapsed
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: str | None) -> None:
+    if only in (None, "harness"):
+        await report_harness(quick)
+    if only in (None, "stores"):
+        from experiments import bench_stores
+
+        await bench_stores.main(quick)
+
+
+async def report_harness(quick: bool) -> None:
     sessions, turns = (3, 20) if quick else (10, 50)
     print(f"harness overhead per turn (scripted model, local hands, tool time excluded; {sessions} sessions x {turns} turns)")
     print(f"  {'store':<8} {'p50 ms':>8} {'p95 ms':>8} {'turns':>6}")
@@ -136,4 +145,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke check")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--only", choices=["harness", "stores"], help="run one group of benchmarks")
+    arguments = parser.parse_args()
+    asyncio.run(main(arguments.quick, arguments.only))

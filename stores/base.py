@@ -12,6 +12,9 @@ SCHEMA_VERSION = 1
 # Event types that end a session's current turn; a later `user.message` reopens it.
 TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})
 _TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_VALID_TYPES: set[str] = set()  # types already checked against _TYPE_PATTERN
+# One encoder for every event: json.dumps with options builds a new encoder on every call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 class StoreError(Exception):
@@ -94,15 +97,17 @@ def encode_data(session_id: str, event: Event) -> str:
     """Validate an event for storage and return its data as JSON text."""
     if not isinstance(event, Event):
         raise InvalidEvent(f"session {session_id}: expected an Event, got {type(event).__name__}")
-    if not isinstance(event.type, str) or not _TYPE_PATTERN.match(event.type):
-        raise InvalidEvent(
-            f"session {session_id}: event type {event.type!r} is not a dotted lowercase name "
-            "like 'tool.result'"
-        )
+    if event.type not in _VALID_TYPES:
+        if not isinstance(event.type, str) or not _TYPE_PATTERN.match(event.type):
+            raise InvalidEvent(
+                f"session {session_id}: event type {event.type!r} is not a dotted lowercase name "
+                "like 'tool.result'"
+            )
+        _VALID_TYPES.add(event.type)
     if not isinstance(event.data, dict):
         raise InvalidEvent(f"session {session_id}: {event.type} data must be a dict, got {type(event.data).__name__}")
     try:
-        return json.dumps(event.data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(event.data)
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"session {session_id}: {event.type} data is not JSON-serialisable: {exc}") from None
 

@@ -1,6 +1,7 @@
-"""What the embedded SQL stores (sqlite, duckdb) share: one writer thread, group commit, the same SQL.
+"""What the embedded SQL stores (sqlite, duckdb) share: one writer thread, group commit, the same reads.
 
-A backend supplies `_connect` (open the file, create the schema) and its `BEGIN` statement.
+A dialect supplies `_connect` (open the file, create the schema), its `BEGIN` statement, and the three
+bulk statements of a group commit, each in the form its engine runs fastest.
 """
 from __future__ import annotations
 
@@ -18,7 +19,6 @@ from stores.batch import Write, plan_batch
 from stores.group_commit import GroupCommit
 
 T = TypeVar("T")
-ROWS_PER_STATEMENT = 500  # keeps a statement's parameter count well under SQLite's limit
 
 
 class EmbeddedSqlStore(ABC):
@@ -74,33 +74,46 @@ class EmbeddedSqlStore(ABC):
         con = self._connection()
         con.execute(self.BEGIN)
         try:
-            plan = plan_batch(writes, self._stored(con, {w.session_id for w in writes}))
-            for i in range(0, len(plan.rows), ROWS_PER_STATEMENT):
-                chunk = plan.rows[i : i + ROWS_PER_STATEMENT]
-                values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
-                con.execute(f"INSERT INTO events VALUES {values}", [v for row in chunk for v in row])
-            now = time.time()
-            for sid, state in plan.sessions.items():
-                if state.meta is not None:
-                    con.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)", (sid, state.meta, state.length, state.status, now, now))
-                else:
-                    con.execute("UPDATE sessions SET length = ?, status = ?, updated = ? WHERE id = ?", (state.length, state.status, now, sid))
+            heads = self._heads(con, sorted({w.session_id for w in writes}))
+            plan = plan_batch(writes, {sid: (length, status) for sid, (_, length, status) in heads.items()})
+            keys = {sid: key for sid, (key, _, _) in heads.items()}
+            now, states = time.time(), plan.sessions.items()
+            created = [(sid, state) for sid, state in states if state.meta is not None]
+            if created:  # keys are handed out under the write lock this transaction holds
+                first = con.execute("SELECT coalesce(max(key), 0) + 1 FROM sessions").fetchone()[0]
+                keys.update((sid, first + i) for i, (sid, _) in enumerate(created))
+                con.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", [(keys[sid], sid, st.meta, now) for sid, st in created])
+                con.executemany("INSERT INTO heads VALUES (?, ?, ?, ?)", [(keys[sid], st.length, st.status, now) for sid, st in created])
+            if plan.rows:
+                self._insert_events(con, [(keys[sid], *rest) for sid, *rest in plan.rows])
+            changed = [(keys[sid], st.length, st.status, now) for sid, st in states if st.meta is None]
+            if changed:
+                self._update_heads(con, changed)
             con.execute("COMMIT")
         except BaseException:
             con.execute("ROLLBACK")
             raise
         return plan.outcomes
 
-    def _stored(self, con: Any, ids: set[str]) -> dict[str, tuple[int, str]]:
-        """(length, status) of those of `ids` that exist, read inside the write transaction."""
-        found: dict[str, tuple[int, str]] = {}
-        ordered = sorted(ids)
-        for i in range(0, len(ordered), ROWS_PER_STATEMENT):
-            chunk = ordered[i : i + ROWS_PER_STATEMENT]
-            marks = ", ".join("?" * len(chunk))
-            for sid, length, status in con.execute(f"SELECT id, length, status FROM sessions WHERE id IN ({marks})", chunk).fetchall():
-                found[sid] = (length, status)
-        return found
+    # -- what a dialect supplies --------------------------------------------------------------------
+    # Tables: sessions (key, id, meta, created) never change after creation; heads (key, length, status,
+    # updated) is the small row every append rewrites; events (session_key, position, type, data, ts, v).
+
+    @abstractmethod
+    def _connect(self) -> Any:
+        """Open `self.path`, configure durability, create the schema if missing."""
+
+    @abstractmethod
+    def _heads(self, con: Any, ids: list[str]) -> dict[str, tuple[int, int, str]]:
+        """id -> (key, length, status) for those of `ids` that exist, read inside the write transaction."""
+
+    @abstractmethod
+    def _insert_events(self, con: Any, rows: list[tuple]) -> None:
+        """Insert (session_key, position, type, data, ts, v) rows."""
+
+    @abstractmethod
+    def _update_heads(self, con: Any, changed: list[tuple]) -> None:
+        """Set (key, length, status, updated) of existing sessions."""
 
     # -- reads (on the writer thread: one connection, never shared across threads) ----------------
 
@@ -113,35 +126,39 @@ class EmbeddedSqlStore(ABC):
             self._con = self._connect()
         return self._con
 
-    @abstractmethod
-    def _connect(self) -> Any:
-        """Open `self.path`, configure durability, create the schema if missing."""
-
     def _read_events(self, session_id: str, start: int, stop: int | None) -> list[Event]:
-        lo, hi = slice_bounds(self._read_session(session_id).length, start, stop)
+        key, info = self._head(session_id)
+        lo, hi = slice_bounds(info.length, start, stop)
         rows = self._connection().execute(
             "SELECT position, type, data, ts, v FROM events "
-            "WHERE session_id = ? AND position >= ? AND position < ? ORDER BY position",
-            (session_id, lo, hi),
+            "WHERE session_key = ? AND position >= ? AND position < ? ORDER BY position",
+            (key, lo, hi),
         ).fetchall()
         return [decode_event(session_id, *row) for row in rows]
 
     def _read_session(self, session_id: str) -> SessionInfo:
-        row = self._connection().execute(
-            "SELECT id, meta, length, status, created, updated FROM sessions WHERE id = ?", (session_id,)
-        ).fetchone()
+        return self._head(session_id)[1]
+
+    def _head(self, session_id: str) -> tuple[int, SessionInfo]:
+        row = self._connection().execute(f"{_SESSIONS} WHERE s.id = ?", (session_id,)).fetchone()
         if row is None:
             raise SessionNotFound(session_id)
-        return _info(row)
+        return row[0], _info(row[1:])
 
     def _read_sessions(self, status: str | None, limit: int | None) -> list[SessionInfo]:
-        sql, params = "SELECT id, meta, length, status, created, updated FROM sessions", []
+        sql, params = _SESSIONS, []
         if status is not None:
-            sql, params = sql + " WHERE status = ?", [status]
-        sql += " ORDER BY created, id"
+            sql, params = sql + " WHERE h.status = ?", [status]
+        sql += " ORDER BY s.created, s.id"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [int(limit)]
-        return [_info(row) for row in self._connection().execute(sql, params).fetchall()]
+        return [_info(row[1:]) for row in self._connection().execute(sql, params).fetchall()]
+
+
+_SESSIONS = (
+    "SELECT s.key, s.id, s.meta, h.length, h.status, s.created, h.updated "
+    "FROM sessions s JOIN heads h ON h.key = s.key"
+)
 
 
 def _info(row: tuple) -> SessionInfo:

@@ -137,14 +137,15 @@ async def test_duckdb_second_writer_gets_a_clear_error(tmp_path):
 
 def corrupt(kind: str, target: str, session_id: str, data: str) -> None:
     """Overwrite the stored data of position 0 behind the store's back."""
+    embedded = "UPDATE events SET data = ? WHERE position = 0 AND session_key = (SELECT key FROM sessions WHERE id = ?)"
     if kind == "sqlite":
         with sqlite3.connect(target) as con:
-            con.execute("UPDATE events SET data = ? WHERE session_id = ? AND position = 0", (data, session_id))
+            con.execute(embedded, (data, session_id))
     elif kind == "duckdb":
         import duckdb
 
         with duckdb.connect(target) as con:
-            con.execute("UPDATE events SET data = ? WHERE session_id = ? AND position = 0", (data, session_id))
+            con.execute(embedded, (data, session_id))
     else:
         import psycopg
 
