@@ -94,25 +94,6 @@ async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[f
     return overheads
 
 
-# -- store appends ------------------------------------------------------------------------------
-
-
-async def sqlite_appends(events: int, batch: int) -> float:
-    """Durable events per second appending `batch` events per call, one session."""
-    with tempfile.TemporaryDirectory() as tmp:
-        store = SqliteStore(Path(tmp) / "bench.sqlite")
-        sid = await store.create_session({})
-        length = 1
-        started = time.perf_counter()
-        while length <= events:
-            length = await store.append(
-                sid, [Event("tool.result", {"output": "x" * 100, "n": length + i}) for i in range(batch)], expect=length
-            )
-        elapsed = time.perf_counter() - started
-        await store.close()
-    return (length - 1) / elapsed
-
-
 async def main(quick: bool, only: str | None) -> None:
     if only in (None, "harness"):
         await report_harness(quick)
@@ -132,14 +113,6 @@ async def report_harness(quick: bool) -> None:
         medians[store_name] = statistics.median(overhead)
         print(f"  {store_name:<8} {medians[store_name]:>8.3f} {percentile(overhead, 0.95):>8.3f} {len(overhead):>6}")
     print(f"  sqlite/memory p50 ratio: {medians['sqlite'] / medians['memory']:.1f}x  (target: memory p50 <= 1 ms)")
-
-    total = 2_000 if quick else 10_000
-    print(f"\nsqlite durable appends (WAL, synchronous=FULL; {total} events; 3 repetitions, median)")
-    rates = {}
-    for batch in (1, 100):
-        rates[batch] = statistics.median([await sqlite_appends(total if batch > 1 else total // 5, batch) for _ in range(3)])
-        print(f"  {batch:>4} event(s) per append: {rates[batch]:>10,.0f} events/s")
-    print(f"  batched/single ratio: {rates[100] / rates[1]:.1f}x  (target: batched >= 20,000 events/s)")
 
 
 if __name__ == "__main__":

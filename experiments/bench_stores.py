@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from experiments.bench import percentile
 from stores.base import Event
 
 BACKENDS = ("memory", "sqlite", "duckdb", "postgres")
@@ -32,11 +33,6 @@ def step_events(step: int) -> list[Event]:
         Event("tool.result", {"tool_use_id": use["id"], "name": "bash", "is_error": False, "duration_ms": 3.2,
                               "output": "".join(f"{40 + i}: # TODO handle case {i} of step {step}\n" for i in range(6))}),
     ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
 class Backends:
@@ -98,6 +94,20 @@ async def append_rate(backends: Backends, kind: str, group_commit: bool, session
 
         await asyncio.gather(*(writer(sid) for sid in ids))
         return len(latencies) / (time.perf_counter() - started), latencies
+    finally:
+        await store.close()
+
+
+async def batched_rate(backends: Backends, kind: str, per_append: int, events: int) -> float:
+    """Events/s for one session appending `per_append` events per call."""
+    store = backends.open(kind)
+    try:
+        sid, length = await store.create_session({"bench": True}), 1
+        batch = [e for step in range(per_append) for e in step_events(step)][:per_append]
+        started = time.perf_counter()
+        while length <= events:
+            length = await store.append(sid, batch, expect=length)
+        return (length - 1) / (time.perf_counter() - started)
     finally:
         await store.close()
 
@@ -164,9 +174,16 @@ def langgraph_steps(path: Path, marks: list[int]) -> dict[int, tuple[float, int]
         config = saver.put(config, checkpoint, {"source": "loop", "step": step}, {"messages": step})
         timings.append((time.perf_counter() - t0) * 1000)
         if step in marks:
-            found[step] = (statistics.median(timings[-10:]), path.stat().st_size)
+            found[step] = (statistics.median(timings[-10:]), sqlite_bytes(path))
     saver.conn.close()
     return found
+
+
+def sqlite_bytes(path: Path) -> int:
+    """Size of a SQLite database with its WAL checkpointed into it, so both sides count the same way."""
+    with sqlite3.connect(path) as con:
+        con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
 
 
 async def event_log_steps(backends: Backends, marks: list[int]) -> dict[int, tuple[float, int]]:
@@ -179,7 +196,7 @@ async def event_log_steps(backends: Backends, marks: list[int]) -> dict[int, tup
         length = await store.append(sid, step_events(step), expect=length)
         timings.append((time.perf_counter() - t0) * 1000)
         if step in marks:
-            found[step] = (statistics.median(timings[-10:]), sum(p.stat().st_size for p in store.path.parent.glob(store.path.name + "*")))
+            found[step] = (statistics.median(timings[-10:]), sqlite_bytes(store.path))
     await store.close()
     return found
 
@@ -193,6 +210,7 @@ async def main(quick: bool) -> None:
         for kind, why in backends.unavailable.items():
             print(f"({kind} skipped: {why})")
         await report_appends(backends, kinds, seconds)
+        await report_batches(backends, kinds, quick)
         await report_reads(backends, kinds, quick)
         await report_storage(backends, kinds, quick)
         await report_langgraph(backends, root, quick)
@@ -219,6 +237,15 @@ async def report_appends(backends: Backends, kinds: list[str], seconds: float) -
     print("  targets: sqlite >= 50,000 events/s; duckdb group >= 20x its single-row rate; postgres >= 20,000 events/s")
 
 
+async def report_batches(backends: Backends, kinds: list[str], quick: bool) -> None:
+    print("\none session, events per append: 1 vs 100 (durable stores; target: sqlite batched >= 20,000 events/s)")
+    print(f"  {'backend':<9} {'1 per append':>14} {'100 per append':>15} {'ratio':>7}")
+    for kind in (k for k in kinds if k != "memory"):
+        single = await batched_rate(backends, kind, 1, 300 if quick else 1_000)
+        batched = await batched_rate(backends, kind, 100, 3_000 if quick else 10_000)
+        print(f"  {kind:<9} {single:>14,.0f} {batched:>15,.0f} {batched / single:>6.1f}x")
+
+
 async def report_reads(backends: Backends, kinds: list[str], quick: bool) -> None:
     print("\nreading a whole session (median ms; target <= 5 ms for 1,000 events from sqlite)")
     sizes = (1_000,) if quick else (1_000, 10_000)
@@ -233,7 +260,7 @@ async def report_storage(backends: Backends, kinds: list[str], quick: bool) -> N
     print("\nbytes on disk per event as one session grows (total / events; marginal: growth per added event)")
     print(f"  {'backend':<9} " + " ".join(f"{n:>9,}" for n in sizes) + "   marginal " + " ".join(f"{n:>7,}" for n in sizes[1:]))
     for kind in (k for k in kinds if k != "memory"):
-        totals = [await bytes_on_disk(backends, kind, n) for n in sizes]  # noqa: one store per size
+        totals = [await bytes_on_disk(backends, kind, n) for n in sizes]
         marginal = [(b - a) / (n - m) for (a, m), (b, n) in zip(zip(totals, sizes), zip(totals[1:], sizes[1:]))]
         print(f"  {kind:<9} " + " ".join(f"{t / n:>9,.0f}" for t, n in zip(totals, sizes))
               + "            " + " ".join(f"{m:>7,.0f}" for m in marginal))
@@ -247,7 +274,8 @@ async def report_langgraph(backends: Backends, root: Path, quick: bool) -> None:
         print("\n(langgraph comparison skipped: pip install -e '.[bench]')")
         return
     ours = await event_log_steps(backends, marks)
-    print("\nper agent step: LangGraph SqliteSaver (full state per checkpoint) vs the sqlite session log (3 events)")
+    print("\nper agent step: LangGraph SqliteSaver (full state per checkpoint) vs the sqlite session log (3 events);"
+          "\n  both SQLite in WAL mode with synchronous=FULL; time per step: median of the last 10 steps")
     print(f"  {'steps':>6} {'langgraph ms':>13} {'log ms':>8} {'ratio':>6} {'langgraph bytes':>16} {'log bytes':>10} {'ratio':>6}")
     for step in marks:
         (lg_ms, lg_bytes), (log_ms, log_bytes) = theirs[step], ours[step]
