@@ -24,7 +24,8 @@ services:  ## the engines tests need: Debian's postgresql server, installed (as 
 run: $(STAMP)  ## the default experiment; extra Hydra overrides: make run ARGS="store=memory"
 	$(BIN)/harnesslab run $(ARGS)
 
-test: $(STAMP) services  ## every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
+test: $(STAMP) services  ## lint, then every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
+	$(BIN)/ruff check stores sandboxes harnesses experiments tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) services  ## benchmarks: side-by-side medians, p95 and ratios

@@ -95,9 +95,9 @@ class ArchiveStore:
 
     def _infos(self, where: str, params: list) -> list[SessionInfo]:
         rows = self._query(
-            "SELECT session_id, count(*), min(ts), max(ts), list(type ORDER BY position), "
+            "SELECT session_id, count(*), arg_min(ts, position), arg_max(ts, position), list(type ORDER BY position), "
             "arg_min(CAST(data AS VARCHAR), position) "
-            f"FROM archived {where} GROUP BY session_id ORDER BY min(ts), session_id",
+            f"FROM archived {where} GROUP BY session_id ORDER BY arg_min(ts, position), session_id",
             params,
         )
         return [

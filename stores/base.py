@@ -79,8 +79,8 @@ class SessionInfo:
     meta: dict[str, Any]
     length: int
     status: str  # "active" | "completed" | "failed"
-    created: float
-    updated: float
+    created: float  # ts of its session.created event
+    updated: float  # ts of its last event
 
 
 def status_after(types: Iterable[str], current: str = "active") -> str:

@@ -1,10 +1,21 @@
 """Planning a batch of writes against the log, shared by every SQL store's group commit."""
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from stores.base import SessionExists, SessionNotFound, StoreError, check_expect, status_after
+from stores.base import (
+    Event,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+    check_expect,
+    encode_data,
+    encode_row,
+    status_after,
+)
+from stores.group_commit import GroupCommit
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +31,8 @@ class SessionState:
     length: int
     status: str
     meta: str | None = None  # set for a session this batch creates
+    created: float = 0.0  # ts of its session.created event (for a session this batch creates)
+    updated: float = 0.0  # ts of its last event: a session's times come from its log, not the clock
 
 
 @dataclass(slots=True)
@@ -43,10 +56,12 @@ def plan_batch(writes: Sequence[Write], stored: Mapping[str, tuple[int, str]]) -
         except StoreError as exc:
             plan.outcomes.append(exc)
             continue
-        plan.sessions[sid] = state
-        plan.rows.extend((sid, state.length + i, *row) for i, row in enumerate(write.rows))
-        state.length += len(write.rows)
-        state.status = status_after((row[0] for row in write.rows), state.status)
+        if write.rows:
+            plan.sessions[sid] = state
+            plan.rows.extend((sid, state.length + i, *row) for i, row in enumerate(write.rows))
+            state.length += len(write.rows)
+            state.status = status_after((row[0] for row in write.rows), state.status)
+            state.updated = write.rows[-1][2]
         plan.outcomes.append(state.length)
     return plan
 
@@ -56,9 +71,37 @@ def _state(write: Write, planned: dict[str, SessionState], stored: Mapping[str, 
     if write.meta is not None:
         if sid in planned or sid in stored:
             raise SessionExists(sid)
-        return SessionState(0, "active", write.meta)
+        return SessionState(0, "active", write.meta, created=write.rows[0][2])
     if sid in planned:
         return planned[sid]
     if sid not in stored:
         raise SessionNotFound(sid)
     return SessionState(*stored[sid])
+
+
+class BatchWriter:
+    """`create_session` and `append` for a store that commits batches of Writes in one transaction.
+
+    With group commit, concurrent writes share a batch; without it, each write is its own batch.
+    """
+
+    def __init__(self, commit: Callable[[Sequence[Write]], Awaitable[list[Any]]], group_commit: bool, max_batch: int):
+        self._commit_writes = commit
+        self._group = GroupCommit(commit, max_batch) if group_commit else None
+
+    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
+        session_id = session_id or uuid.uuid4().hex
+        created = Event("session.created", dict(meta))
+        await self._write(Write(session_id, [encode_row(session_id, created)], 0, encode_data(session_id, created)))
+        return session_id
+
+    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
+
+    async def _write(self, write: Write) -> int:
+        if self._group is not None:
+            return await self._group.submit(write)
+        [outcome] = await self._commit_writes([write])
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome

@@ -7,39 +7,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-import uuid
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from stores.base import Event, SessionInfo, SessionNotFound, decode_event, encode_data, encode_row, slice_bounds
-from stores.batch import Write, plan_batch
-from stores.group_commit import GroupCommit
+from stores.base import Event, SessionInfo, SessionNotFound, decode_event, slice_bounds
+from stores.batch import BatchWriter, Write, plan_batch
 
 T = TypeVar("T")
 
 
-class EmbeddedSqlStore(ABC):
+class EmbeddedSqlStore(BatchWriter, ABC):
     BEGIN = "BEGIN"
 
     def __init__(self, path: str | Path, group_commit: bool = True, max_batch: int = 1024):
+        super().__init__(self._commit_async, group_commit, max_batch)
         self.path = Path(path)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=type(self).__name__)
         self._con: Any = None
-        self._group = GroupCommit(self._commit_async, max_batch) if group_commit else None
 
-    # -- the SessionStore protocol ----------------------------------------------------------------
-
-    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
-        session_id = session_id or uuid.uuid4().hex
-        created = Event("session.created", dict(meta))
-        await self._write(Write(session_id, [encode_row(session_id, created)], 0, encode_data(session_id, created)))
-        return session_id
-
-    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
-        return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
+    # -- the SessionStore protocol (create_session and append: BatchWriter) -------------------------
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
         return await self._run(self._read_events, session_id, start, stop)
@@ -58,14 +46,6 @@ class EmbeddedSqlStore(ABC):
 
     # -- writes -----------------------------------------------------------------------------------
 
-    async def _write(self, write: Write) -> int:
-        if self._group is not None:
-            return await self._group.submit(write)
-        [outcome] = await self._commit_async([write])
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     async def _commit_async(self, writes: Sequence[Write]) -> list[Any]:
         return await self._run(self._commit, writes)
 
@@ -77,16 +57,16 @@ class EmbeddedSqlStore(ABC):
             heads = self._heads(con, sorted({w.session_id for w in writes}))
             plan = plan_batch(writes, {sid: (length, status) for sid, (_, length, status) in heads.items()})
             keys = {sid: key for sid, (key, _, _) in heads.items()}
-            now, states = time.time(), plan.sessions.items()
+            states = plan.sessions.items()
             created = [(sid, state) for sid, state in states if state.meta is not None]
             if created:  # keys are handed out under the write lock this transaction holds
                 first = con.execute("SELECT coalesce(max(key), 0) + 1 FROM sessions").fetchone()[0]
                 keys.update((sid, first + i) for i, (sid, _) in enumerate(created))
-                con.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", [(keys[sid], sid, st.meta, now) for sid, st in created])
-                con.executemany("INSERT INTO heads VALUES (?, ?, ?, ?)", [(keys[sid], st.length, st.status, now) for sid, st in created])
+                con.executemany("INSERT INTO sessions VALUES (?, ?, ?, ?)", [(keys[sid], sid, st.meta, st.created) for sid, st in created])
+                con.executemany("INSERT INTO heads VALUES (?, ?, ?, ?)", [(keys[sid], st.length, st.status, st.updated) for sid, st in created])
             if plan.rows:
                 self._insert_events(con, [(keys[sid], *rest) for sid, *rest in plan.rows])
-            changed = [(keys[sid], st.length, st.status, now) for sid, st in states if st.meta is None]
+            changed = [(keys[sid], st.length, st.status, st.updated) for sid, st in states if st.meta is None]
             if changed:
                 self._update_heads(con, changed)
             con.execute("COMMIT")

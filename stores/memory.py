@@ -1,7 +1,6 @@
 """In-process store for unit tests and benchmarks: same contract, no durability across processes."""
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Sequence
 
@@ -32,9 +31,8 @@ class MemoryStore:
             raise SessionExists(session_id)
         created = Event("session.created", dict(meta))
         encode_data(session_id, created)  # validate meta before creating anything
-        now = time.time()
         self._logs[session_id] = []
-        self._info[session_id] = SessionInfo(session_id, dict(meta), 0, "active", now, now)
+        self._info[session_id] = SessionInfo(session_id, dict(meta), 0, "active", created.ts, created.ts)
         await self.append(session_id, [created], expect=0)
         return session_id
 
@@ -43,8 +41,9 @@ class MemoryStore:
         check_expect(session_id, expect, len(log))
         rows = [encode_row(session_id, e) for e in events]
         log.extend(rows)
+        updated = rows[-1][2] if rows else info.updated  # a session's times come from its log
         self._info[session_id] = SessionInfo(
-            session_id, info.meta, len(log), status_after((e.type for e in events), info.status), info.created, time.time()
+            session_id, info.meta, len(log), status_after((e.type for e in events), info.status), info.created, updated
         )
         return len(log)
 

@@ -9,24 +9,11 @@ import asyncio
 import json
 import os
 import re
-import time
-import uuid
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
-from stores.base import (
-    Event,
-    SessionExists,
-    SessionInfo,
-    SessionNotFound,
-    StoreError,
-    decode_event,
-    encode_data,
-    encode_row,
-    slice_bounds,
-)
-from stores.batch import Write, plan_batch
-from stores.group_commit import GroupCommit
+from stores.base import Event, SessionExists, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds
+from stores.batch import BatchWriter, Write, plan_batch
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -35,7 +22,7 @@ class StoreUnavailable(StoreError, ConnectionError):
     """The database cannot be reached; the write may or may not have happened."""
 
 
-class PostgresStore:
+class PostgresStore(BatchWriter):
     def __init__(
         self,
         dsn: str | None = None,
@@ -52,24 +39,15 @@ class PostgresStore:
             )
         if not _IDENTIFIER.match(schema):
             raise StoreError(f"schema {schema!r} must be a lowercase SQL identifier like 'harnesslab'")
+        super().__init__(self._commit, group_commit, max_batch)
         self.schema, self.pool_size = schema, pool_size
         self.channel = f"{schema}_events"
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
-        self._group = GroupCommit(self._commit, max_batch) if group_commit else None
         self._listening: asyncio.Task | None = None
         self._waiters: dict[str, list[tuple[int, asyncio.Future]]] = {}
 
-    # -- the SessionStore protocol ----------------------------------------------------------------
-
-    async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
-        session_id = session_id or uuid.uuid4().hex
-        created = Event("session.created", dict(meta))
-        await self._write(Write(session_id, [encode_row(session_id, created)], 0, encode_data(session_id, created)))
-        return session_id
-
-    async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
-        return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
+    # -- the SessionStore protocol (create_session and append: BatchWriter) -------------------------
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
         async with self._connection() as conn:
@@ -147,14 +125,6 @@ class PostgresStore:
 
     # -- writes -----------------------------------------------------------------------------------
 
-    async def _write(self, write: Write) -> int:
-        if self._group is not None:
-            return await self._group.submit(write)
-        [outcome] = await self._commit([write])
-        if isinstance(outcome, BaseException):
-            raise outcome
-        return outcome
-
     async def _commit(self, writes: Sequence[Write]) -> list[Any]:
         import psycopg
 
@@ -183,16 +153,17 @@ class PostgresStore:
                     "%s::text[], %s::float8[], %s::int[])",
                     [list(column) for column in zip(*plan.rows)],
                 )
-            now, states = time.time(), plan.sessions.items()
-            new = [(sid, st.meta, st.length, st.status, now, now) for sid, st in states if st.meta is not None]
+            states = plan.sessions.items()
+            new = [(sid, st.meta, st.length, st.status, st.created, st.updated) for sid, st in states if st.meta is not None]
             if new:
                 await conn.cursor().executemany(f"INSERT INTO {s}.sessions VALUES (%s, %s, %s, %s, %s, %s)", new)
-            changed = [(sid, st.length, st.status) for sid, st in states if st.meta is None]
+            changed = [(sid, st.length, st.status, st.updated) for sid, st in states if st.meta is None]
             if changed:
                 await conn.execute(
-                    f"UPDATE {s}.sessions AS s SET length = u.length, status = u.status, updated = %s "
-                    "FROM unnest(%s::text[], %s::bigint[], %s::text[]) AS u(id, length, status) WHERE s.id = u.id",
-                    [now, *[list(column) for column in zip(*changed)]],
+                    f"UPDATE {s}.sessions AS s SET length = u.length, status = u.status, updated = u.updated "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::float8[]) AS u(id, length, status, updated) "
+                    "WHERE s.id = u.id",
+                    [list(column) for column in zip(*changed)],
                 )
             if plan.sessions:
                 await conn.execute(

@@ -138,6 +138,15 @@ async def test_status_follows_terminal_events_and_new_user_messages(store):
     assert len(await store.sessions(limit=1)) == 1
 
 
+async def test_session_times_come_from_its_log(store):
+    sid = await store.create_session({})
+    await store.append(sid, [Event("user.message", {}, ts=2_000_000_000.5), Event("tool.result", {}, ts=2_000_000_001.25)])
+    await store.append(sid, [], expect=3)  # an empty append changes nothing
+    first, *_, last = await store.events(sid)
+    info = await store.session(sid)
+    assert (info.created, info.updated, info.length) == (first.ts, last.ts, 3) == (first.ts, 2_000_000_001.25, 3)
+
+
 async def test_duplicate_session_id_rejected(store):
     await store.create_session({}, session_id="fixed")
     with pytest.raises(SessionExists, match="already exists"):
