@@ -25,6 +25,7 @@ from stores import archive
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
+from stores.postgres import redact_dsn
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("harness", "model", "sandbox", "store", "context")
@@ -37,7 +38,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     run_id = uuid.uuid4().hex
     run = {
         "started": started, "finished": utc_now(),
-        "config": json_text(OmegaConf.to_container(cfg, resolve=True)), "choices": json_text(choices),
+        "config": redact_dsn(json_text(OmegaConf.to_container(cfg, resolve=True))), "choices": json_text(choices),
         "git_sha": git_sha(), "host": socket.gethostname(), "python": platform.python_version(),
         "harnesslab": _version(),
     }

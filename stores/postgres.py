@@ -135,7 +135,7 @@ class PostgresStore(BatchWriter):
                 return [SessionExists(writes[0].session_id)]
             return [outcome for write in writes for outcome in await self._commit([write])]
         except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL at {_redacted(self.dsn)} is unavailable: {exc}") from None
+            raise StoreUnavailable(f"PostgreSQL at {redact_dsn(self.dsn)} is unavailable: {exc}") from None
 
     async def _commit_batch(self, writes: Sequence[Write]) -> list[Any]:
         s = self.schema
@@ -195,7 +195,7 @@ class PostgresStore(BatchWriter):
                     await conn.execute(statement)
         except (psycopg.OperationalError, PoolTimeout) as exc:
             await pool.close()
-            raise StoreUnavailable(f"cannot connect to PostgreSQL at {_redacted(self.dsn)}: {exc}") from None
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {exc}") from None
         except BaseException:
             await pool.close()
             raise
@@ -229,6 +229,6 @@ def _info(row: tuple) -> SessionInfo:
     return SessionInfo(session_id, json.loads(meta), length, status, created, updated)
 
 
-def _redacted(dsn: str | None) -> str:
-    """The DSN without its password."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", dsn or "")
+def redact_dsn(text: str | None) -> str:
+    """`text` with the password of every DSN in it replaced by ***."""
+    return re.sub(r"(://[^:/@\s\"']+):[^@\s\"']*@", r"\1:***@", text or "")

@@ -152,3 +152,4 @@ async def test_duplicate_session_id_rejected(store):
     with pytest.raises(SessionExists, match="already exists"):
         await store.create_session({}, session_id="fixed")
     assert len(await store.events("fixed")) == 1
+
