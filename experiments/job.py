@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import platform
 import socket
 import subprocess
@@ -31,8 +32,14 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("harness", "model", "sandbox", "store", "context")
 
 
+# HTTP client libraries log every request at INFO, which Hydra's job logging would print
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "anthropic", "aiohttp.access")
+
+
 def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     """Run the configured experiment; return the path of its results.duckdb."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     started = utc_now()
     records, logs = asyncio.run(_run(cfg))
     run_id = uuid.uuid4().hex
@@ -74,10 +81,19 @@ def build_parts(cfg: DictConfig, stack: AsyncExitStack) -> Parts:
     return Parts(store, sandboxes, model, context, harness)
 
 
+async def start_parts(parts: Parts) -> None:
+    """Let parts with an async `start` (a model's client, an emulator) get ready before sessions are timed."""
+    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.harness):
+        start = getattr(part, "start", None)
+        if start is not None:
+            await start()
+
+
 async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
     tasks = instantiate(cfg.tasks)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
+        await start_parts(parts)
         done = 0
 
         def progress(record: SessionRecord) -> None:

@@ -29,7 +29,8 @@ def summary_table(sessions: pd.DataFrame, model_calls: pd.DataFrame) -> str:
         f"{int(sessions['success'].sum())}/{len(sessions)} sessions succeeded · "
         f"{int(sessions['turns'].sum())} model calls · {int(sessions['tool_calls'].sum())} tool calls · "
         f"TTFT p50 {_ms(all_ttft.quantile(0.5))} ms, p95 {_ms(all_ttft.quantile(0.95))} ms · "
-        f"{int(sessions['input_tokens'].sum())} input / {int(sessions['output_tokens'].sum())} output tokens"
+        f"{int(sessions['input_tokens'].sum())} input / {int(sessions['output_tokens'].sum())} output tokens, "
+        f"{int(sessions['cache_read_tokens'].sum())} read from cache · {int(model_calls['retries'].sum())} retries"
     )
     failures = sessions.loc[~sessions["success"].astype(bool), ["task", "instance", "check_detail"]]
     lines = [table, "", total]

@@ -43,6 +43,7 @@ class ModelResponse:
     latency_ms: float = 0.0  # request sent -> message complete
     model: str = ""
     request_id: str | None = None
+    retries: tuple[dict[str, Any], ...] = ()  # one entry per failed attempt before this answer
 
     @property
     def tool_uses(self) -> list[dict[str, Any]]:

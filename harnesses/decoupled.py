@@ -91,6 +91,7 @@ class DecoupledHarness:
             "ttft_ms": response.ttft_ms,
             "latency_ms": response.latency_ms,
             "context_ms": context_ms,
+            "retries": list(response.retries),
         }
         if step.first_of_turn:  # user message in the log -> first token of the reply
             data["turn_ttft_ms"] = (requested - step.turn_started) * 1000 + response.ttft_ms

@@ -43,6 +43,16 @@ def events_to_messages(events: Iterable[Event]) -> list[dict[str, Any]]:
     return messages
 
 
+def with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mark the last content block for prompt caching: the whole prefix up to it is cached, and the
+    next call, whose context extends this one, reads it back."""
+    if not messages or not messages[-1]["content"]:
+        return messages
+    last = messages[-1]
+    blocks = [*last["content"][:-1], {**last["content"][-1], "cache_control": {"type": "ephemeral"}}]
+    return [*messages[:-1], {**last, "content": blocks}]
+
+
 def _add_user_block(messages: list[dict[str, Any]], block: dict[str, Any]) -> None:
     if not messages or messages[-1]["role"] != "user":
         messages.append({"role": "user", "content": []})

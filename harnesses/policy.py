@@ -5,6 +5,7 @@ context strategy drops a tool result, the policy no longer sees it and must fetc
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -87,3 +88,25 @@ def _text(block: Mapping[str, Any] | None) -> str | None:
     if isinstance(content, list):
         return "".join(part.get("text", "") for part in content if isinstance(part, dict))
     return str(content)
+
+
+def estimate_tokens(payload: Any) -> int:
+    """About four characters of JSON per token: the one estimate every offline model uses."""
+    return max(1, len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False)) // 4)
+
+
+def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The content blocks an offline model answers `messages` with, from the task's solver policy.
+
+    Tool-use ids are numbered by turn, so the same conversation always gets the same ids.
+    """
+    conversation = Conversation(messages)
+    policy = book(messages)
+    action = policy(conversation) if policy else Reply(
+        f"No solver policy is known for the task {conversation.prompt[:80]!r}."
+    )
+    if isinstance(action, Reply):
+        return [{"type": "text", "text": action.text}]
+    turn = sum(1 for m in messages if m["role"] == "assistant") + 1
+    calls = [action] if isinstance(action, Call) else list(action)
+    return [{"type": "tool_use", "id": f"toolu_{turn:04d}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]

@@ -10,8 +10,13 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+import warnings
+
 import pytest
 
+from experiments.tasks import policy_book
+from harnesses.emulator.server import EmulatorServer
+from harnesses.emulator.service import LatencyProfile
 from sandboxes.local import LocalSandboxProvider
 from stores.duckdb import DuckdbStore
 from stores.memory import MemoryStore
@@ -84,3 +89,20 @@ async def provider(request, tmp_path):
     made = PROVIDERS[request.param](tmp_path)
     yield made
     await made.close()
+
+
+# A Messages-API emulator served on the test's event loop, for the model tests.
+QUICK = LatencyProfile(base_ttft_ms=2, prefill_ms_per_1k_tokens=0, output_tokens_per_s=0, jitter_sigma=0)
+GREETING = "Create a file named hello.txt containing exactly one line: hello, harnesslab"
+ARITHMETIC = "What is 17 multiplied by 23? Answer with the number only."
+
+
+@pytest.fixture
+async def emulator():
+    server = EmulatorServer(policy_book(), QUICK)
+    await server.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield server
+    await server.stop()
+    assert not [str(w.message) for w in caught if "anthropic" in (w.filename or "")], "the SDK warned"

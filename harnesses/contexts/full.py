@@ -1,9 +1,9 @@
-"""The whole log, every time."""
+"""The whole log, every time, with one prompt-cache breakpoint at its end (a stable, growing prefix)."""
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-from harnesses.messages import events_to_messages
+from harnesses.messages import events_to_messages, with_cache_breakpoint
 from stores.base import Event
 
 
@@ -11,4 +11,4 @@ class FullContext:
     name = "full"
 
     async def build(self, events: Sequence[Event]) -> list[dict[str, Any]]:
-        return events_to_messages(events)
+        return with_cache_breakpoint(events_to_messages(events))

@@ -1,18 +1,11 @@
-"""A deterministic in-process model that answers with the task's solver policy."""
+"""A deterministic in-process model that answers with the task's solver policy (no HTTP, no SDK)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from typing import Any
 
 from harnesses.base import ModelRequest, ModelResponse, Usage
-from harnesses.policy import Call, Conversation, PolicyBook, Reply
-
-
-def estimate_tokens(payload: Any) -> int:
-    """About four characters of JSON per token: the same estimate for every offline model."""
-    return max(1, len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False)) // 4)
+from harnesses.policy import PolicyBook, answer, estimate_tokens
 
 
 class ScriptedModel:
@@ -29,12 +22,7 @@ class ScriptedModel:
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
         started = time.perf_counter()
-        conversation = Conversation(request.messages)
-        policy = self._book(request.messages)
-        action = policy(conversation) if policy else Reply(
-            f"The scripted model has no solver policy for the task {conversation.prompt[:80]!r}."
-        )
-        content = _content(action, turn=sum(1 for m in request.messages if m["role"] == "assistant") + 1)
+        content = answer(self._book, request.messages)
         output_tokens = estimate_tokens(content)
         if self.ttft_ms:
             await asyncio.sleep(self.ttft_ms / 1000)
@@ -49,14 +37,3 @@ class ScriptedModel:
             latency_ms=(time.perf_counter() - started) * 1000,
             model=self.name,
         )
-
-
-def _content(action: Any, turn: int) -> list[dict[str, Any]]:
-    if isinstance(action, Reply):
-        return [{"type": "text", "text": action.text}]
-    calls = [action] if isinstance(action, Call) else list(action)
-    return [
-        {"type": "tool_use", "id": f"toolu_{turn:04d}_{i}", "name": c.name, "input": c.input}
-        for i, c in enumerate(calls)
-    ]
-

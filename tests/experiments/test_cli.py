@@ -24,7 +24,8 @@ def test_default_run_succeeds_and_fills_every_table(tmp_path):
     done = harnesslab("run", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "10/10 sessions succeeded" in done.stdout
-    assert "harness=decoupled model=scripted sandbox=local store=sqlite context=full tasks=smoke" in done.stdout
+    assert "harness=decoupled model=emulator sandbox=local store=sqlite context=full tasks=smoke" in done.stdout
+    assert "HTTP Request" not in done.stdout + done.stderr  # client libraries stay quiet
     [results] = tmp_path.glob("outputs/*/*/results.duckdb")
     assert f"results: {results}" in done.stdout
     assert (results.parent / "sessions.sqlite").exists()

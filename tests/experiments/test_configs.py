@@ -1,6 +1,7 @@
 """Every option of every config group composes and builds; bad options fail with the valid ones."""
 from __future__ import annotations
 
+import os
 from contextlib import AsyncExitStack
 
 import pytest
@@ -24,13 +25,16 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def composed(overrides: list[str], tmp_path, request=None):
+def composed(overrides: list[str], tmp_path, request=None, emulator=None):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     if "path" in cfg.store:  # normally under ${hydra:runtime.output_dir}, which only a real run has
         OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.db"))
     if "dsn" in cfg.store:
         OmegaConf.update(cfg, "store.dsn", request.getfixturevalue("postgres_dsn"))
+    if "api_key_env" in cfg.model and not os.environ.get(cfg.model.api_key_env):  # no real key: an emulator
+        OmegaConf.update(cfg, "model.base_url", emulator.url)
+        request.getfixturevalue("monkeypatch").setenv(cfg.model.api_key_env, "test-key")
     return cfg
 
 
@@ -42,8 +46,8 @@ def test_every_group_has_options():
     "group, option",
     [pytest.param(g, o, marks=[pytest.mark.postgres] if o == "postgres" else []) for g in GROUPS for o in options(g)],
 )
-async def test_every_option_composes_and_builds(group, option, tmp_path, request):
-    cfg = composed([f"{group}={option}"], tmp_path, request)
+async def test_every_option_composes_and_builds(group, option, tmp_path, request, emulator):
+    cfg = composed([f"{group}={option}"], tmp_path, request, emulator)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
         assert isinstance(parts.store, SessionStore)

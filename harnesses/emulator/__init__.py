@@ -1,0 +1,1 @@
+"""A local HTTP server speaking the Anthropic Messages API, answering with task solver policies."""

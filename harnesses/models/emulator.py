@@ -1,0 +1,44 @@
+"""The `anthropic` backend, pointed at a Messages-API emulator it starts on a free loopback port.
+
+The SDK talks to the emulator over real HTTP, exactly as it would to the API. The server shares the
+caller's event loop (a thread of its own measured slower: GIL hand-offs); for a service that no work
+of the harness can delay, run `harnesslab emulator` in its own process and use model=anthropic with
+its base_url.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from harnesses.emulator.server import EmulatorServer
+from harnesses.emulator.service import FaultProfile, LatencyProfile
+from harnesses.models.anthropic import AnthropicModel
+from harnesses.policy import PolicyBook
+
+
+class EmulatorModel(AnthropicModel):
+    name = "emulator"
+
+    def __init__(
+        self,
+        policies: PolicyBook,
+        latency: Mapping[str, Any] | None = None,
+        faults: Mapping[str, Any] | None = None,
+        cache_min_tokens: int = 1024,
+        model: str = "claude-emulated",
+        **options: Any,
+    ):
+        super().__init__(model=model, api_key_env="", **options)
+        self.server = EmulatorServer(
+            policies, LatencyProfile(**(latency or {})), FaultProfile(**(faults or {})), cache_min_tokens
+        )
+
+    async def _new_client(self) -> Any:
+        import anthropic
+
+        self.base_url = await self.server.start()
+        # the emulator wants some key, as the API does; no real credential is involved
+        return anthropic.AsyncAnthropic(api_key="emulator", base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+
+    async def close(self) -> None:
+        await super().close()
+        await self.server.stop()
