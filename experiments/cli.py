@@ -2,6 +2,7 @@
 
   harnesslab run [-m] [OVERRIDE ...]          run an experiment (Hydra overrides; -m sweeps)
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
+  harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
 """
 from __future__ import annotations
@@ -70,6 +71,13 @@ def parser() -> argparse.ArgumentParser:
     for action in (ls, show, export):
         action.add_argument("--schema", default="harnesslab", help="PostgreSQL schema of the store")
 
+    emulator = commands.add_parser("emulator", help="serve the Messages-API emulator until interrupted")
+    emulator.add_argument("--host", default="127.0.0.1", help="loopback only, unless you mean it")
+    emulator.add_argument("--port", type=int, default=8765)
+    emulator.add_argument("--latency", type=Path, help="a latency profile YAML (see `harnesslab calibrate`)")
+    emulator.add_argument("--faults", help="fault rates, e.g. rate_limit=0.05,overloaded=0.05,disconnect=0.02")
+    emulator.set_defaults(handler=_emulator)
+
     postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
         metavar="ACTION", required=True
     )
@@ -137,6 +145,37 @@ async def _export(store, args) -> int:
 
     count = await export_sessions(store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
     print(f"exported {count} session(s) to {args.to}")
+    return 0
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from experiments.tasks import policy_book
+    from harnesses.emulator.server import EmulatorServer
+    from harnesses.emulator.service import FaultProfile, LatencyProfile
+
+    latency = LatencyProfile.load(args.latency) if args.latency else LatencyProfile()
+    try:
+        rates = {k: float(v) for k, v in (item.split("=", 1) for item in args.faults.split(","))} if args.faults else {}
+        faults = FaultProfile(**rates)
+    except (TypeError, ValueError) as exc:
+        print(f"harnesslab: --faults {args.faults!r}: {exc}; valid names: rate_limit, overloaded, server_error, "
+              "disconnect, retry_after_s, seed", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        server = EmulatorServer(policy_book(), latency, faults)
+        url = await server.start(args.host, args.port)
+        print(f"Messages-API emulator on {url} (Ctrl-C stops it). To use it:\n"
+              f"  ANTHROPIC_API_KEY=any harnesslab run model=anthropic model.base_url={url}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await server.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

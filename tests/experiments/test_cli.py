@@ -62,5 +62,24 @@ def test_a_wrong_option_fails_with_the_valid_ones(tmp_path):
 
 def test_an_unknown_command_is_named(tmp_path):
     done = harnesslab("runn", cwd=tmp_path)
-    assert done.returncode == 2 and "invalid choice: 'runn' (choose from 'run', 'sessions', 'postgres')" in done.stderr
+    assert done.returncode == 2 and "invalid choice: 'runn' (choose from 'run', 'sessions', 'emulator', 'postgres')" in done.stderr
     assert harnesslab("--help", cwd=tmp_path).stdout.startswith("usage: harnesslab")
+
+
+@pytest.mark.slow
+def test_a_standalone_emulator_serves_a_run_through_model_anthropic(tmp_path):
+    from stores.postgres_server import free_loopback_port
+
+    port = free_loopback_port()
+    server = subprocess.Popen([HARNESSLAB, "emulator", "--port", str(port), "--faults", "overloaded=0.1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert f"emulator on http://127.0.0.1:{port}" in server.stdout.readline()
+        done = harnesslab("run", "model=anthropic", f"model.base_url=http://127.0.0.1:{port}", "tasks.only=[fix_bug]",
+                          "model.backoff_base_s=0.01", cwd=tmp_path, env={"ANTHROPIC_API_KEY": "stand-in"})
+        assert done.returncode == 0 and "1/1 sessions succeeded" in done.stdout, done.stderr
+    finally:
+        server.terminate()
+        server.wait(10)
+    bad = harnesslab("emulator", "--faults", "meteor=1", cwd=tmp_path)
+    assert bad.returncode == 2 and "valid names: rate_limit, overloaded" in bad.stderr
