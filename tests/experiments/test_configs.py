@@ -11,7 +11,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from experiments.cli import CONFIG_DIR
-from experiments.job import build_parts
+from experiments.job import build_parts, start_parts
 from experiments.runner import run_task
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
@@ -25,13 +25,15 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
-def composed(overrides: list[str], tmp_path, request=None, emulator=None):
+def composed(overrides: list[str], tmp_path, request=None, emulator=None, recording=None):
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     if "path" in cfg.store:  # normally under ${hydra:runtime.output_dir}, which only a real run has
         OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.db"))
     if "dsn" in cfg.store:
         OmegaConf.update(cfg, "store.dsn", request.getfixturevalue("postgres_dsn"))
+    if "recording" in cfg.model:
+        OmegaConf.update(cfg, "model.recording.spec", str(recording))
     if "api_key_env" in cfg.model and not os.environ.get(cfg.model.api_key_env):  # no real key: an emulator
         OmegaConf.update(cfg, "model.base_url", emulator.url)
         request.getfixturevalue("monkeypatch").setenv(cfg.model.api_key_env, "test-key")
@@ -47,9 +49,15 @@ def test_every_group_has_options():
     [pytest.param(g, o, marks=[pytest.mark.postgres] if o == "postgres" else []) for g in GROUPS for o in options(g)],
 )
 async def test_every_option_composes_and_builds(group, option, tmp_path, request, emulator):
-    cfg = composed([f"{group}={option}"], tmp_path, request, emulator)
+    recorded = None
+    if (group, option) == ("model", "replay"):
+        from tests.harnesses.test_replay import recording
+
+        recorded, _, _ = await recording(tmp_path)
+    cfg = composed([f"{group}={option}"], tmp_path, request, emulator, recorded)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
+        await start_parts(parts)
         assert isinstance(parts.store, SessionStore)
         assert isinstance(parts.sandboxes, SandboxProvider)
         assert isinstance(parts.model, Model)
