@@ -3,6 +3,7 @@
   harnesslab run [-m] [OVERRIDE ...]          run an experiment (Hydra overrides; -m sweeps)
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
+  harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
 """
 from __future__ import annotations
@@ -77,6 +78,14 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument("--latency", type=Path, help="a latency profile YAML (see `harnesslab calibrate`)")
     emulator.add_argument("--faults", help="fault rates, e.g. rate_limit=0.05,overloaded=0.05,disconnect=0.02")
     emulator.set_defaults(handler=_emulator)
+
+    calibrate = commands.add_parser("calibrate", help="measure the API (or the emulator) and write a latency profile")
+    calibrate.add_argument("--out", type=Path, default=Path("latency.yaml"))
+    calibrate.add_argument("--model", default="claude-sonnet-4-6", help="the model to measure on the real API")
+    calibrate.add_argument("--base-url", help="an endpoint other than the API (needs ANTHROPIC_API_KEY)")
+    calibrate.add_argument("--sizes", default="200,2000,8000", help="prompt sizes in tokens, comma-separated")
+    calibrate.add_argument("--repeats", type=int, default=5)
+    calibrate.set_defaults(handler=_calibrate)
 
     postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
         metavar="ACTION", required=True
@@ -176,6 +185,39 @@ def _emulator(args: argparse.Namespace) -> int:
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    import os
+
+    from experiments import calibrate
+    from harnesses.models.anthropic import AnthropicModel
+
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        print(f"harnesslab: --sizes {args.sizes!r}: expected whole numbers separated by commas", file=sys.stderr)
+        return 2
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        model, target = AnthropicModel(model=args.model, base_url=args.base_url), args.base_url or f"the API ({args.model})"
+    else:
+        from experiments.tasks import policy_book
+        from harnesses.models.emulator import EmulatorModel
+
+        model, target = EmulatorModel(policy_book()), "the emulator's default profile (no ANTHROPIC_API_KEY: a self-check)"
+
+    async def go():
+        try:
+            return await calibrate.measure(model, sizes, args.repeats)
+        finally:
+            await model.close()
+
+    samples = asyncio.run(go())
+    profile = calibrate.fit(samples)
+    text = calibrate.summary(samples, profile, target)
+    profile.save(args.out, comment=f"{text}\nuse: harnesslab run model.latency_file={args.out}")
+    print(f"{text}\nwrote {args.out}")
     return 0
 
 

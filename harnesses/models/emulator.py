@@ -23,14 +23,14 @@ class EmulatorModel(AnthropicModel):
         policies: PolicyBook,
         latency: Mapping[str, Any] | None = None,
         faults: Mapping[str, Any] | None = None,
+        latency_file: str | None = None,
         cache_min_tokens: int = 1024,
         model: str = "claude-emulated",
         **options: Any,
     ):
         super().__init__(model=model, api_key_env="", **options)
-        self.server = EmulatorServer(
-            policies, LatencyProfile(**(latency or {})), FaultProfile(**(faults or {})), cache_min_tokens
-        )
+        profile = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
+        self.server = EmulatorServer(policies, profile, FaultProfile(**(faults or {})), cache_min_tokens)
 
     async def _new_client(self) -> Any:
         import anthropic

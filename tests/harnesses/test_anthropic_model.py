@@ -98,6 +98,16 @@ async def test_the_api_key_never_reaches_events_logs_or_errors(tmp_path, monkeyp
     assert not [text for text in everything if planted in text]
 
 
+async def test_the_context_caches_a_growing_prefix_and_usage_records_it(tmp_path):
+    store, records = await run_smoke(emulated(), tmp_path)
+    needle = next(r for r in records if r.task == "find_needle")
+    usages = [e.data["usage"] for e in await store.events(needle.session_id) if e.type == "model.response"]
+    late = usages[len(usages) // 2:]  # once the conversation is past the cacheable minimum
+    assert all(u["cache_read_input_tokens"] > 0 for u in late)
+    assert all(u["input_tokens"] < u["cache_read_input_tokens"] for u in late)  # most of each call comes from cache
+    assert sum(u["cache_creation_input_tokens"] for u in usages) > 0
+
+
 async def test_a_missing_key_is_named(monkeypatch):
     monkeypatch.delenv("HARNESSLAB_NO_SUCH_KEY", raising=False)
     model = AnthropicModel(api_key_env="HARNESSLAB_NO_SUCH_KEY")

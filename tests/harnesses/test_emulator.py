@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import warnings
 
 import anthropic
 import pytest
@@ -80,10 +81,13 @@ async def test_count_tokens_matches_what_usage_reports(emulator):
 
 def test_the_synchronous_client(threaded_emulator):
     api = anthropic.Anthropic(api_key="emulator", base_url=threaded_emulator.url, max_retries=0)
-    assert api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC)).content[0].text == "391"
-    with api.messages.stream(model="m", max_tokens=64, messages=user(ARITHMETIC)) as stream:
-        assert "".join(stream.text_stream) == "391"
-    assert api.messages.count_tokens(model="m", messages=user(ARITHMETIC)).input_tokens > 0
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC)).content[0].text == "391"
+        with api.messages.stream(model="m", max_tokens=64, messages=user(ARITHMETIC)) as stream:
+            assert "".join(stream.text_stream) == "391"
+        assert api.messages.count_tokens(model="m", messages=user(ARITHMETIC)).input_tokens > 0
+    assert not [str(w.message) for w in caught], "the SDK warned"
 
 
 @pytest.mark.parametrize(
