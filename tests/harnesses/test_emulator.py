@@ -33,19 +33,25 @@ def client(server) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(api_key="emulator", base_url=server.url, max_retries=0)
 
 
+@pytest.fixture
+async def api(emulator):
+    async with client(emulator) as opened:
+        yield opened
+
+
 def user(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-async def test_create_without_streaming(emulator):
-    message = await client(emulator).messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC))
+async def test_create_without_streaming(api):
+    message = await api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC))
     assert (message.content[0].text, message.stop_reason, message.role) == ("391", "end_turn", "assistant")
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     assert message._request_id.startswith("req_emu_")
 
 
-async def test_create_streaming_yields_every_event_kind(emulator):
-    stream = await client(emulator).messages.create(model="m", max_tokens=64, messages=user(GREETING), stream=True)
+async def test_create_streaming_yields_every_event_kind(api):
+    stream = await api.messages.create(model="m", max_tokens=64, messages=user(GREETING), stream=True)
     kinds, partial = [], ""
     async for event in stream:
         kinds.append(event.type)
@@ -56,8 +62,7 @@ async def test_create_streaming_yields_every_event_kind(emulator):
     assert json.loads(partial) == {"path": "hello.txt", "content": "hello, harnesslab\n"}
 
 
-async def test_stream_helper_and_a_tool_use_round_trip(emulator):
-    api = client(emulator)
+async def test_stream_helper_and_a_tool_use_round_trip(api):
     tools = [{"name": "write_file", "description": "write", "input_schema": {"type": "object"}}]
     async with api.messages.stream(model="m", max_tokens=64, messages=user(GREETING), tools=tools) as stream:
         first = await stream.get_final_message()
@@ -72,22 +77,21 @@ async def test_stream_helper_and_a_tool_use_round_trip(emulator):
     assert final.stop_reason == "end_turn" and final.content[0].text == "Created hello.txt."
 
 
-async def test_count_tokens_matches_what_usage_reports(emulator):
-    api = client(emulator)
+async def test_count_tokens_matches_what_usage_reports(api):
     counted = await api.messages.count_tokens(model="m", messages=user(ARITHMETIC))
     message = await api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC))
     assert counted.input_tokens == message.usage.input_tokens
 
 
 def test_the_synchronous_client(threaded_emulator):
-    api = anthropic.Anthropic(api_key="emulator", base_url=threaded_emulator.url, max_retries=0)
-    with warnings.catch_warnings(record=True) as caught:
+    with anthropic.Anthropic(api_key="emulator", base_url=threaded_emulator.url, max_retries=0) as api, \
+            warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC)).content[0].text == "391"
         with api.messages.stream(model="m", max_tokens=64, messages=user(ARITHMETIC)) as stream:
             assert "".join(stream.text_stream) == "391"
         assert api.messages.count_tokens(model="m", messages=user(ARITHMETIC)).input_tokens > 0
-    assert not [str(w.message) for w in caught], "the SDK warned"
+    assert not [f"{w.filename}: {w.message}" for w in caught], "the SDK warned"
 
 
 @pytest.mark.parametrize(
@@ -98,9 +102,9 @@ def test_the_synchronous_client(threaded_emulator):
         ({"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": "x"}]}, 400, "invalid_request_error", "first message"),
     ],
 )
-async def test_bad_requests_get_the_apis_error_shape(emulator, request_options, status, kind, message):
+async def test_bad_requests_get_the_apis_error_shape(api, request_options, status, kind, message):
     with pytest.raises(anthropic.BadRequestError) as caught:
-        await client(emulator).messages.create(**request_options)
+        await api.messages.create(**request_options)
     assert caught.value.status_code == status and caught.value.body["error"]["type"] == kind
     assert message in caught.value.body["error"]["message"]
 
@@ -123,7 +127,8 @@ async def test_faults_use_the_apis_status_codes(kind, status, error):
     await server.start()
     try:
         with pytest.raises(error) as caught:
-            await client(server).messages.create(model="m", max_tokens=9, messages=user(ARITHMETIC))
+            async with client(server) as api:
+                await api.messages.create(model="m", max_tokens=9, messages=user(ARITHMETIC))
         assert caught.value.status_code == status
         if status == 429:
             assert caught.value.response.headers["retry-after"] == "0.25"
@@ -137,9 +142,10 @@ async def test_a_disconnect_cuts_the_stream_before_message_stop():
     kinds = []
     try:
         with pytest.raises(Exception) as caught:
-            stream = await client(server).messages.create(model="m", max_tokens=9, messages=user(GREETING), stream=True)
-            async for event in stream:
-                kinds.append(event.type)
+            async with client(server) as api:
+                stream = await api.messages.create(model="m", max_tokens=9, messages=user(GREETING), stream=True)
+                async for event in stream:
+                    kinds.append(event.type)
         assert "message_stop" not in kinds and "content_block_delta" in kinds, (kinds, caught.value)
     finally:
         await server.stop()
