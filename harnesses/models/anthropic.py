@@ -16,6 +16,8 @@ from typing import Any
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# An error event mid-stream arrives on a 200 response: its type says whether to retry.
+RETRYABLE_ERRORS = frozenset({"rate_limit_error", "overloaded_error", "api_error", "timeout_error"})
 
 
 class StreamCut(ModelError):
@@ -174,7 +176,7 @@ def _failure(exc: Exception) -> dict[str, Any] | None:
         retry_after = exc.response.headers.get("retry-after")
         return {
             "error": f"{exc.status_code} {kind or type(exc).__name__}", "status": exc.status_code,
-            "retryable": exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500,
+            "retryable": exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500 or kind in RETRYABLE_ERRORS,
             "retry_after_s": float(retry_after) if retry_after else None,
         }
     if isinstance(exc, anthropic.APIConnectionError) or type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore"):

@@ -12,17 +12,30 @@ from tests.experiments.test_cli import harnesslab
 KNOWN = {"base_ttft_ms": 30.0, "prefill_ms_per_1k_tokens": 10.0, "output_tokens_per_s": 300.0, "jitter_sigma": 0.05}
 
 
-async def test_fitting_recovers_a_known_profile():
+def test_fitting_recovers_a_known_profile_exactly():
+    truth = LatencyProfile(base_ttft_ms=30, prefill_ms_per_1k_tokens=10, output_tokens_per_s=300, jitter_sigma=0.1, seed=4)
+    samples = []
+    for i, tokens in enumerate([200, 2000, 6000] * 40):
+        ttft = truth.ttft_ms(tokens, 0, truth.rng_for({"i": i}))
+        samples.append(calibrate.Sample(tokens, 61, ttft, ttft + 60 / 300 * 1000))
+    profile = calibrate.fit(samples)
+    assert profile.base_ttft_ms == pytest.approx(30 * 1.005, rel=0.1)  # lognormal(0, 0.1) has mean 1.005
+    assert profile.prefill_ms_per_1k_tokens == pytest.approx(10 * 1.005, rel=0.1)
+    assert profile.jitter_sigma == pytest.approx(0.1, abs=0.02)
+    assert profile.output_tokens_per_s == pytest.approx(300)
+
+
+async def test_measuring_the_emulator_sees_prefill_grow_with_the_prompt():
     model = EmulatorModel(policy_book(), latency=KNOWN)
     try:
-        samples = await calibrate.measure(model, [200, 2000, 6000], repeats=4)
+        samples = await calibrate.measure(model, [200, 6000], repeats=3)
     finally:
         await model.close()
-    profile = calibrate.fit(samples)
-    assert profile.base_ttft_ms == pytest.approx(30, abs=5)
-    assert profile.prefill_ms_per_1k_tokens == pytest.approx(10, abs=2)
-    assert profile.jitter_sigma < 0.15
-    assert profile.output_tokens_per_s == pytest.approx(300, rel=0.5)
+    small, large = samples[:3], samples[3:]
+    assert all(s.input_tokens < 400 for s in small) and all(s.input_tokens > 5000 for s in large)
+    assert all(s.output_tokens > 1 and s.latency_ms >= s.ttft_ms > 0 for s in samples)
+    # 10 ms per 1k tokens: ~58 ms more prefill for the large prompts, far above any timing noise
+    assert min(s.ttft_ms for s in large) > max(s.ttft_ms for s in small)
 
 
 @pytest.mark.slow

@@ -130,3 +130,40 @@ async def test_one_smoke_task_against_the_real_api(tmp_path):
     assert record.outcome.status == "completed" and record.verdict.success, record.verdict.detail
     first = next(e for e in await store.events(record.session_id) if e.type == "model.response")
     assert first.data["request_id"] and first.data["ttft_ms"] > 0 and first.data["usage"]["input_tokens"] > 0
+
+
+async def test_an_error_event_mid_stream_is_retried(monkeypatch):
+    """The API can fail a stream that already began (HTTP 200) with an error event; that is retryable."""
+    from aiohttp import web
+
+    calls = []
+
+    async def handler(request):
+        calls.append(1)
+        if len(calls) > 1:  # the retry succeeds
+            return web.json_response(status=404, data={"type": "error", "error": {"type": "not_found_error", "message": "x"}})
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        start = {"type": "message_start", "message": {"id": "m", "type": "message", "role": "assistant", "model": "x", "content": [],
+                                                      "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 1, "output_tokens": 1}}}
+        await response.write(f"event: message_start\ndata: {json.dumps(start)}\n\n".encode())
+        await response.write(b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n')
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/messages", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    monkeypatch.setenv("HARNESSLAB_TEST_KEY", "k")
+    model = AnthropicModel(base_url=f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}", api_key_env="HARNESSLAB_TEST_KEY",
+                           max_attempts=2, **FAST_RETRIES)
+    try:
+        with pytest.raises(ModelError, match="after 2 attempt.*200 overloaded_error, 404 not_found_error"):
+            await model.respond(ModelRequest("", [{"role": "user", "content": "hi"}]))
+    finally:
+        await model.close()
+        await runner.cleanup()
+    assert len(calls) == 2
