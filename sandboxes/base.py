@@ -73,6 +73,10 @@ class Sandbox(ABC):
         if result.is_error:
             raise SetupFailed(f"sandbox {self.id}: setup step {name} {input.get('path') or input.get('command')!r} failed: {result.output}")
 
+    async def alive(self) -> bool:
+        """A cheap check that the sandbox still exists (a pool asks before handing one out)."""
+        return True
+
     @abstractmethod
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         """Run a validated tool call; return (output, is_error). Raise SandboxLost if the sandbox is gone."""

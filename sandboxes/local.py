@@ -19,7 +19,7 @@ from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost
 from sandboxes.process import run_command
 from sandboxes.tools import ToolSpec
 
-_ID = re.compile(r"^local-[0-9a-f]{16}$")
+_ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -58,6 +58,9 @@ class LocalSandbox(Sandbox):
             return workspace.edit_file(self.root, input["path"], input["old_string"], input["new_string"]), False
         return workspace.list_files(self.root, input.get("path", "."), input.get("recursive", True)), False
 
+    async def alive(self) -> bool:
+        return self.root.is_dir()
+
     async def close(self) -> None:
         await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
 
@@ -66,6 +69,8 @@ class LocalSandboxProvider:
     """Workspaces live under `root` (default: a temporary directory removed on close)."""
 
     hand = "local"
+    sandbox_class = LocalSandbox
+    isolated = False  # commands see the host (its files, network, processes): a known difference
 
     def __init__(
         self,
@@ -74,7 +79,7 @@ class LocalSandboxProvider:
         max_timeout_s: float = 600.0,
         output_limit: int = 30_000,
     ):
-        self._root = Path(root) if root else None
+        self._root = Path(root) if root else None  # one folder per sandbox below it
         self._owns_root = root is None
         self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
         self._provisioned: list[LocalSandbox] = []
@@ -84,14 +89,14 @@ class LocalSandboxProvider:
         return DEFAULT_TOOLS
 
     async def provision(self) -> LocalSandbox:
-        sandbox = self._sandbox(f"local-{uuid.uuid4().hex[:16]}")
+        sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
         sandbox.root.mkdir(parents=True)
         self._provisioned.append(sandbox)
         return sandbox
 
     async def attach(self, sandbox_id: str) -> LocalSandbox:
-        if not _ID.match(sandbox_id):
-            raise SandboxLost(f"{sandbox_id!r} is not a local sandbox id")
+        if not _ID.match(sandbox_id) or not sandbox_id.startswith(f"{self.hand}-"):
+            raise SandboxLost(f"{sandbox_id!r} is not a {self.hand} sandbox id")
         sandbox = self._sandbox(sandbox_id)
         if not sandbox.root.is_dir():
             raise SandboxLost(f"sandbox {sandbox_id} is gone (no workspace at {sandbox.root})")
@@ -109,4 +114,4 @@ class LocalSandboxProvider:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
         root = Path(os.path.realpath(self._root))
-        return LocalSandbox(sandbox_id, root / sandbox_id, **self._options)
+        return self.sandbox_class(sandbox_id, root / sandbox_id, **self._options)

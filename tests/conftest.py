@@ -79,8 +79,22 @@ async def store(store_factory):
     await made.close()
 
 
+def _namespace(tmp: Path):
+    from sandboxes.namespace import NamespaceSandboxProvider
+
+    return NamespaceSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000)
+
+
+def _pool(tmp: Path):
+    from sandboxes.pool import PoolProvider
+
+    return PoolProvider(LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000), size=2)
+
+
 PROVIDERS: dict[str, Callable[[Path], object]] = {
     "local": lambda tmp: LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000),
+    "namespace": _namespace,
+    "pool": _pool,
 }
 
 

@@ -167,3 +167,42 @@ async def test_provider_close_removes_every_sandbox(provider):
     for box in boxes:
         with pytest.raises(SandboxLost):
             await box.execute("list_files", {})
+
+
+@pytest.fixture
+def isolated(provider):
+    if not getattr(provider, "isolated", False):
+        pytest.skip(f"{provider.hand} runs commands on the host by design: no isolation to test (a known difference)")
+    return provider
+
+
+async def test_isolated_commands_have_no_network_even_to_loopback(isolated):
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    try:
+        sandbox = await isolated.provision()
+        probe = await sandbox.execute("bash", {"command": f"echo hi > /dev/tcp/127.0.0.1/{port} && echo CONNECTED"})
+        assert "CONNECTED" not in probe.output and probe.is_error
+    finally:
+        listener.close()
+
+
+async def test_isolated_commands_see_a_read_only_system_and_no_host_files(isolated, tmp_path):
+    (tmp_path / "host-secret.txt").write_text("s3cret")
+    sandbox = await isolated.provision()
+    assert (await sandbox.execute("bash", {"command": "touch /usr/evil"})).is_error
+    peek = await sandbox.execute("bash", {"command": f"cat {tmp_path}/host-secret.txt; ls /root"})
+    assert peek.is_error and "s3cret" not in peek.output
+    work = await sandbox.execute("bash", {"command": "echo ok > mine.txt && cat mine.txt && python3 -c 'print(2+2)'"})
+    assert (work.is_error, work.output.split()) == (False, ["ok", "4"])
+
+
+async def test_isolated_sandboxes_cannot_see_each_other(isolated):
+    first, second = await isolated.provision(), await isolated.provision()
+    await first.execute("write_file", {"path": "private.txt", "content": "first's"})
+    look = await second.execute("bash", {"command": f"cat ../{first.id}/private.txt {first.root}/private.txt 2>&1; ls /workspace"})
+    assert "first's" not in look.output

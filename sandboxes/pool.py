@@ -1,0 +1,76 @@
+"""A warm pool over any provider: sandboxes provisioned ahead, handed out once each, refilled behind.
+
+`provision` takes a ready sandbox (checking it is still alive) and starts provisioning its
+replacement; when none is ready it provisions one directly, as the inner provider would. A sandbox is
+never handed out twice: it leaves the pool when it is handed out, and whoever holds it closes it.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+from typing import Sequence
+
+from sandboxes.base import Sandbox, SandboxProvider
+from sandboxes.tools import ToolSpec
+
+
+class PoolProvider:
+    def __init__(self, inner: SandboxProvider, size: int = 4):
+        if size < 1:
+            raise ValueError(f"pool size must be at least 1, got {size}")
+        self.inner, self.size = inner, size
+        self.hand = inner.hand
+        self.isolated = getattr(inner, "isolated", False)
+        self._ready: collections.deque[Sandbox] = collections.deque()
+        self._filling: set[asyncio.Task] = set()
+        self._closed = False
+        self.handed_out = self.cold_starts = self.discarded = 0
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]:
+        return self.inner.tools
+
+    async def start(self) -> None:
+        """Fill the pool before the first session needs it."""
+        self._refill()
+        await asyncio.gather(*self._filling)
+
+    async def provision(self) -> Sandbox:
+        self._refill()
+        while self._ready:
+            sandbox = self._ready.popleft()
+            self._refill()
+            if await sandbox.alive():
+                self.handed_out += 1
+                return sandbox
+            self.discarded += 1
+            await sandbox.close()
+        self.cold_starts += 1
+        return await self.inner.provision()
+
+    async def attach(self, sandbox_id: str) -> Sandbox:
+        return await self.inner.attach(sandbox_id)
+
+    async def close(self) -> None:
+        """Stop refilling, close every sandbox still waiting, then the inner provider."""
+        self._closed = True
+        for task in list(self._filling):
+            task.cancel()
+        await asyncio.gather(*self._filling, return_exceptions=True)
+        while self._ready:
+            await self._ready.popleft().close()
+        await self.inner.close()
+
+    def _refill(self) -> None:
+        missing = self.size - len(self._ready) - len(self._filling)
+        for _ in range(0 if self._closed else missing):
+            task = asyncio.get_running_loop().create_task(self._add_one())
+            self._filling.add(task)
+            task.add_done_callback(self._filling.discard)
+
+    async def _add_one(self) -> None:
+        sandbox = await self.inner.provision()
+        if self._closed:
+            await sandbox.close()
+        else:
+            self._ready.append(sandbox)

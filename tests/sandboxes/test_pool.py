@@ -1,0 +1,36 @@
+"""The warm pool: ready sandboxes handed out once each, dead ones skipped, refilled, drained on close."""
+from __future__ import annotations
+
+import asyncio
+
+from sandboxes.local import LocalSandboxProvider
+from sandboxes.pool import PoolProvider
+
+
+async def test_hands_out_ready_sandboxes_once_each_and_refills(tmp_path):
+    pool = PoolProvider(LocalSandboxProvider(root=str(tmp_path)), size=3)
+    await pool.start()
+    boxes = [await pool.provision() for _ in range(6)]
+    assert len({box.id for box in boxes}) == 6 and pool.handed_out >= 3
+    await asyncio.sleep(0.05)
+    assert len(pool._ready) == 3  # refilled behind the hand-outs
+    await pool.close()
+
+
+async def test_a_dead_ready_sandbox_is_never_handed_out(tmp_path):
+    pool = PoolProvider(LocalSandboxProvider(root=str(tmp_path)), size=2)
+    await pool.start()
+    dead = pool._ready[0]
+    await dead.close()  # dies while waiting in the pool
+    handed = [await pool.provision() for _ in range(2)]
+    assert dead.id not in {box.id for box in handed} and pool.discarded == 1
+    assert all([await box.alive() for box in handed])
+    await pool.close()
+
+
+async def test_close_drains_every_sandbox(tmp_path):
+    pool = PoolProvider(LocalSandboxProvider(root=str(tmp_path / "ws")), size=3)
+    await pool.start()
+    used = await pool.provision()
+    await pool.close()
+    assert not await used.alive() and not list((tmp_path / "ws").iterdir())
