@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install services run test bench clean
+.PHONY: install services docker run test bench clean
 
 install: $(STAMP)
 
@@ -21,14 +21,17 @@ services:  ## the engines tests need: Debian's postgresql server, installed (as 
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	else echo "note: no PostgreSQL server and not root: PostgreSQL tests skip (unless REQUIRE_POSTGRES=1)"; fi
 
+docker: $(STAMP)  ## a Docker engine (docker.io, started here) and the sandbox image, built offline
+	@$(BIN)/harnesslab docker setup || { [ "$$REQUIRE_DOCKER" != 1 ] && echo "note: Docker tests skip"; }
+
 run: $(STAMP)  ## the default experiment; extra Hydra overrides: make run ARGS="store=memory"
 	$(BIN)/harnesslab run $(ARGS)
 
-test: $(STAMP) services  ## lint, then every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
+test: $(STAMP) services docker  ## lint, then every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
 	$(BIN)/ruff check stores sandboxes harnesses experiments tests
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP) services  ## benchmarks: side-by-side medians, p95 and ratios
+bench: $(STAMP) services docker  ## benchmarks: side-by-side medians, p95 and ratios
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m experiments.bench $(ARGS)
 

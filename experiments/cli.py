@@ -4,6 +4,8 @@
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
+  harnesslab docker setup                     start a Docker engine and build the sandbox image offline
+  harnesslab sandbox prune                    remove leftover sandbox containers
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
 """
 from __future__ import annotations
@@ -36,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear line, not a traceback, for what the user can fix
         from stores.base import StoreError
 
-        if not isinstance(exc, StoreError):
+        from sandboxes.base import SandboxError
+
+        if not isinstance(exc, (StoreError, SandboxError)):
             raise
         print(f"harnesslab: {exc}", file=sys.stderr)
         return 1
@@ -86,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--sizes", default="200,2000,8000", help="prompt sizes in tokens, comma-separated")
     calibrate.add_argument("--repeats", type=int, default=5)
     calibrate.set_defaults(handler=_calibrate)
+
+    docker = commands.add_parser("docker", help="the Docker engine and sandbox image").add_subparsers(metavar="ACTION", required=True)
+    docker.add_parser("setup", help="start an engine (installing docker.io if needed) and build the image offline").set_defaults(
+        handler=_docker_setup)
+    sandbox = commands.add_parser("sandbox", help="sandbox housekeeping").add_subparsers(metavar="ACTION", required=True)
+    sandbox.add_parser("prune", help="remove every harnesslab container left on the engine").set_defaults(handler=_sandbox_prune)
 
     postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
         metavar="ACTION", required=True
@@ -218,6 +228,31 @@ def _calibrate(args: argparse.Namespace) -> int:
     text = calibrate.summary(samples, profile, target)
     profile.save(args.out, comment=f"{text}\nuse: harnesslab run model.latency_file={args.out}")
     print(f"{text}\nwrote {args.out}")
+    return 0
+
+
+def _docker_setup(args: argparse.Namespace) -> int:
+    import time
+
+    from sandboxes.docker_engine import ensure_engine, ensure_image
+
+    started = time.monotonic()
+    ensure_engine()
+    tag = ensure_image()
+    print(f"Docker engine answers; sandbox image {tag} ready ({time.monotonic() - started:.1f} s)")
+    return 0
+
+
+def _sandbox_prune(args: argparse.Namespace) -> int:
+    import docker
+
+    from sandboxes.docker import prune
+
+    client = docker.from_env()
+    try:
+        print(f"removed {prune(client.api)} harnesslab container(s)")
+    finally:
+        client.close()
     return 0
 
 

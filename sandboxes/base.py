@@ -86,6 +86,11 @@ class Sandbox(ABC):
         """Destroy the sandbox and everything in it. Idempotent."""
 
 
+def effective_timeout(input: Mapping[str, Any], default_s: float, max_s: float) -> float:
+    """A bash call's timeout: what it asks for (or the default), never more than the maximum."""
+    return min(float(input.get("timeout", default_s)), max_s)
+
+
 @runtime_checkable
 class SandboxProvider(Protocol):
     """Provisions sandboxes of one kind (`hand`) and cleans up every one of them on `close`."""

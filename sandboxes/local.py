@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sandboxes import workspace
-from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost
-from sandboxes.process import run_command
+from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
 from sandboxes.tools import ToolSpec
 
 _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
@@ -40,23 +39,10 @@ class LocalSandbox(Sandbox):
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         if not self.root.is_dir():
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} is gone")
-        if name == "bash":
-            timeout = min(float(input.get("timeout", self.timeout_s)), self.max_timeout_s)
-            done = await run_command(
-                self.command_argv(input["command"]),
-                cwd=str(self.root),
-                env=self.command_env(),
-                timeout=timeout,
-                output_limit=self.output_limit,
-            )
-            return done.report(timeout)
-        if name == "read_file":
-            return workspace.read_file(self.root, input["path"], self.output_limit, input.get("offset"), input.get("limit")), False
-        if name == "write_file":
-            return workspace.write_file(self.root, input["path"], input["content"]), False
-        if name == "edit_file":
-            return workspace.edit_file(self.root, input["path"], input["old_string"], input["new_string"]), False
-        return workspace.list_files(self.root, input.get("path", "."), input.get("recursive", True)), False
+        return await workspace.run_tool(
+            self.root, name, input, argv=self.command_argv, env=self.command_env(),
+            timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
+        )
 
     async def alive(self) -> bool:
         return self.root.is_dir()

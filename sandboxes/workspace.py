@@ -1,14 +1,35 @@
-"""File tools over a workspace directory (standard library only, so any backend can run them)."""
+"""The tools over a workspace directory. Standard library only: the Docker executor runs this very code."""
 from __future__ import annotations
 
 import itertools
 import os
 from pathlib import Path
+from typing import Callable, Mapping
 
-from sandboxes.process import CappedOutput
+from sandboxes.process import CappedOutput, run_command
 from sandboxes.tools import ToolError
 
 MAX_LISTED = 2000
+
+
+async def run_tool(
+    root: Path, name: str, input: dict, *, argv: Callable[[str], list[str]], env: Mapping[str, str],
+    timeout_s: float, output_limit: int,
+) -> tuple[str, bool]:
+    """Run a validated tool call on the workspace at `root`: (output, is_error). `argv(command)` is how
+    bash runs (directly, under bwrap, ...); `timeout_s` is already the effective timeout."""
+    if name == "bash":
+        done = await run_command(argv(input["command"]), cwd=str(root), env=env, timeout=timeout_s, output_limit=output_limit)
+        return done.report(timeout_s)
+    if name == "read_file":
+        return read_file(root, input["path"], output_limit, input.get("offset"), input.get("limit")), False
+    if name == "write_file":
+        return write_file(root, input["path"], input["content"]), False
+    if name == "edit_file":
+        return edit_file(root, input["path"], input["old_string"], input["new_string"]), False
+    if name == "list_files":
+        return list_files(root, input.get("path", "."), input.get("recursive", True)), False
+    raise ToolError(f"unknown tool {name!r}")
 
 
 def resolve(root: Path, path: str) -> Path:

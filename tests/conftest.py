@@ -85,22 +85,42 @@ def _namespace(tmp: Path):
     return NamespaceSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000)
 
 
+@pytest.fixture(scope="session")
+def docker_image():
+    """The sandbox image on a running engine (`make docker` sets both up; tests never start engines)."""
+    from sandboxes.docker_engine import engine_answers, image_present, image_tag
+
+    if not engine_answers():
+        require("docker", "no Docker engine answers `docker info` (run `make docker`)")
+    if not image_present():
+        require("docker", f"the sandbox image {image_tag()} is not built (run `make docker`)")
+    return image_tag()
+
+
+def _docker(tmp: Path, request: Any):
+    from sandboxes.docker import DockerSandboxProvider
+
+    return DockerSandboxProvider(image=request.getfixturevalue("docker_image"), timeout_s=10, output_limit=4000)
+
+
 def _pool(tmp: Path):
     from sandboxes.pool import PoolProvider
 
     return PoolProvider(LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000), size=2)
 
 
-PROVIDERS: dict[str, Callable[[Path], object]] = {
-    "local": lambda tmp: LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000),
-    "namespace": _namespace,
-    "pool": _pool,
+PROVIDERS: dict[str, Callable[[Path, Any], object]] = {
+    "local": lambda tmp, request: LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000),
+    "namespace": lambda tmp, request: _namespace(tmp),
+    "pool": lambda tmp, request: _pool(tmp),
+    "docker": _docker,
 }
+ENGINE_MARKS["docker"] = pytest.mark.docker
 
 
-@pytest.fixture(params=sorted(PROVIDERS))
+@pytest.fixture(params=[pytest.param(name, marks=ENGINE_MARKS.get(name, ())) for name in sorted(PROVIDERS)])
 async def provider(request, tmp_path):
-    made = PROVIDERS[request.param](tmp_path)
+    made = PROVIDERS[request.param](tmp_path, request)
     yield made
     await made.close()
 

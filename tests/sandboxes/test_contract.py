@@ -204,5 +204,6 @@ async def test_isolated_commands_see_a_read_only_system_and_no_host_files(isolat
 async def test_isolated_sandboxes_cannot_see_each_other(isolated):
     first, second = await isolated.provision(), await isolated.provision()
     await first.execute("write_file", {"path": "private.txt", "content": "first's"})
-    look = await second.execute("bash", {"command": f"cat ../{first.id}/private.txt {first.root}/private.txt 2>&1; ls /workspace"})
+    where = getattr(first, "root", "/nonexistent")  # the host folder of a workspace, where there is one
+    look = await second.execute("bash", {"command": f"cat ../{first.id}/private.txt {where}/private.txt 2>&1; ls /workspace"})
     assert "first's" not in look.output

@@ -1,0 +1,236 @@
+"""Docker hands: one hardened container per sandbox, tool calls over an executor's attached stream.
+
+Containers run with no network, every capability dropped, no-new-privileges, a read-only root, tmpfs
+for /workspace and /tmp, a non-root user, pids/memory/CPU limits and capped logs. The executor
+(sandboxes/executor.py and the tool code it shares with the local backend) travels in the container's
+command line, so nothing is bind-mounted and DOCKER_HOST may point at any engine. A container that
+dies ends its stream: SandboxLost.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import json
+import struct
+import uuid
+import zipfile
+from functools import cache
+from pathlib import Path
+from typing import Any, Sequence
+
+from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.tools import ToolSpec
+
+LABEL = "harnesslab"
+_BOOT = (
+    "import base64,sys;p='/tmp/harnesslab-executor.zip';open(p,'wb').write(base64.b64decode(sys.argv[1]));"
+    "sys.path.insert(0,p);from sandboxes.executor import main;main()"
+)
+_SHIPPED = ("__init__.py", "tools.py", "process.py", "workspace.py", "executor.py")
+_REPLY_GRACE_S = 15.0  # beyond a call's own timeout, before a silent executor counts as lost
+
+
+@cache
+def executor_payload() -> str:
+    """The executor and the tool code it runs, zipped and base64-encoded for the command line."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in _SHIPPED:
+            archive.write(Path(__file__).with_name(name), f"sandboxes/{name}")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+class _Channel:
+    """JSON lines to the executor's stdin; its stdout comes back in Docker's 8-byte-header frames.
+
+    Closing the attach connection closes the container's stdin, which ends the executor: so the
+    provider keeps one channel per container for as long as the container lives.
+    """
+
+    def __init__(self, sock: Any):
+        self.sock = sock
+        self.sock.setblocking(False)
+        self.frames, self.stdout, self.stderr = bytearray(), bytearray(), bytearray()
+        self.turn = asyncio.Lock()  # one call at a time on an executor
+        self.calls = 0
+
+    async def send(self, payload: dict) -> None:
+        await asyncio.get_running_loop().sock_sendall(self.sock, (json.dumps(payload) + "\n").encode())
+
+    async def receive(self) -> dict:
+        loop = asyncio.get_running_loop()
+        while b"\n" not in self.stdout:
+            data = await loop.sock_recv(self.sock, 1 << 16)
+            if not data:
+                raise SandboxLost(f"the container's stream ended{': ' + self.stderr.decode(errors='replace')[-300:] if self.stderr else ''}")
+            self._unframe(data)
+        line, _, rest = bytes(self.stdout).partition(b"\n")
+        self.stdout = bytearray(rest)
+        return json.loads(line)
+
+    def _unframe(self, data: bytes) -> None:
+        self.frames += data
+        while len(self.frames) >= 8:
+            kind, size = self.frames[0], struct.unpack(">I", self.frames[4:8])[0]
+            if len(self.frames) < 8 + size:
+                break
+            (self.stdout if kind == 1 else self.stderr).extend(self.frames[8 : 8 + size])
+            del self.frames[: 8 + size]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class DockerSandbox(Sandbox):
+    hand = "docker"
+
+    def __init__(self, provider: DockerSandboxProvider, container_id: str, channel: _Channel):
+        self.provider, self.id, self.channel = provider, container_id, channel
+
+    async def _run(self, name: str, input: dict) -> tuple[str, bool]:
+        timeout = effective_timeout(input, self.provider.timeout_s, self.provider.max_timeout_s)
+        async with self.channel.turn:
+            self.channel.calls += 1
+            request = {"id": self.channel.calls, "name": name, "input": input, "timeout": timeout, "limit": self.provider.output_limit}
+            try:
+                await self.channel.send(request)
+                reply = await asyncio.wait_for(self.channel.receive(), timeout + _REPLY_GRACE_S)
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise SandboxLost(f"sandbox {self.id[:12]}: {type(exc).__name__}: {exc}") from None
+        return reply["output"], reply["is_error"]
+
+    async def alive(self) -> bool:
+        return await self.provider.running(self.id)
+
+    async def close(self) -> None:
+        await self.provider.remove(self.id)
+
+
+class DockerSandboxProvider:
+    hand = "docker"
+    isolated = True
+
+    def __init__(
+        self,
+        image: str | None = None,
+        timeout_s: float = 30.0,
+        max_timeout_s: float = 600.0,
+        output_limit: int = 30_000,
+        memory: str = "512m",
+        cpus: float = 1.0,
+        pids_limit: int = 256,
+        workspace_size: str = "256m",
+    ):
+        self.image, self.timeout_s, self.max_timeout_s, self.output_limit = image, timeout_s, max_timeout_s, output_limit
+        self.memory, self.cpus, self.pids_limit, self.workspace_size = memory, cpus, pids_limit, workspace_size
+        self.run_label = uuid.uuid4().hex  # every container of this provider, for cleanup
+        self._api: Any = None
+        self._channels: dict[str, _Channel] = {}  # container id -> its one attach connection
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]:
+        return DEFAULT_TOOLS
+
+    async def start(self) -> None:
+        """Make sure the engine answers and the image exists (built offline if not)."""
+        await self._client()
+
+    async def provision(self) -> DockerSandbox:
+        api = await self._client()
+        container = await asyncio.to_thread(self._create, api)
+        try:
+            sock = await asyncio.to_thread(self._attach, api, container)
+            await asyncio.to_thread(api.start, container)
+            channel = _Channel(sock)
+            ready = await asyncio.wait_for(channel.receive(), 30)
+            if not ready.get("ready"):
+                raise SandboxLost(f"the executor did not start: {ready}")
+        except BaseException:
+            await self.remove(container)
+            raise
+        self._channels[container] = channel
+        return DockerSandbox(self, container, channel)
+
+    async def attach(self, sandbox_id: str) -> DockerSandbox:
+        """Another handle on a live container: this process's channel to it, or a new attach."""
+        api = await self._client()
+        if not await self.running(sandbox_id):
+            self._forget(sandbox_id)
+            raise SandboxLost(f"sandbox {sandbox_id[:12]} is not running")
+        if sandbox_id not in self._channels:
+            self._channels[sandbox_id] = _Channel(await asyncio.to_thread(self._attach, api, sandbox_id))
+        return DockerSandbox(self, sandbox_id, self._channels[sandbox_id])
+
+    async def running(self, container_id: str) -> bool:
+        import docker
+
+        try:
+            state = await asyncio.to_thread(lambda: self._api.inspect_container(container_id)["State"])
+        except docker.errors.NotFound:
+            return False
+        return bool(state.get("Running"))
+
+    async def remove(self, container_id: str) -> None:
+        import docker
+
+        self._forget(container_id)
+        try:
+            await asyncio.to_thread(self._api.remove_container, container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _forget(self, container_id: str) -> None:
+        channel = self._channels.pop(container_id, None)
+        if channel is not None:
+            channel.close()
+
+    async def close(self) -> None:
+        """Remove every container this provider made, whoever holds it: none outlives its run."""
+        for container_id in list(self._channels):
+            self._forget(container_id)
+        if self._api is not None:
+            await asyncio.to_thread(prune, self._api, {f"{LABEL}.provider": self.run_label})
+            await asyncio.to_thread(self._api.close)
+            self._api = None
+
+    async def _client(self) -> Any:
+        if self._api is None:
+            from sandboxes.docker_engine import ensure_image
+
+            import docker
+
+            self.image = self.image or await asyncio.to_thread(ensure_image)
+            self._api = docker.from_env().api  # DOCKER_HOST and friends, as the docker CLI reads them
+        return self._api
+
+    def _create(self, api: Any) -> str:
+        from docker.types import LogConfig
+
+        host = api.create_host_config(
+            network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
+            tmpfs={"/workspace": f"rw,exec,size={self.workspace_size},uid=65534,gid=65534,mode=0755",
+                   "/tmp": "rw,exec,size=64m,mode=1777"},
+            pids_limit=self.pids_limit, mem_limit=self.memory, nano_cpus=int(self.cpus * 1e9),
+            log_config=LogConfig(type="json-file", config={"max-size": "1m", "max-file": "1"}),
+        )
+        created = api.create_container(
+            self.image, command=["python3", "-c", _BOOT, executor_payload()], user="65534:65534",
+            working_dir="/workspace", stdin_open=True, environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+            labels={LABEL: "1", f"{LABEL}.provider": self.run_label}, host_config=host,
+        )
+        return created["Id"]
+
+    @staticmethod
+    def _attach(api: Any, container: str) -> Any:
+        sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        return getattr(sock, "_sock", sock)
+
+
+def prune(api: Any, labels: dict[str, str] | None = None) -> int:
+    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many."""
+    wanted = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (labels or {}).items()]
+    found = api.containers(all=True, filters={"label": wanted})
+    for container in found:
+        api.remove_container(container["Id"], force=True)
+    return len(found)
