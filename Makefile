@@ -15,11 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-services:  ## the engines tests need: Debian's postgresql server, installed (as root) when missing
-	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; \
+services:  ## what tests need from Debian: postgresql and bubblewrap, installed (as root) when missing
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v bwrap >/dev/null 2>&1 || missing="$$missing bubblewrap"; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
-	else echo "note: no PostgreSQL server and not root: PostgreSQL tests skip (unless REQUIRE_POSTGRES=1)"; fi
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "note: not root, cannot install$$missing: their tests skip (unless REQUIRE_POSTGRES=1)"; fi
 
 docker: $(STAMP)  ## a Docker engine (docker.io, started here) and the sandbox image, built offline
 	@$(BIN)/harnesslab docker setup || { [ "$$REQUIRE_DOCKER" != 1 ] && echo "note: Docker tests skip"; }

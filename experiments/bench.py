@@ -1,4 +1,4 @@
-"""`make bench`: harness overhead per turn, then the emulator's (bench_emulator.py) and the stores' (bench_stores.py).
+"""`make bench`: harness overhead per turn, then sandboxes, the emulator and the stores (bench_*.py).
 
 Benchmarks compare alternatives side by side in one run and report medians, p95 and ratios;
 they assert nothing (tests do that). Run: `make bench` or `python -m experiments.bench [--quick]`.
@@ -97,6 +97,10 @@ async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[f
 async def main(quick: bool, only: str | None) -> None:
     if only in (None, "harness"):
         await report_harness(quick)
+    if only in (None, "sandboxes"):
+        from experiments import bench_sandboxes
+
+        await bench_sandboxes.main(quick)
     if only in (None, "emulator"):
         from experiments import bench_emulator
 
@@ -122,6 +126,6 @@ async def report_harness(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke check")
-    parser.add_argument("--only", choices=["harness", "emulator", "stores"], help="run one group of benchmarks")
+    parser.add_argument("--only", choices=["harness", "sandboxes", "emulator", "stores"], help="run one group of benchmarks")
     arguments = parser.parse_args()
     asyncio.run(main(arguments.quick, arguments.only))

@@ -1,0 +1,112 @@
+"""Sandbox benchmarks: provision and execute round trips per backend, and Docker's executor next to
+the SDK's exec_run and the `docker exec` CLI on the same container."""
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import tempfile
+import time
+from typing import Any, Awaitable, Callable
+
+from experiments.bench import percentile
+
+
+async def timed(action: Callable[[], Awaitable[Any]], repeats: int) -> list[float]:
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        await action()
+        timings.append((time.perf_counter() - started) * 1000)
+    return timings
+
+
+def providers(root: str) -> dict[str, Callable[[], Any]]:
+    from sandboxes.docker import DockerSandboxProvider
+    from sandboxes.local import LocalSandboxProvider
+    from sandboxes.namespace import NamespaceSandboxProvider
+    from sandboxes.pool import PoolProvider
+
+    return {
+        "local": lambda: LocalSandboxProvider(root=f"{root}/local"),
+        "namespace": lambda: NamespaceSandboxProvider(root=f"{root}/namespace"),
+        "docker": lambda: DockerSandboxProvider(),
+        "pool(local)": lambda: PoolProvider(LocalSandboxProvider(root=f"{root}/pool"), size=4),
+        "pool(docker)": lambda: PoolProvider(DockerSandboxProvider(), size=4),
+    }
+
+
+async def provision_ms(make: Callable[[], Any], repeats: int) -> list[float]:
+    """Time to a usable sandbox; a pool is filled first and given time to refill between hand-outs."""
+    provider = make()
+    try:
+        if hasattr(provider, "start"):
+            await provider.start()
+        timings = []
+        for _ in range(repeats):
+            started = time.perf_counter()
+            sandbox = await provider.provision()
+            timings.append((time.perf_counter() - started) * 1000)
+            await sandbox.close()
+            await asyncio.sleep(0.3 if "Pool" in type(provider).__name__ else 0)  # let a pool refill
+        return timings
+    finally:
+        await provider.close()
+
+
+async def execute_ms(make: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
+    provider = make()
+    try:
+        sandbox = await provider.provision()
+        await sandbox.execute("write_file", {"path": "a.txt", "content": "hello"})
+        found = {
+            "read_file": await timed(lambda: sandbox.execute("read_file", {"path": "a.txt"}), repeats),
+            "bash cat": await timed(lambda: sandbox.execute("bash", {"command": "cat a.txt"}), repeats),
+        }
+        if type(provider).__name__ == "DockerSandboxProvider":
+            found.update(await docker_alternatives(provider, sandbox.id, repeats))
+        return found
+    finally:
+        await provider.close()
+
+
+async def docker_alternatives(provider: Any, container: str, repeats: int) -> dict[str, list[float]]:
+    import docker
+
+    client = docker.from_env()
+    try:
+        target = client.containers.get(container)
+        sdk = await timed(lambda: asyncio.to_thread(target.exec_run, ["cat", "/workspace/a.txt"]), repeats)
+        cli = await timed(lambda: asyncio.to_thread(
+            subprocess.run, ["docker", "exec", container, "cat", "/workspace/a.txt"], capture_output=True), max(5, repeats // 4))
+    finally:
+        client.close()
+    return {"SDK exec_run cat": sdk, "docker exec CLI cat": cli}
+
+
+async def main(quick: bool) -> None:
+    from sandboxes.docker_engine import engine_answers, image_present
+
+    repeats = 10 if quick else 40
+    with tempfile.TemporaryDirectory(prefix="harnesslab-bench-sandboxes-") as root:
+        makers = providers(root)
+        if not (engine_answers() and image_present()):
+            print("\n(docker skipped: run `make docker` first)")
+            makers = {k: v for k, v in makers.items() if "docker" not in k}
+        print(f"\nsandbox provision, to a usable sandbox ({repeats} each; targets: pool p50 <= 5 ms, namespace <= 30 ms)")
+        print(f"  {'backend':<14} {'p50 ms':>9} {'p95 ms':>9}")
+        for name, make in makers.items():
+            timings = await provision_ms(make, repeats)
+            print(f"  {name:<14} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
+        print(f"\nexecute round trip ({repeats * 2} each)")
+        print(f"  {'backend':<14} {'call':<22} {'p50 ms':>9} {'p95 ms':>9}")
+        docker_rows = {}
+        for name, make in makers.items():
+            if name.startswith("pool"):
+                continue  # a pool's sandboxes are its inner provider's
+            for call, timings in (await execute_ms(make, repeats * 2)).items():
+                print(f"  {name:<14} {call:<22} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
+                if name == "docker":
+                    docker_rows[call] = percentile(timings, 0.5)
+        if docker_rows:
+            print(f"  docker: executor read_file = 1/{docker_rows['SDK exec_run cat'] / docker_rows['read_file']:.0f} of exec_run, "
+                  f"bash cat = 1/{docker_rows['SDK exec_run cat'] / docker_rows['bash cat']:.0f} (target: <= 1/20)")
