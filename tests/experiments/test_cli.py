@@ -83,3 +83,11 @@ def test_a_standalone_emulator_serves_a_run_through_model_anthropic(tmp_path):
         server.wait(10)
     bad = harnesslab("emulator", "--faults", "meteor=1", cwd=tmp_path)
     assert bad.returncode == 2 and "valid names: rate_limit, overloaded" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_every_smoke_task_succeeds_in_docker_sandboxes(tmp_path, docker_image):
+    done = harnesslab("run", "sandbox=docker", "store=memory", cwd=tmp_path)
+    assert done.returncode == 0 and "10/10 sessions succeeded" in done.stdout, done.stdout + done.stderr
+    assert "sandbox=docker" in done.stdout

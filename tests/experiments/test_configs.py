@@ -44,11 +44,16 @@ def test_every_group_has_options():
     assert all(options(g) for g in GROUPS), {g: options(g) for g in GROUPS}
 
 
+def engine_marks(option: str) -> list:
+    return [pytest.mark.postgres] if option == "postgres" else [pytest.mark.docker] if "docker" in option else []
+
+
 @pytest.mark.parametrize(
-    "group, option",
-    [pytest.param(g, o, marks=[pytest.mark.postgres] if o == "postgres" else []) for g in GROUPS for o in options(g)],
+    "group, option", [pytest.param(g, o, marks=engine_marks(o)) for g in GROUPS for o in options(g)],
 )
 async def test_every_option_composes_and_builds(group, option, tmp_path, request, emulator):
+    if "docker" in option:
+        request.getfixturevalue("docker_image")  # skips, or fails under REQUIRE_DOCKER=1, without an engine
     recorded = None
     if (group, option) == ("model", "replay"):
         from tests.harnesses.test_replay import recording
