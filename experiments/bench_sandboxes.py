@@ -60,6 +60,7 @@ async def execute_ms(make: Callable[[], Any], repeats: int) -> dict[str, list[fl
         await sandbox.execute("write_file", {"path": "a.txt", "content": "hello"})
         found = {
             "read_file": await timed(lambda: sandbox.execute("read_file", {"path": "a.txt"}), repeats),
+            "bash true": await timed(lambda: sandbox.execute("bash", {"command": "true"}), repeats),
             "bash cat": await timed(lambda: sandbox.execute("bash", {"command": "cat a.txt"}), repeats),
         }
         if type(provider).__name__ == "DockerSandboxProvider":
@@ -108,5 +109,7 @@ async def main(quick: bool) -> None:
                 if name == "docker":
                     docker_rows[call] = percentile(timings, 0.5)
         if docker_rows:
-            print(f"  docker: executor read_file = 1/{docker_rows['SDK exec_run cat'] / docker_rows['read_file']:.0f} of exec_run, "
-                  f"bash cat = 1/{docker_rows['SDK exec_run cat'] / docker_rows['bash cat']:.0f} (target: <= 1/20)")
+            ratios = ", ".join(f"{call} 1/{docker_rows['SDK exec_run cat'] / docker_rows[call]:.0f}"
+                               for call in ("read_file", "bash true", "bash cat"))
+            print(f"  docker, the executor against exec_run: {ratios} (target: <= 1/20; a bash call\n"
+                  "  includes starting bash, ~1.8 ms on this machine)")
