@@ -5,6 +5,7 @@ import logging
 import os
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
@@ -18,6 +19,15 @@ from stores.base import Conflict, Event, SessionStore
 log = logging.getLogger(__name__)
 
 INTERRUPTED_POLICIES = ("idempotent", "error", "rerun")
+
+
+@dataclass(slots=True)
+class Wake:
+    """What one wake works with: the session's log, its hands, and when the wake began."""
+
+    session: SessionLog
+    hands: Hands
+    started: float  # time.time() when the harness woke
 
 
 class DecoupledHarness:
@@ -43,8 +53,9 @@ class DecoupledHarness:
         self.max_turns, self.max_tokens, self.interrupted = max_turns, max_tokens, interrupted
 
     async def wake(self, session_id: str) -> Outcome:
+        started = time.time()
         session = await SessionLog.open(self.store, session_id)
-        hands = Hands(self.sandboxes, session)
+        hands = self._hands(session)
         step = next_step(session.events, self.max_turns)
         if isinstance(step, Ended):
             return _outcome(session, hands, step)
@@ -52,7 +63,8 @@ class DecoupledHarness:
             await session.append(
                 Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname()})
             )
-            return await self._loop(session, hands)
+            await self._before_loop(session, hands)
+            return await self._loop(Wake(session, hands, started))
         except Conflict as exc:
             return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
         except (ModelError, SandboxError) as exc:
@@ -61,11 +73,23 @@ class DecoupledHarness:
             log.exception("harness error in session %s", session_id)
             return await self._fail(session, hands, f"harness error: {type(exc).__name__}: {exc}")
 
-    async def _loop(self, session: SessionLog, hands: Hands) -> Outcome:
+    # -- what another design changes (see harnesses/coupled.py) ----------------------------------
+
+    def _hands(self, session: SessionLog) -> Hands:
+        """Hands provisioned at the first tool call that needs them, and replaced when lost."""
+        return Hands(self.sandboxes, session)
+
+    async def _before_loop(self, session: SessionLog, hands: Hands) -> None:
+        """Nothing: the first model call does not wait for hands."""
+
+    # -- the loop ---------------------------------------------------------------------------------
+
+    async def _loop(self, wake: Wake) -> Outcome:
+        session, hands = wake.session, wake.hands
         while True:
             step = next_step(session.events, self.max_turns)
             if isinstance(step, CallModel):
-                await self._call_model(session, step)
+                await self._call_model(wake, step)
             elif isinstance(step, RunTools):
                 await self._run_tools(session, hands, step)
             else:
@@ -75,7 +99,8 @@ class DecoupledHarness:
                     )
                 return _outcome(session, hands, step)
 
-    async def _call_model(self, session: SessionLog, step: CallModel) -> None:
+    async def _call_model(self, wake: Wake, step: CallModel) -> None:
+        session = wake.session
         started = time.perf_counter()
         messages = await self.context.build(session.events)
         context_ms = (time.perf_counter() - started) * 1000
@@ -94,7 +119,15 @@ class DecoupledHarness:
             "retries": list(response.retries),
         }
         if step.first_of_turn:  # user message in the log -> first token of the reply
-            data["turn_ttft_ms"] = (requested - step.turn_started) * 1000 + response.ttft_ms
+            turn_ttft = (requested - step.turn_started) * 1000 + response.ttft_ms
+            parts = {
+                "queue_ms": max(0.0, (wake.started - step.turn_started) * 1000),  # waiting for a harness
+                "provision_ms": wake.hands.provision_ms,  # hands readied before this call
+                "context_ms": context_ms,
+                "model_ttft_ms": response.ttft_ms,
+            }
+            data["turn_ttft_ms"] = turn_ttft
+            data["turn_breakdown"] = {**parts, "other_ms": max(0.0, turn_ttft - sum(parts.values()))}
         await session.append(Event("model.response", data))
 
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
@@ -132,6 +165,7 @@ class DecoupledHarness:
         return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted]
 
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
+        session.observers.clear()  # whatever mirrored the log may be what failed; the store has it
         try:
             await session.append(Event("session.failed", {"reason": reason}))
         except Conflict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from harnesses.log import SessionLog
-from sandboxes.base import Sandbox, SandboxLost, SandboxProvider, Setup, ToolResult
+from sandboxes.base import Sandbox, SandboxError, SandboxLost, SandboxProvider, Setup, ToolResult
 from stores.base import Event
 
 
@@ -19,10 +19,17 @@ def live_sandbox_id(events: list[Event]) -> str | None:
     return current
 
 
+class PetLost(SandboxError, ConnectionError):
+    """The sandbox of a harness that cannot replace its hands is gone, and the session with it."""
+
+
 class Hands:
-    def __init__(self, provider: SandboxProvider, log: SessionLog):
-        self.provider, self.log = provider, log
+    """`replace_lost=False` is the coupled design: the session lives and dies with its one sandbox."""
+
+    def __init__(self, provider: SandboxProvider, log: SessionLog, replace_lost: bool = True):
+        self.provider, self.log, self.replace_lost = provider, log, replace_lost
         self._sandbox: Sandbox | None = None
+        self.provision_ms = 0.0  # spent provisioning and preparing, in this wake
 
     @property
     def sandbox_id(self) -> str | None:
@@ -34,6 +41,8 @@ class Hands:
             return await sandbox.execute(name, input)
         except SandboxLost as exc:
             await self._lost(sandbox.id, exc)
+            if not self.replace_lost:
+                raise PetLost(f"the sandbox holding this session was lost ({exc})") from None
             return ToolResult(
                 f"the sandbox running this tool was lost ({exc}); the next tool call gets a fresh "
                 "sandbox, in which earlier changes to files are gone",
@@ -48,6 +57,8 @@ class Hands:
                     self._sandbox = await self.provider.attach(sandbox_id)
                 except SandboxLost as exc:
                     await self._lost(sandbox_id, exc)
+                    if not self.replace_lost:
+                        raise PetLost(f"the sandbox holding this session is gone ({exc})") from None
             if self._sandbox is None:
                 self._sandbox = await self._provision()
         return self._sandbox
@@ -57,6 +68,7 @@ class Hands:
         sandbox = await self.provider.provision()
         provisioned = time.perf_counter()
         await sandbox.prepare(Setup.from_meta(self.log.meta.get("setup")))
+        self.provision_ms += (time.perf_counter() - started) * 1000
         await self.log.append(
             Event(
                 "sandbox.provisioned",

@@ -1,6 +1,8 @@
 """A harness's view of one session log: read once at wake, then kept in step by its own appends."""
 from __future__ import annotations
 
+from typing import Awaitable, Callable
+
 from stores.base import Event, SessionStore
 
 
@@ -10,6 +12,7 @@ class SessionLog:
 
     def __init__(self, store: SessionStore, session_id: str, events: list[Event]):
         self.store, self.session_id, self.events = store, session_id, events
+        self.observers: list[Callable[[list[Event]], Awaitable[None]]] = []  # told of each durable append
 
     @classmethod
     async def open(cls, store: SessionStore, session_id: str) -> SessionLog:
@@ -22,4 +25,7 @@ class SessionLog:
     async def append(self, *events: Event) -> None:
         start = len(self.events)
         await self.store.append(self.session_id, events, expect=start)
-        self.events.extend(event.at(start + i) for i, event in enumerate(events))
+        appended = [event.at(start + i) for i, event in enumerate(events)]
+        self.events.extend(appended)
+        for observer in self.observers:
+            await observer(appended)
