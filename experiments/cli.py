@@ -4,6 +4,7 @@
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
+  harnesslab report PATH                      TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
@@ -90,6 +91,11 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--sizes", default="200,2000,8000", help="prompt sizes in tokens, comma-separated")
     calibrate.add_argument("--repeats", type=int, default=5)
     calibrate.set_defaults(handler=_calibrate)
+
+    report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
+    report.add_argument("path", type=Path, help="a results.duckdb or a folder of them (a multirun)")
+    report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report)")
+    report.set_defaults(handler=_report)
 
     docker = commands.add_parser("docker", help="the Docker engine and sandbox image").add_subparsers(metavar="ACTION", required=True)
     docker.add_parser("setup", help="start an engine (installing docker.io if needed) and build the image offline").set_defaults(
@@ -228,6 +234,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     text = calibrate.summary(samples, profile, target)
     profile.save(args.out, comment=f"{text}\nuse: harnesslab run model.latency_file={args.out}")
     print(f"{text}\nwrote {args.out}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from experiments.report import report
+
+    try:
+        print(report(args.path, args.out))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"harnesslab: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -41,7 +41,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     started = utc_now()
-    records, logs = asyncio.run(_run(cfg))
+    cell = " ".join(f"{group}={choices[group]}" for group in ("harness", "sandbox") if group in choices)
+    records, logs = asyncio.run(_run(cfg, cell))
     run_id = uuid.uuid4().hex
     run = {
         "started": started, "finished": utc_now(),
@@ -89,7 +90,7 @@ async def start_parts(parts: Parts) -> None:
             await start()
 
 
-async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
+async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], dict[str, list]]:
     tasks = instantiate(cfg.tasks)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
@@ -100,7 +101,7 @@ async def _run(cfg: DictConfig) -> tuple[list[SessionRecord], dict[str, list]]:
             nonlocal done
             done += 1
             mark = "ok" if record.verdict.success else "FAILED"
-            print(f"[{done}/{len(tasks)}] {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
+            print(f"[{cell}] {done}/{len(tasks)} {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
 
         records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress)
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}

@@ -1,6 +1,7 @@
 """Task suites and the policy book the offline models answer from."""
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any, Callable, Mapping, Sequence
 
@@ -16,8 +17,43 @@ def suites() -> dict[str, list[Builder]]:
     return {"smoke": smoke.TASKS}
 
 
-def load_suite(name: str = "smoke", only: Sequence[str] | None = None, repeat: int = 1, seed: int = 0) -> list[tuple[str, int, Task]]:
-    """(suite, instance, task) for every task of suite `name`, `repeat` times with seeds seed, seed+1, ..."""
+def load_suite(
+    name: str = "smoke",
+    only: Sequence[str] | None = None,
+    repeat: int = 1,
+    seed: int = 0,
+    repo_files: int = 0,
+    repo_file_bytes: int = 2000,
+    setup_command: str | None = None,
+    question_share: float = 0.0,
+) -> list[tuple[str, int, Task]]:
+    """(suite, instance, task) for every task of suite `name`, `repeat` times with seeds seed, seed+1, ...
+
+    Workload realism: every task's environment also gets a repository of `repo_files` files of about
+    `repo_file_bytes` bytes, written by a setup command in the sandbox, and `setup_command` after it;
+    a seeded `question_share` of the sessions are replaced by a question that needs no tool.
+    """
+    if not 0 <= question_share <= 1:
+        raise ValueError(f"tasks.question_share must be between 0 and 1, got {question_share}")
+    chosen = _select(name, only, repeat, seed)
+    rng = random.Random(f"{seed}:questions")
+    question = next(b for b in suites()["smoke"] if b.__name__ == "arithmetic")
+    chosen = [(s, i, question(random.Random(0)) if rng.random() < question_share else t) for s, i, t in chosen]
+    extra = tuple(c for c in (_repository_command(repo_files, repo_file_bytes), setup_command) if c)
+    return [(s, i, dataclasses.replace(t, commands=t.commands + extra)) for s, i, t in chosen]
+
+
+def _repository_command(files: int, size: int) -> str | None:
+    """A setup command writing `files` Python modules of about `size` bytes under repo/."""
+    if files <= 0:
+        return None
+    line = "value = 64 * 1024  # padding, so that the module has a size\n"  # no quotes: it sits in bash "..."
+    body = f"'# module %d\\n' % i + {line!r} * {max(1, size // len(line))}"
+    return (f"python3 -c \"import os; os.makedirs('repo', exist_ok=True); "
+            f"[open('repo/module_%04d.py' % i, 'w').write({body}) for i in range({files})]\"")
+
+
+def _select(name: str, only: Sequence[str] | None, repeat: int, seed: int) -> list[tuple[str, int, Task]]:
     known = suites()
     if name not in known:
         raise ValueError(f"unknown task suite {name!r}; valid: {', '.join(sorted(known))}")
