@@ -13,6 +13,7 @@ from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
 from tests.harnesses.test_decoupled import conversation
+from tests.helpers import KillAfter
 
 TASKS = {task.name: (suite, i, task) for suite, i, task in load_suite("smoke")}
 
@@ -50,25 +51,15 @@ async def test_the_session_is_written_into_the_sandbox_and_the_loop_is_the_same(
     await other.close()
 
 
-class WorkspaceKiller(ScriptedModel):
-    """After its second answer, the session's workspace disappears (the hands die mid-session)."""
-
-    def __init__(self, provider):
-        super().__init__(policy_book())
-        self.provider, self.calls = provider, 0
-
-    async def respond(self, request):
-        self.calls += 1
-        if self.calls == 2:
-            for sandbox in self.provider._provisioned:
-                await sandbox.close()
-        return await super().respond(request)
+async def close_all(provider) -> None:
+    for sandbox in provider._provisioned:
+        await sandbox.close()
 
 
 async def test_losing_the_sandbox_loses_the_coupled_session_but_not_the_decoupled_one(tmp_path):
     for harness_class, survives in ((CoupledHarness, False), (DecoupledHarness, True)):
         provider, store = LocalSandboxProvider(root=str(tmp_path / harness_class.name)), MemoryStore()
-        harness = harness_class(store, WorkspaceKiller(provider), provider, FullContext())
+        harness = harness_class(store, KillAfter(lambda provider=provider: close_all(provider)), provider, FullContext())
         record = await run_task(store, harness, provider, *TASKS["fix_bug"])
         assert record.verdict.success is survives, (harness_class.name, record.outcome.reason)
         if not survives:

@@ -4,13 +4,13 @@ from __future__ import annotations
 import pytest
 
 from experiments.runner import run_task
-from experiments.tasks import load_suite, policy_book
+from experiments.tasks import load_suite
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
-from harnesses.models.scripted import ScriptedModel
 from sandboxes.docker import LABEL, DockerSandboxProvider
 from stores.memory import MemoryStore
 from tests.experiments.test_cli import harnesslab
+from tests.helpers import KillAfter
 
 pytestmark = pytest.mark.docker
 
@@ -34,24 +34,14 @@ async def test_containers_are_hardened(docker_hands):
     assert who.output.split()[0] == "65534" and "0000000000000000" in who.output
 
 
-class KillingModel(ScriptedModel):
-    """After its second answer, the container the session uses is killed for real (SIGKILL)."""
-
-    def __init__(self, provider):
-        super().__init__(policy_book())
-        self.provider, self.calls = provider, 0
-
-    async def respond(self, request):
-        self.calls += 1
-        if self.calls == 2:
-            for container in list(self.provider._channels):
-                self.provider._api.kill(container, signal="SIGKILL")
-        return await super().respond(request)
+async def kill_containers(provider) -> None:
+    for container in list(provider._channels):
+        provider._api.kill(container, signal="SIGKILL")
 
 
 async def test_a_killed_container_is_a_tool_error_and_the_session_finishes_in_a_new_one(docker_hands):
     store = MemoryStore()
-    harness = DecoupledHarness(store, KillingModel(docker_hands), docker_hands, FullContext())
+    harness = DecoupledHarness(store, KillAfter(lambda: kill_containers(docker_hands)), docker_hands, FullContext())
     [entry] = load_suite("smoke", only=["fix_bug"])
     record = await run_task(store, harness, docker_hands, *entry)
     assert record.verdict.success, record.verdict.detail
