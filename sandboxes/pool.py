@@ -25,6 +25,7 @@ class PoolProvider:
         self._filling: set[asyncio.Task] = set()
         self._closed = False
         self.handed_out = self.cold_starts = self.discarded = 0
+        self.last_error: Exception | None = None  # of the last refill that failed
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
@@ -69,7 +70,11 @@ class PoolProvider:
             task.add_done_callback(self._filling.discard)
 
     async def _add_one(self) -> None:
-        sandbox = await self.inner.provision()
+        try:
+            sandbox = await self.inner.provision()
+        except Exception as exc:  # provision() then provisions directly, and its caller sees the error
+            self.last_error = exc
+            return
         if self._closed:
             await sandbox.close()
         else:

@@ -98,6 +98,11 @@ class BatchWriter:
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
         return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
 
+    async def _drain(self) -> None:
+        """Let writes already submitted commit; a store's close() calls this first."""
+        if self._group is not None:
+            await self._group.drain()
+
     async def _write(self, write: Write) -> int:
         if self._group is not None:
             return await self._group.submit(write)

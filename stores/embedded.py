@@ -39,6 +39,7 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         return await self._run(self._read_sessions, status, limit)
 
     async def close(self) -> None:
+        await self._drain()
         if self._con is not None:
             await self._run(self._con.close)
             self._con = None

@@ -28,6 +28,11 @@ class GroupCommit(Generic[Request]):
             self._flusher = loop.create_task(self._flush())
         return await future
 
+    async def drain(self) -> None:
+        """Wait until every submitted request is committed (before closing the store)."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait({self._flusher})
+
     async def _flush(self) -> None:
         while self._queue:
             batch = self._queue[: self._max_batch]

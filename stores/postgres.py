@@ -74,6 +74,7 @@ class PostgresStore(BatchWriter):
             return [_info(row) for row in await cur.fetchall()]
 
     async def close(self) -> None:
+        await self._drain()
         if self._listening is not None:
             self._listening.cancel()
             await asyncio.gather(self._listening, return_exceptions=True)

@@ -34,3 +34,19 @@ async def test_close_drains_every_sandbox(tmp_path):
     used = await pool.provision()
     await pool.close()
     assert not await used.alive() and not list((tmp_path / "ws").iterdir())
+
+
+class Failing(LocalSandboxProvider):
+    async def provision(self):
+        raise OSError("out of sandboxes")
+
+
+async def test_a_failing_refill_is_recorded_and_provision_raises_the_real_error(tmp_path):
+    import pytest
+
+    pool = PoolProvider(Failing(root=str(tmp_path)), size=2)
+    await pool.start()
+    assert isinstance(pool.last_error, OSError)
+    with pytest.raises(OSError, match="out of sandboxes"):
+        await pool.provision()
+    await pool.close()

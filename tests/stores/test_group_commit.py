@@ -92,3 +92,12 @@ async def test_concurrent_appends_to_a_store_are_committed_together(store_factor
             assert [e.data for e in await store.events(sid, 1)] == [{"n": i}]
     finally:
         await store.close()
+
+
+async def test_closing_a_store_lets_submitted_writes_commit_first(store_factory):
+    store = store_factory()
+    sid = await store.create_session({})
+    pending = [asyncio.ensure_future(store.append(sid, [Event("tool.result", {"n": i})])) for i in range(20)]
+    await asyncio.sleep(0)  # submitted, not yet committed
+    await store.close()
+    assert [await p for p in pending][-1] == 21
