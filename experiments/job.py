@@ -19,7 +19,7 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import results
+from experiments import invariants, results
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
 from stores import archive
@@ -51,7 +51,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         "harnesslab": _version(),
     }
     tables = tables_for(records, logs, {part: choices.get(part, "") for part in PARTS})
-    tables["runs"] = [run]
+    violations = invariants.check_logs(logs)
+    tables["runs"], tables["violations"] = [run], invariants.violation_rows(violations)
     path = output_dir / cfg.run.results
     results.write_results(path, run_id, tables)
     sessions = pd.DataFrame(tables["sessions"], columns=list(results.SCHEMA["sessions"]))
@@ -59,6 +60,9 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     chosen = " ".join(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks"))
     print(f"harnesslab run · {chosen}")
     print(summary_table(sessions, calls))
+    print(f"invariants: {len(violations)} violation(s) in {len(logs)} session log(s)")
+    for violation in violations[:20]:
+        print(f"  {violation}")
     print(f"results: {path}")
     return path
 

@@ -34,6 +34,7 @@ SCHEMA = {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
         "name": "VARCHAR", "hand": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
     },
+    "violations": {"run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "rule": "VARCHAR", "detail": "VARCHAR"},
     "events": EVENTS_TABLE,
 }
 

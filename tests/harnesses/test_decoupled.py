@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import pytest
 
+from experiments.invariants import check_session
 from experiments.runner import check, run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.base import ModelError
@@ -115,6 +116,7 @@ async def test_a_new_harness_finishes_a_session_cut_after_any_tool_result(name, 
         events = await store.events(sid)
         assert outcome.status == "completed", (n, outcome)
         assert conversation(events) == expected, f"cut after tool.result #{n}"
+        assert check_session(sid, events) == []
         assert [e.type for e in events].count("harness.woke") == 2
         assert [e.type for e in events].count("sandbox.provisioned") == 1  # the new brain reattached
         verdict = await check(task, outcome, hands, Setup.from_meta(task.meta(suite)["setup"]))

@@ -1,0 +1,82 @@
+"""Invariants every session log must keep, checked after every run, Jepsen-style.
+
+- positions are contiguous from 0, and position 0 is session.created;
+- every tool.result answers a tool_use of an earlier model.response;
+- a tool_use has at most one tool.call, logged before its result, and at most one tool.result;
+- in a session that has ended, every tool.call has its result;
+- every session ends: its last lifecycle event is session.completed, or session.failed with a reason.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterable
+
+from harnesses.messages import tool_uses
+from stores.base import TERMINAL_TYPES, Event
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    session_id: str
+    position: int | None
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        where = f"position {self.position}" if self.position is not None else "the session"
+        return f"session {self.session_id}, {where}: {self.rule}: {self.detail}"
+
+
+def check_session(session_id: str, events: list[Event]) -> list[Violation]:
+    found: list[Violation] = []
+
+    def violation(position: int | None, rule: str, detail: str) -> None:
+        found.append(Violation(session_id, position, rule, detail))
+
+    expected = 0
+    for event in events:  # each break is reported once, where it happens
+        if event.position != expected:
+            violation(event.position, "contiguous positions", f"expected position {expected} here, found {event.position}")
+        expected = (event.position if event.position is not None else expected) + 1
+    if not events or events[0].type != "session.created":
+        violation(0, "starts with session.created", f"the log starts with {events[0].type if events else 'nothing'}")
+
+    asked: set[str] = set()
+    called: dict[str, int] = {}
+    answered: dict[str, int] = {}
+    for event in events:
+        data, position = event.data, event.position
+        if event.type == "model.response":
+            asked.update(use.get("id") for use in tool_uses(event))
+        elif event.type == "tool.call":
+            use_id = data.get("tool_use_id")
+            if use_id in called:
+                violation(position, "one tool.call per tool use", f"{use_id} was already called at position {called[use_id]}")
+            called.setdefault(use_id, position)
+        elif event.type == "tool.result":
+            use_id = data.get("tool_use_id")
+            if use_id not in asked:
+                violation(position, "results answer a tool_use", f"no earlier model.response asked for {use_id}")
+            if use_id in answered:
+                violation(position, "one tool.result per tool use", f"{use_id} was already answered at position {answered[use_id]}")
+            answered.setdefault(use_id, position)
+
+    lifecycle = [e for e in events if e.type in TERMINAL_TYPES or e.type == "user.message"]
+    ended = bool(lifecycle) and lifecycle[-1].type in TERMINAL_TYPES
+    if not ended:
+        violation(None, "every session ends", f"the last lifecycle event is {lifecycle[-1].type if lifecycle else 'none'}")
+    elif lifecycle[-1].type == "session.failed" and not lifecycle[-1].data.get("reason"):
+        violation(lifecycle[-1].position, "failures have a reason", "session.failed without a reason")
+    if ended:
+        for use_id, position in called.items():
+            if use_id not in answered:
+                violation(position, "calls are answered", f"{use_id} was called but the ended session has no result for it")
+    return found
+
+
+def check_logs(logs: dict[str, list[Event]]) -> list[Violation]:
+    return [v for session_id, events in logs.items() for v in check_session(session_id, events)]
+
+
+def violation_rows(violations: Iterable[Violation]) -> list[dict]:
+    return [asdict(v) for v in violations]
