@@ -4,6 +4,7 @@
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
+  harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
   harnesslab report PATH                      TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
@@ -91,6 +92,15 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--sizes", default="200,2000,8000", help="prompt sizes in tokens, comma-separated")
     calibrate.add_argument("--repeats", type=int, default=5)
     calibrate.set_defaults(handler=_calibrate)
+
+    worker = commands.add_parser("worker", help="drive unfinished sessions of a shared store (with Hydra overrides)")
+    worker.add_argument("--slot", default="w0", help="this worker's slot: a restarted worker keeps its slot")
+    worker.add_argument("--forever", action="store_true", help="keep waiting for sessions instead of exiting when idle")
+    worker.add_argument("overrides", nargs="*", help="Hydra overrides; the store must be shared (store.path=... or a DSN)")
+    worker.set_defaults(handler=_worker)
+    submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
+    submit.add_argument("overrides", nargs="*", help="Hydra overrides, as for run; the store must be shared")
+    submit.set_defaults(handler=_submit)
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
     report.add_argument("path", type=Path, help="a results.duckdb or a folder of them (a multirun)")
@@ -235,6 +245,50 @@ def _calibrate(args: argparse.Namespace) -> int:
     profile.save(args.out, comment=f"{text}\nuse: harnesslab run model.latency_file={args.out}")
     print(f"{text}\nwrote {args.out}")
     return 0
+
+
+def composed(overrides: list[str]):
+    """The run configuration for commands that are not Hydra jobs (no output folder of their own)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    try:
+        OmegaConf.to_container(cfg.store, resolve=True)
+    except InterpolationResolutionError:
+        raise SystemExit("harnesslab: workers share a store: give it a place, e.g. store.path=/tmp/lab.sqlite "
+                         "(or HARNESSLAB_SQLITE_PATH), or store=postgres") from None
+    return cfg
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from experiments.worker import serve
+
+    return asyncio.run(serve(composed(args.overrides), args.slot, exit_when_idle=not args.forever))
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from hydra.utils import instantiate
+
+    from stores.base import Event
+
+    cfg = composed(args.overrides)
+
+    async def go() -> int:
+        store = instantiate(cfg.store)
+        try:
+            tasks = instantiate(cfg.tasks)
+            for suite, instance, task in tasks:
+                session_id = await store.create_session(task.meta(suite, instance))
+                await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+        finally:
+            await store.close()
+        print(f"submitted {len(tasks)} session(s)")
+        return 0
+
+    return asyncio.run(go())
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -76,13 +76,13 @@ class Parts:
     harness: Harness
 
 
-def build_parts(cfg: DictConfig, stack: AsyncExitStack) -> Parts:
+def build_parts(cfg: DictConfig, stack: AsyncExitStack, harness_options: dict[str, Any] | None = None) -> Parts:
     """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order."""
     store = close_on_exit(stack, instantiate(cfg.store))
     sandboxes = close_on_exit(stack, instantiate(cfg.sandbox))
     model = close_on_exit(stack, instantiate(cfg.model))
     context = instantiate(cfg.context)
-    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context)
+    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context, **(harness_options or {}))
     return Parts(store, sandboxes, model, context, harness)
 
 

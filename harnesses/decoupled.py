@@ -44,6 +44,7 @@ class DecoupledHarness:
         max_turns: int = 50,
         max_tokens: int = 4096,
         interrupted: str = "idempotent",
+        worker: str | None = None,
     ):
         if interrupted not in INTERRUPTED_POLICIES:
             raise ValueError(f"interrupted={interrupted!r}; valid: {', '.join(INTERRUPTED_POLICIES)}")
@@ -51,6 +52,7 @@ class DecoupledHarness:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
         self.store, self.model, self.sandboxes, self.context = store, model, sandboxes, context
         self.max_turns, self.max_tokens, self.interrupted = max_turns, max_tokens, interrupted
+        self.worker = worker  # the worker slot driving this harness, recorded in harness.woke
 
     async def wake(self, session_id: str) -> Outcome:
         started = time.time()
@@ -61,7 +63,7 @@ class DecoupledHarness:
             return _outcome(session, hands, step)
         try:
             await session.append(
-                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname()})
+                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker})
             )
             await self._before_loop(session, hands)
             return await self._loop(Wake(session, hands, started))

@@ -1,0 +1,79 @@
+"""Worker processes under supervision: a dead worker is restarted in its slot, at once.
+
+For fault experiments the supervisor can also SIGKILL a random live worker; every kill, restart and
+readiness is recorded with its wall-clock time, so recovery can be measured against the session logs.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass
+class Slot:
+    name: str
+    process: asyncio.subprocess.Process | None = None
+    ready_at: float | None = None  # when its current process said it was ready
+    starts: list[float] = field(default_factory=list)
+    done: bool = False  # its worker exited on its own: nothing left to do
+
+
+@dataclass(frozen=True)
+class Kill:
+    slot: str
+    pid: int
+    at: float
+
+
+class Supervisor:
+    def __init__(self, command: Callable[[str], list[str]], slots: int):
+        self.command = command
+        self.slots = {f"w{i}": Slot(f"w{i}") for i in range(slots)}
+        self.kills: list[Kill] = []
+        self.readies: list[tuple[str, float]] = []  # (slot, time) for every process that became ready
+        self._watchers: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        self._watchers = [asyncio.create_task(self._keep_alive(slot)) for slot in self.slots.values()]
+
+    async def wait(self, timeout: float) -> None:
+        """Until every worker has exited on its own (the store has no active session left)."""
+        await asyncio.wait_for(asyncio.gather(*self._watchers), timeout)
+
+    def kill_one(self, rng: random.Random, min_ready_s: float) -> Kill | None:
+        """SIGKILL a random worker that has been ready for at least `min_ready_s`."""
+        now = time.time()
+        ready = [s for s in self.slots.values() if s.process and s.process.returncode is None
+                 and s.ready_at is not None and now - s.ready_at >= min_ready_s]
+        if not ready:
+            return None
+        slot = rng.choice(ready)
+        os.kill(slot.process.pid, signal.SIGKILL)
+        kill = Kill(slot.name, slot.process.pid, now)
+        self.kills.append(kill)
+        return kill
+
+    async def stop(self) -> None:
+        for slot in self.slots.values():
+            slot.done = True
+            if slot.process and slot.process.returncode is None:
+                slot.process.kill()
+        await asyncio.gather(*self._watchers, return_exceptions=True)
+
+    async def _keep_alive(self, slot: Slot) -> None:
+        while not slot.done:
+            slot.ready_at = None
+            slot.starts.append(time.time())
+            slot.process = await asyncio.create_subprocess_exec(
+                *self.command(slot.name), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+            )
+            async for line in slot.process.stdout:
+                if line.startswith(b"worker ") and b" ready " in line:
+                    slot.ready_at = time.time()
+                    self.readies.append((slot.name, slot.ready_at))
+            slot.done = await slot.process.wait() == 0  # exited by itself: idle; killed: restart

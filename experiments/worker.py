@@ -1,0 +1,65 @@
+"""`harnesslab worker`: drive unfinished sessions of a shared store until none is left.
+
+A session belongs to the worker slot named in its last harness.woke. A worker wakes the active
+sessions that belong to no one or to its own slot: a restarted worker (same slot, new process) so
+takes over what its predecessor was driving at once, and the store's `expect` check makes the loser
+of any race back off (its wake returns "conflict").
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Any
+
+from stores.base import Event
+
+
+def owner(events: list[Event]) -> str | None:
+    """The worker slot that last woke on this session."""
+    woke = [e for e in events if e.type == "harness.woke"]
+    return woke[-1].data.get("worker") if woke else None
+
+
+class Worker:
+    def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05):
+        self.store, self.harness, self.slot = store, harness, slot
+        self.concurrency, self.poll_s = concurrency, poll_s
+        self.running: dict[str, asyncio.Task] = {}
+        self.woken = self.conflicts = 0
+
+    async def run(self, exit_when_idle: bool = True) -> None:
+        while True:
+            active = await self.store.sessions(status="active")
+            for info in active:
+                if len(self.running) >= self.concurrency:
+                    break
+                if info.id not in self.running and owner(await self.store.events(info.id)) in (None, self.slot):
+                    self.running[info.id] = asyncio.create_task(self._drive(info.id))
+            if not active and not self.running and exit_when_idle:
+                return
+            await asyncio.sleep(self.poll_s)
+
+    async def _drive(self, session_id: str) -> None:
+        try:
+            self.woken += 1
+            outcome = await self.harness.wake(session_id)
+            self.conflicts += outcome.status == "conflict"
+        finally:
+            del self.running[session_id]
+
+
+async def serve(cfg: Any, slot: str, exit_when_idle: bool) -> int:
+    """Build the configured parts and work until the store has no active session (or forever)."""
+    from contextlib import AsyncExitStack
+
+    from experiments.job import build_parts, start_parts
+
+    async with AsyncExitStack() as stack:
+        parts = build_parts(cfg, stack, harness_options={"worker": slot})
+        await start_parts(parts)
+        print(f"worker {slot} ready {time.time():.3f}", flush=True)
+        worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency)
+        await worker.run(exit_when_idle)
+        print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s)", file=sys.stderr)
+    return 0
