@@ -5,6 +5,7 @@
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
+  harnesslab recovery --kills N               SIGKILL supervised workers at random, then verify every session
   harnesslab report PATH                      TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
@@ -101,6 +102,14 @@ def parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
     submit.add_argument("overrides", nargs="*", help="Hydra overrides, as for run; the store must be shared")
     submit.set_defaults(handler=_submit)
+
+    recovery = commands.add_parser("recovery", help="SIGKILL supervised workers at random points, then verify every session")
+    recovery.add_argument("--kills", type=int, default=20)
+    recovery.add_argument("--workers", type=int, default=2)
+    recovery.add_argument("--seed", type=int, default=0)
+    recovery.add_argument("--dir", type=Path, default=None, help="working folder (default: a new one under ./recovery)")
+    recovery.add_argument("overrides", nargs="*", help="Hydra overrides for the workers, e.g. tasks.repeat=20")
+    recovery.set_defaults(handler=_recovery)
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
     report.add_argument("path", type=Path, help="a results.duckdb or a folder of them (a multirun)")
@@ -287,6 +296,23 @@ def _submit(args: argparse.Namespace) -> int:
             await store.close()
         print(f"submitted {len(tasks)} session(s)")
         return 0
+
+    return asyncio.run(go())
+
+
+def _recovery(args: argparse.Namespace) -> int:
+    import time
+
+    from experiments import recovery
+
+    folder = args.dir or Path("recovery") / time.strftime("%Y-%m-%d/%H-%M-%S")
+    folder.mkdir(parents=True, exist_ok=True)
+
+    async def go() -> int:
+        found = await recovery.worker_kills(folder.resolve(), args.kills, args.workers, args.overrides, args.seed)
+        print(found.summary())
+        print(f"results: {await recovery.write(folder, found)}")
+        return 0 if found.completed == found.succeeded == found.sessions and not found.violations else 1
 
     return asyncio.run(go())
 

@@ -64,9 +64,13 @@ class LocalSandboxProvider:
         timeout_s: float = 30.0,
         max_timeout_s: float = 600.0,
         output_limit: int = 30_000,
+        keep: bool = False,
     ):
         self._root = Path(root) if root else None  # one folder per sandbox below it
         self._owns_root = root is None
+        if keep and root is None:
+            raise ValueError("sandbox.keep needs a sandbox.root that outlives this process")
+        self.keep = keep  # leave workspaces on close: a worker's finished sessions are checked by someone else
         self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
         self._provisioned: list[LocalSandbox] = []
 
@@ -89,7 +93,7 @@ class LocalSandboxProvider:
         return sandbox
 
     async def close(self) -> None:
-        for sandbox in self._provisioned:
+        for sandbox in [] if self.keep else self._provisioned:
             await sandbox.close()
         self._provisioned.clear()
         if self._owns_root and self._root is not None:

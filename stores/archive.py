@@ -38,7 +38,8 @@ def write_table(path: Path, table: str, columns: dict[str, str], rows: list[dict
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(path)) as con:
-        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(f'{c} {t}' for c, t in columns.items())})")
+        definitions = ", ".join(f'"{name}" {kind}' for name, kind in columns.items())  # quoted: "at" is reserved
+        con.execute(f"CREATE TABLE IF NOT EXISTS {table} ({definitions})")
         if rows:
             con.register("incoming", pd.DataFrame(rows, columns=list(columns)))
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming")

@@ -50,3 +50,4 @@ async def test_a_failing_refill_is_recorded_and_provision_raises_the_real_error(
     with pytest.raises(OSError, match="out of sandboxes"):
         await pool.provision()
     await pool.close()
+
