@@ -2,8 +2,8 @@
 
 A session belongs to the worker slot named in its last harness.woke. A worker wakes the active
 sessions that belong to no one or to its own slot: a restarted worker (same slot, new process) so
-takes over what its predecessor was driving at once, and the store's `expect` check makes the loser
-of any race back off (its wake returns "conflict").
+takes over what its predecessor was driving at once. A session untouched for `stale_s` is anyone's
+(its slot may never come back). The store's `expect` check makes the loser of any race back off.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ def owner(events: list[Event]) -> str | None:
 
 
 class Worker:
-    def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05):
+    def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0):
         self.store, self.harness, self.slot = store, harness, slot
-        self.concurrency, self.poll_s = concurrency, poll_s
+        self.concurrency, self.poll_s, self.stale_s = concurrency, poll_s, stale_s
         self.running: dict[str, asyncio.Task] = {}
         self.woken = self.conflicts = 0
 
@@ -34,11 +34,17 @@ class Worker:
             for info in active:
                 if len(self.running) >= self.concurrency:
                     break
-                if info.id not in self.running and owner(await self.store.events(info.id)) in (None, self.slot):
+                if info.id not in self.running and await self._mine(info):
                     self.running[info.id] = asyncio.create_task(self._drive(info.id))
             if not active and not self.running and exit_when_idle:
                 return
             await asyncio.sleep(self.poll_s)
+
+    async def _mine(self, info: Any) -> bool:
+        """Unowned, this slot's, or left untouched for `stale_s` (its slot may be gone for good)."""
+        if time.time() - info.updated > self.stale_s:
+            return True
+        return owner(await self.store.events(info.id)) in (None, self.slot)
 
     async def _drive(self, session_id: str) -> None:
         try:
