@@ -37,7 +37,8 @@ def fix_bug(rng: random.Random) -> Task:
 
     def policy(c: Conversation):
         source = c.output("read_file", path="calc.py")
-        if source is None:
+        edit_failed = c.last is not None and c.last.name == "edit_file" and c.last.is_error
+        if source is None or edit_failed:  # after an edit that failed, or whose outcome is unknown: look again
             return Call("read_file", {"path": "calc.py"})
         if "return a - b" in source and not c.succeeded("edit_file", path="calc.py"):
             return Call("edit_file", {"path": "calc.py", "old_string": "return a - b", "new_string": "return a + b"})

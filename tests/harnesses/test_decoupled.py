@@ -125,6 +125,38 @@ async def test_a_new_harness_finishes_a_session_cut_after_any_tool_result(name, 
         await hands.close()
 
 
+class CrashBeforeEditResult:
+    """The brain dies after an edit took effect but before its tool.result was written."""
+
+    def __init__(self, store):
+        self.store = store
+
+    async def append(self, session_id, events, *, expect=None):
+        if any(e.type == "tool.result" and e.data.get("name") == "edit_file" for e in events):
+            raise Crash("after the edit, before its result")
+        return await self.store.append(session_id, events, expect=expect)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+async def test_an_edit_interrupted_after_it_took_effect_is_reported_unknown_and_recovered(tmp_path):
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    suite, instance, task = SMOKE["fix_bug"]
+    sid = await start_session(store, task)
+    with pytest.raises(Crash):
+        await harness(CrashBeforeEditResult(store), provider).wake(sid)
+    outcome = await harness(store, provider).wake(sid)  # default policy: edit_file is not idempotent
+    events = await store.events(sid)
+    interrupted = next(e for e in events if e.type == "tool.result" and e.data["name"] == "edit_file")
+    assert interrupted.data["is_error"] and "interrupted" in interrupted.data["output"]
+    assert [e.data["name"] for e in events if e.type == "tool.call"].count("edit_file") == 1  # never run twice
+    assert outcome.status == "completed"
+    verdict = await check(task, outcome, provider, Setup.from_meta(task.meta(suite)["setup"]))
+    assert verdict.success, verdict.detail
+    await provider.close()
+
+
 async def test_wake_on_an_ended_session_writes_nothing(tmp_path):
     store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
     record = await run_task(store, harness(store, provider), provider, *SMOKE["greeting"])
