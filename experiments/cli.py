@@ -19,7 +19,7 @@ import sys
 import uuid
 from pathlib import Path
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from experiments.paths import CONFIG_DIR
 
 EXAMPLES = """examples:
   harnesslab run
@@ -256,34 +256,20 @@ def _calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def composed(overrides: list[str]):
-    """The run configuration for commands that are not Hydra jobs (no output folder of their own)."""
-    from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-    from omegaconf.errors import InterpolationResolutionError
-
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    try:
-        OmegaConf.to_container(cfg.store, resolve=True)
-    except InterpolationResolutionError:
-        raise SystemExit("harnesslab: workers share a store: give it a place, e.g. store.path=/tmp/lab.sqlite "
-                         "(or HARNESSLAB_SQLITE_PATH), or store=postgres") from None
-    return cfg
-
-
 def _worker(args: argparse.Namespace) -> int:
+    from experiments.job import compose_config
     from experiments.worker import serve
 
-    return asyncio.run(serve(composed(args.overrides), args.slot, exit_when_idle=not args.forever))
+    return asyncio.run(serve(compose_config(args.overrides), args.slot, exit_when_idle=not args.forever))
 
 
 def _submit(args: argparse.Namespace) -> int:
     from hydra.utils import instantiate
 
+    from experiments.job import compose_config
     from stores.base import Event
 
-    cfg = composed(args.overrides)
+    cfg = compose_config(args.overrides)
 
     async def go() -> int:
         store = instantiate(cfg.store)

@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import invariants, results
+from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
 from stores import archive
@@ -28,7 +29,6 @@ from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
 from stores.postgres import redact_dsn
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = ("harness", "model", "sandbox", "store", "context")
 
 
@@ -153,3 +153,19 @@ def _version() -> str:
         return version("harnesslab")
     except PackageNotFoundError:
         return "unknown"
+
+
+def compose_config(overrides: list[str]):
+    """The run configuration for commands that are not Hydra jobs (no output folder of their own)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+    from omegaconf.errors import InterpolationResolutionError
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    try:
+        OmegaConf.to_container(cfg.store, resolve=True)
+    except InterpolationResolutionError:
+        raise SystemExit("harnesslab: workers share a store: give it a place, e.g. store.path=/tmp/lab.sqlite "
+                         "(or HARNESSLAB_SQLITE_PATH), or store=postgres") from None
+    return cfg

@@ -81,10 +81,11 @@ async def _submit(folder: Path, shared: list[str]) -> None:
 
 
 async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrides: list[str]) -> Recovery:
-    from experiments.cli import composed
     from hydra.utils import instantiate
 
-    cfg = composed([f"store.path={store_path}", *overrides])
+    from experiments.job import compose_config
+
+    cfg = compose_config([f"store.path={store_path}", *overrides])
     tasks = {(t.name, i): t for _, i, t in instantiate(cfg.tasks)}
     store, provider, found = SqliteStore(store_path), LocalSandboxProvider(root=str(hands)), Recovery()
     held: dict[int, list[float]] = {i: [] for i in range(len(supervisor.kills))}
