@@ -24,7 +24,9 @@ from harnesses.base import Outcome
 from harnesses.hands import live_sandbox_id
 from experiments.supervisor import Supervisor
 from sandboxes.base import Setup
+from sandboxes.journal import starts
 from sandboxes.local import LocalSandboxProvider
+from sandboxes.tools import TOOLS
 from stores.archive import export_sessions, write_table
 from stores.sqlite import SqliteStore
 
@@ -40,6 +42,8 @@ class Recovery:
     kills: list[dict] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
+    reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
 
     def summary(self) -> str:
         def spread(key: str) -> str:
@@ -50,6 +54,8 @@ class Recovery:
             f"worker kills: {len(self.kills)} (SIGKILL at random points)",
             f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check",
             f"invariants: {len(self.violations)} violation(s)",
+            f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
+            f"{self.reruns} re-run(s) of idempotent ones (allowed)",
             f"takeover after the successor was ready: {spread('since_ready_ms')} (target: within 500 ms)",
             f"from the kill to the next event on a held session: {spread('recovered_after_ms')} (includes starting a process)",
             *[f"  {failure}" for failure in self.failures[:10]],
@@ -59,7 +65,8 @@ class Recovery:
 async def worker_kills(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0) -> Recovery:
     store_path, hands = folder / "lab.sqlite", folder / "hands"
     # workers leave the hands of finished sessions in place: the check below looks into them
-    shared = [f"store.path={store_path}", f"sandbox.root={hands}", "sandbox.keep=true", *overrides]
+    shared = [f"store.path={store_path}", f"sandbox.root={hands}", "sandbox.keep=true",
+              f"sandbox.journal={folder / 'journal.jsonl'}", *overrides]
     await _submit(folder, shared)
     supervisor = Supervisor(lambda slot: [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, *shared], workers)
     rng = random.Random(seed)
@@ -71,7 +78,12 @@ async def worker_kills(folder: Path, kills: int, workers: int, overrides: list[s
         await supervisor.wait(timeout=600)
     finally:
         await supervisor.stop()
-    return await _verify(store_path, hands, supervisor, overrides)
+    found = await _verify(store_path, hands, supervisor, overrides)
+    for (_, tool), count in starts(folder / "journal.jsonl").items():
+        if count > 1:
+            found.reruns += count - 1 if TOOLS[tool].idempotent else 0
+            found.duplicate_effects += count - 1 if not TOOLS[tool].idempotent else 0
+    return found
 
 
 async def _submit(folder: Path, shared: list[str]) -> None:

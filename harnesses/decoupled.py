@@ -145,12 +145,13 @@ class DecoupledHarness:
                     is_error=True,
                 )
             else:
+                key = f"{session.session_id}:{tool_use_id}"
                 if tool_use_id not in step.logged:
                     await session.append(Event("tool.call", {
                         "tool_use_id": tool_use_id, "name": name, "input": input, "hand": self.sandboxes.hand,
-                        "idempotency_key": f"{session.session_id}:{tool_use_id}",
+                        "idempotency_key": key,
                     }))
-                result = await hands.execute(name, input)
+                result = await hands.execute(name, input, key)
             await session.append(Event("tool.result", {
                 "tool_use_id": tool_use_id, "name": name, "output": result.output,
                 "is_error": result.is_error, "duration_ms": result.duration_ms,

@@ -35,10 +35,10 @@ class Hands:
     def sandbox_id(self) -> str | None:
         return self._sandbox.id if self._sandbox else live_sandbox_id(self.log.events)
 
-    async def execute(self, name: str, input: dict) -> ToolResult:
+    async def execute(self, name: str, input: dict, key: str | None = None) -> ToolResult:
         sandbox = await self.get()
         try:
-            return await sandbox.execute(name, input)
+            return await sandbox.execute(name, input, key)
         except SandboxLost as exc:
             await self._lost(sandbox.id, exc)
             if not self.replace_lost:

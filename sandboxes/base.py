@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
+from sandboxes.journal import Journal
 from sandboxes.tools import TOOLS, ToolError, ToolSpec, validate_input
 
 
@@ -46,12 +47,18 @@ class Sandbox(ABC):
 
     id: str
     hand: str
+    journal: Journal | None = None  # where each tool call that starts is recorded, outside the sandbox
 
-    async def execute(self, name: str, input: Any) -> ToolResult:
-        """Run tool `name`. Bad input and failing tools come back as `is_error` results, never raised."""
+    async def execute(self, name: str, input: Any, key: str | None = None) -> ToolResult:
+        """Run tool `name`. Bad input and failing tools come back as `is_error` results, never raised.
+
+        `key` is the call's idempotency key: with a journal, each start of the tool is recorded under it.
+        """
         started = time.perf_counter()
         try:
             validate_input(name, input)
+            if key is not None and self.journal is not None:
+                self.journal.record(key, name, self.id)
             output, is_error = await self._run(name, input)
         except ToolError as exc:
             output, is_error = str(exc), True

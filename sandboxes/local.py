@@ -16,6 +16,7 @@ from typing import Sequence
 
 from sandboxes import workspace
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.journal import Journal
 from sandboxes.tools import ToolSpec
 
 _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
@@ -65,12 +66,14 @@ class LocalSandboxProvider:
         max_timeout_s: float = 600.0,
         output_limit: int = 30_000,
         keep: bool = False,
+        journal: str | None = None,
     ):
         self._root = Path(root) if root else None  # one folder per sandbox below it
         self._owns_root = root is None
         if keep and root is None:
             raise ValueError("sandbox.keep needs a sandbox.root that outlives this process")
         self.keep = keep  # leave workspaces on close: a worker's finished sessions are checked by someone else
+        self.journal = Journal(journal) if journal else None
         self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
         self._provisioned: list[LocalSandbox] = []
 
@@ -104,4 +107,6 @@ class LocalSandboxProvider:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
         root = Path(os.path.realpath(self._root))
-        return self.sandbox_class(sandbox_id, root / sandbox_id, **self._options)
+        sandbox = self.sandbox_class(sandbox_id, root / sandbox_id, **self._options)
+        sandbox.journal = self.journal
+        return sandbox

@@ -16,7 +16,7 @@ async def test_random_worker_kills_lose_nothing(tmp_path):
     found = await worker_kills(tmp_path, kills=8, workers=2, overrides=QUICK, seed=8)
     assert len(found.kills) == 8
     assert (found.sessions, found.completed, found.succeeded) == (40, 40, 40), found.failures
-    assert found.violations == []
+    assert found.violations == [] and found.duplicate_effects == 0
     takeovers = [k["since_ready_ms"] for k in found.kills if k["since_ready_ms"] is not None]
     assert takeovers, "no killed worker held a session that its successor took over"
     assert sorted(takeovers)[len(takeovers) // 2] < 2000  # generous: the benchmark reports against 500 ms
@@ -32,3 +32,4 @@ def test_the_recovery_command(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "worker kills: 3" in done.stdout and "sessions: 20/20 completed, 20/20 passed" in done.stdout
     assert "invariants: 0 violation(s)" in done.stdout and (tmp_path / "results.duckdb").exists()
+    assert "side-effect journal: 0 duplicate start(s) of non-idempotent tools" in done.stdout

@@ -140,17 +140,23 @@ class CrashBeforeEditResult:
         return getattr(self.store, name)
 
 
-async def test_an_edit_interrupted_after_it_took_effect_is_reported_unknown_and_recovered(tmp_path):
-    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+@pytest.mark.parametrize("policy, starts", [("idempotent", 1), ("rerun", 2)])
+async def test_an_edit_interrupted_after_it_took_effect_is_reported_unknown_and_recovered(tmp_path, policy, starts):
+    from sandboxes.journal import starts as journal_starts
+
+    journal = tmp_path / "journal.jsonl"
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path / "hands"), journal=str(journal))
     suite, instance, task = SMOKE["fix_bug"]
     sid = await start_session(store, task)
     with pytest.raises(Crash):
         await harness(CrashBeforeEditResult(store), provider).wake(sid)
-    outcome = await harness(store, provider).wake(sid)  # default policy: edit_file is not idempotent
+    outcome = await harness(store, provider, interrupted=policy).wake(sid)
     events = await store.events(sid)
     interrupted = next(e for e in events if e.type == "tool.result" and e.data["name"] == "edit_file")
-    assert interrupted.data["is_error"] and "interrupted" in interrupted.data["output"]
-    assert [e.data["name"] for e in events if e.type == "tool.call"].count("edit_file") == 1  # never run twice
+    assert interrupted.data["is_error"]  # "interrupted", or (re-run) the edit found nothing left to replace
+    assert [e.data["name"] for e in events if e.type == "tool.call"].count("edit_file") == 1
+    key = next(e.data["idempotency_key"] for e in events if e.type == "tool.call" and e.data["name"] == "edit_file")
+    assert journal_starts(journal)[key, "edit_file"] == starts  # the journal sees what the logs cannot: a re-run
     assert outcome.status == "completed"
     verdict = await check(task, outcome, provider, Setup.from_meta(task.meta(suite)["setup"]))
     assert verdict.success, verdict.detail
