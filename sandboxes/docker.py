@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import io
 import json
 import struct
@@ -147,7 +148,8 @@ class DockerSandboxProvider:
             if not ready.get("ready"):
                 raise SandboxLost(f"the executor did not start: {ready}")
         except BaseException:
-            await self.remove(container)
+            with contextlib.suppress(Exception):  # the original failure is what the caller must see
+                await self.remove(container)
             raise
         self._channels[container] = channel
         return DockerSandbox(self, container, channel)
@@ -179,6 +181,9 @@ class DockerSandboxProvider:
             await asyncio.to_thread(self._api.remove_container, container_id, force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in str(exc):  # someone else is removing it: as good as done
+                raise
 
     def _forget(self, container_id: str) -> None:
         channel = self._channels.pop(container_id, None)
