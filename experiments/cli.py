@@ -104,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=_submit)
 
     recovery = commands.add_parser("recovery", help="SIGKILL supervised workers at random points, then verify every session")
-    recovery.add_argument("--kills", type=int, default=20)
+    recovery.add_argument("--kills", type=int, default=20, help="how many faults to inject")
+    recovery.add_argument("--fault", default="harness_kill", choices=["harness_kill", "sandbox_kill"])
     recovery.add_argument("--workers", type=int, default=2)
     recovery.add_argument("--seed", type=int, default=0)
     recovery.add_argument("--dir", type=Path, default=None, help="working folder (default: a new one under ./recovery)")
@@ -295,10 +296,10 @@ def _recovery(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
 
     async def go() -> int:
-        found = await recovery.worker_kills(folder.resolve(), args.kills, args.workers, args.overrides, args.seed)
+        found = await recovery.worker_kills(folder.resolve(), args.kills, args.workers, args.overrides, args.seed, args.fault)
         print(found.summary())
         print(f"results: {await recovery.write(folder, found)}")
-        return 0 if found.completed == found.succeeded == found.sessions and not found.violations else 1
+        return 0 if not found.violations else 1  # lost sessions are a measurement (the coupled baseline loses some)
 
     return asyncio.run(go())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ from sandboxes.tools import TOOLS
 from stores.archive import export_sessions, write_table
 from stores.sqlite import SqliteStore
 
+FAULTS = ("harness_kill", "sandbox_kill")
 FAULTS_TABLE = {"run_id": "VARCHAR", "kind": "VARCHAR", "target": "VARCHAR", "at": "DOUBLE",
                 "recovered_after_ms": "DOUBLE", "since_ready_ms": "DOUBLE", "sessions_held": "INTEGER"}
 
@@ -43,6 +45,7 @@ class Recovery:
     violations: list[Violation] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
+    work_lost: int = 0  # sessions whose hands were killed after their last tool call: done, but the work is gone
     reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
 
     def summary(self) -> str:
@@ -50,40 +53,69 @@ class Recovery:
             values = [k[key] for k in self.kills if k[key] is not None]
             return f"p50 {statistics.median(values):.0f} ms, p95 {sorted(values)[int(0.95 * (len(values) - 1))]:.0f} ms" if values else "n/a"
 
+        kinds = sorted({k["kind"] for k in self.kills}) or ["none"]
         return "\n".join([
-            f"worker kills: {len(self.kills)} (SIGKILL at random points)",
-            f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check",
+            f"faults: {len(self.kills)} ({', '.join(kinds)}; sandbox kills counted once their session noticed)",
+            f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check, "
+            f"{self.sessions - self.completed} lost; {self.work_lost} finished before noticing their hands were gone "
+            "(their work went with them)",
             f"invariants: {len(self.violations)} violation(s)",
             f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
             f"{self.reruns} re-run(s) of idempotent ones (allowed)",
             f"takeover after the successor was ready: {spread('since_ready_ms')} (target: within 500 ms)",
-            f"from the kill to the next event on a held session: {spread('recovered_after_ms')} (includes starting a process)",
+            f"from the fault to recovery (next event, or new hands): {spread('recovered_after_ms')}",
             *[f"  {failure}" for failure in self.failures[:10]],
         ])
 
 
-async def worker_kills(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0) -> Recovery:
+async def worker_kills(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0,
+                       fault: str = "harness_kill") -> Recovery:
+    """Run the sessions under `fault`: "harness_kill" SIGKILLs a random live worker, "sandbox_kill"
+    removes the live workspace of a random active session (its hands die mid-session)."""
+    if fault not in FAULTS:
+        raise ValueError(f"fault {fault!r}; valid: {', '.join(FAULTS)}")
     store_path, hands = folder / "lab.sqlite", folder / "hands"
     # workers leave the hands of finished sessions in place: the check below looks into them
     shared = [f"store.path={store_path}", f"sandbox.root={hands}", "sandbox.keep=true",
               f"sandbox.journal={folder / 'journal.jsonl'}", *overrides]
     await _submit(folder, shared)
     supervisor = Supervisor(lambda slot: [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, *shared], workers)
-    rng = random.Random(seed)
+    rng, sandbox_kills = random.Random(seed), []
     await supervisor.start()
     try:
-        while len(supervisor.kills) < kills and not all(s.done for s in supervisor.slots.values()):
+        while len(supervisor.kills) + len(sandbox_kills) < kills and not all(s.done for s in supervisor.slots.values()):
             await asyncio.sleep(rng.uniform(0.05, 0.4))
-            supervisor.kill_one(rng, min_ready_s=0.2)
+            if fault == "harness_kill":
+                supervisor.kill_one(rng, min_ready_s=0.2)
+            elif (killed := await _kill_a_sandbox(store_path, hands, rng)) is not None:
+                sandbox_kills.append(killed)
         await supervisor.wait(timeout=600)
     finally:
         await supervisor.stop()
-    found = await _verify(store_path, hands, supervisor, overrides)
+    found = await _verify(store_path, hands, supervisor, overrides, sandbox_kills)
     for (_, tool), count in starts(folder / "journal.jsonl").items():
         if count > 1:
             found.reruns += count - 1 if TOOLS[tool].idempotent else 0
             found.duplicate_effects += count - 1 if not TOOLS[tool].idempotent else 0
     return found
+
+
+async def _kill_a_sandbox(store_path: Path, hands: Path, rng: random.Random) -> dict | None:
+    """Remove the live workspace of a random active session; returns what was killed."""
+    store = SqliteStore(store_path)
+    try:
+        live = []
+        for info in await store.sessions(status="active"):
+            sandbox_id = live_sandbox_id(await store.events(info.id))
+            if sandbox_id and (hands / sandbox_id).is_dir():
+                live.append((info.id, sandbox_id))
+    finally:
+        await store.close()
+    if not live:
+        return None
+    session_id, sandbox_id = rng.choice(live)
+    await asyncio.to_thread(shutil.rmtree, hands / sandbox_id, ignore_errors=True)
+    return {"session_id": session_id, "sandbox_id": sandbox_id, "at": time.time()}
 
 
 async def _submit(folder: Path, shared: list[str]) -> None:
@@ -92,7 +124,8 @@ async def _submit(folder: Path, shared: list[str]) -> None:
         raise RuntimeError("harnesslab submit failed")
 
 
-async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrides: list[str]) -> Recovery:
+async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrides: list[str],
+                  sandbox_kills: list[dict]) -> Recovery:
     from hydra.utils import instantiate
 
     from experiments.job import compose_config
@@ -100,6 +133,7 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
     cfg = compose_config([f"store.path={store_path}", *overrides])
     tasks = {(t.name, i): t for _, i, t in instantiate(cfg.tasks)}
     store, provider, found = SqliteStore(store_path), LocalSandboxProvider(root=str(hands)), Recovery()
+    logs: dict[str, list] = {}
     held: dict[int, list[float]] = {i: [] for i in range(len(supervisor.kills))}
     try:
         for info in await store.sessions():
@@ -113,6 +147,7 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
             found.succeeded += verdict.success
             if not verdict.success:
                 found.failures.append(f"{meta['task']}#{meta['instance']}: {verdict.detail}")
+            logs[info.id] = events
             woke = [(e.data.get("worker"), e.ts) for e in events if e.type == "harness.woke"]
             for i, kill in enumerate(supervisor.kills):
                 if any(slot == kill.slot and ts < kill.at for slot, ts in woke):
@@ -122,6 +157,9 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
     finally:
         await store.close()
         await provider.close()
+    for kill in sandbox_kills:
+        found.kills.append(_sandbox_kill_row(kill, logs[kill["session_id"]]))
+    found.work_lost = sum(k["noticed"] is False for k in found.kills if k["kind"] == "sandbox_kill")
     for i, kill in enumerate(supervisor.kills):
         ready = min((t for slot, t in supervisor.readies if slot == kill.slot and t > kill.at), default=None)
         first = min(held[i], default=None)
@@ -131,6 +169,15 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
             "since_ready_ms": (first - ready) * 1000 if first and ready and first >= ready else None,
         })
     return found
+
+
+def _sandbox_kill_row(kill: dict, events: list) -> dict:
+    """Did the session notice its hands were gone (new hands, or it failed), and how soon did it get new ones?"""
+    after = [e for e in events if e.ts > kill["at"]]
+    replaced = next((e.ts for e in after if e.type == "sandbox.provisioned"), None)
+    noticed = any(e.type in ("sandbox.lost", "session.failed", "sandbox.provisioned") for e in after)
+    return {"kind": "sandbox_kill", "target": kill["sandbox_id"], "at": kill["at"], "sessions_held": 1, "noticed": noticed,
+            "recovered_after_ms": (replaced - kill["at"]) * 1000 if replaced else None, "since_ready_ms": None}
 
 
 def _outcome(session_id: str, events: list) -> Outcome:
@@ -144,7 +191,7 @@ def _outcome(session_id: str, events: list) -> Outcome:
 
 async def write(folder: Path, recovery: Recovery) -> Path:
     path, run_id = folder / "results.duckdb", f"recovery-{int(time.time())}"
-    write_table(path, "faults", FAULTS_TABLE, [{**k, "run_id": run_id} for k in recovery.kills])
+    write_table(path, "faults", FAULTS_TABLE, [{**{c: k.get(c) for c in FAULTS_TABLE}, "run_id": run_id} for k in recovery.kills])
     write_table(path, "violations", SCHEMA["violations"], [{**v, "run_id": run_id} for v in violation_rows(recovery.violations)])
     store = SqliteStore(folder / "lab.sqlite")
     try:

@@ -35,6 +35,9 @@ class Exchange:
     is_error: bool
 
 
+SANDBOX_LOST = "sandbox running this tool was lost"  # what the harness tells the model (harnesses/hands.py)
+
+
 class Conversation:
     def __init__(self, messages: Sequence[Mapping[str, Any]]):
         self.messages = messages
@@ -42,10 +45,13 @@ class Conversation:
         results = {
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
-        self.exchanges = [
+        exchanges = [
             Exchange(b["id"], b["name"], b.get("input", {}), _text(results.get(b["id"])), bool(results.get(b["id"], {}).get("is_error")))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
+        # A sandbox that was lost took every earlier change with it: a sensible model starts over
+        lost = [i for i, e in enumerate(exchanges) if e.is_error and SANDBOX_LOST in (e.output or "")]
+        self.exchanges = exchanges[lost[-1] + 1:] if lost else exchanges
 
     @property
     def prompt(self) -> str:

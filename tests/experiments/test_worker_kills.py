@@ -30,6 +30,23 @@ async def test_random_worker_kills_lose_nothing(tmp_path):
 def test_the_recovery_command(tmp_path):
     done = harnesslab("recovery", "--kills", "3", "--dir", str(tmp_path), *QUICK[:-2], "tasks.repeat=2", cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "worker kills: 3" in done.stdout and "sessions: 20/20 completed, 20/20 passed" in done.stdout
+    assert "faults: 3 (harness_kill" in done.stdout and "sessions: 20/20 completed, 20/20 passed their check, 0 lost" in done.stdout
     assert "invariants: 0 violation(s)" in done.stdout and (tmp_path / "results.duckdb").exists()
     assert "side-effect journal: 0 duplicate start(s) of non-idempotent tools" in done.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("harness, all_complete", [("decoupled", True), ("coupled", False)])
+async def test_killed_sandboxes_are_replaced_by_the_decoupled_harness_only(tmp_path, harness, all_complete):
+    slow = ["model=scripted", "model.ttft_ms=80", "model.ms_per_output_token=1", "tasks.repeat=3", f"harness={harness}"]
+    found = await worker_kills(tmp_path, kills=6, workers=2, overrides=slow, seed=3, fault="sandbox_kill")
+    assert found.violations == []
+    killed = [k for k in found.kills if k["kind"] == "sandbox_kill"]
+    noticed = [k for k in killed if k["noticed"]]
+    assert len(killed) == 6 and noticed, "no session noticed its hands were gone"
+    if all_complete:
+        assert found.completed == found.sessions
+        assert all(k["recovered_after_ms"] is not None for k in noticed)  # every session that noticed got new hands
+        assert found.sessions - found.succeeded == found.work_lost, found.failures  # only work that was already done
+    else:
+        assert found.completed < found.sessions  # the pet dies with its sandbox
