@@ -168,9 +168,17 @@ class DecoupledHarness:
         return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted]
 
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
+        """End the session, first answering every logged tool call still open: the log says how each ended."""
         session.observers.clear()  # whatever mirrored the log may be what failed; the store has it
+        answered = {e.data.get("tool_use_id") for e in session.events if e.type == "tool.result"}
+        open_calls = [e.data for e in session.events if e.type == "tool.call" and e.data.get("tool_use_id") not in answered]
+        closing = [
+            Event("tool.result", {"tool_use_id": call.get("tool_use_id"), "name": call.get("name"), "is_error": True,
+                                  "output": f"not completed: the session failed ({reason})", "duration_ms": 0.0})
+            for call in open_calls
+        ]
         try:
-            await session.append(Event("session.failed", {"reason": reason}))
+            await session.append(*closing, Event("session.failed", {"reason": reason}))
         except Conflict:
             return Outcome(session.session_id, "conflict", reason, sandbox_id=hands.sandbox_id)
         return Outcome(session.session_id, "failed", reason, sandbox_id=hands.sandbox_id)

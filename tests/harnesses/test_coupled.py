@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from experiments.invariants import check_session
 from experiments.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.full import FullContext
@@ -64,6 +65,7 @@ async def test_losing_the_sandbox_loses_the_coupled_session_but_not_the_decouple
         assert record.verdict.success is survives, (harness_class.name, record.outcome.reason)
         if not survives:
             assert record.outcome.status == "failed" and "PetLost" in record.outcome.reason
+        assert check_session(record.session_id, await store.events(record.session_id)) == []  # every call answered
         await provider.close()
 
 
@@ -76,4 +78,32 @@ async def test_the_first_turn_breakdown_shows_where_the_time_went(tmp_path):
         assert set(parts) == {"queue_ms", "provision_ms", "context_ms", "model_ttft_ms", "other_ms"}
         assert (parts["provision_ms"] > 0) is provisioned
         assert abs(sum(parts.values()) - first.data["turn_ttft_ms"]) < 0.01
+    await provider.close()
+
+
+class HandsDieAtToolCall:
+    """A store through which the session's hands die exactly as a tool.call is logged."""
+
+    def __init__(self, store, provider):
+        self.store, self.provider = store, provider
+
+    async def append(self, session_id, events, *, expect=None):
+        if any(e.type == "tool.call" for e in events):
+            await close_all(self.provider)
+        return await self.store.append(session_id, events, expect=expect)
+
+    def __getattr__(self, name):
+        return getattr(self.store, name)
+
+
+async def test_a_session_that_fails_mid_call_answers_the_call(tmp_path):
+    provider, store = LocalSandboxProvider(root=str(tmp_path)), MemoryStore()
+    harness = CoupledHarness(HandsDieAtToolCall(store, provider), ScriptedModel(policy_book()), provider, FullContext())
+    record = await run_task(store, harness, provider, *TASKS["greeting"])
+    events = await store.events(record.session_id)
+    assert record.outcome.status == "failed" and "PetLost" in record.outcome.reason
+    closing = next(e for e in events if e.type == "tool.result")
+    assert closing.data["is_error"] and closing.data["output"].startswith("not completed: the session failed (PetLost")
+    assert [e.type for e in events][-2:] == ["tool.result", "session.failed"]
+    assert check_session(record.session_id, events) == []
     await provider.close()
