@@ -296,7 +296,7 @@ def _recovery(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
 
     async def go() -> int:
-        found = await recovery.worker_kills(folder.resolve(), args.kills, args.workers, args.overrides, args.seed, args.fault)
+        found = await recovery.inject_faults(folder.resolve(), args.kills, args.workers, args.overrides, args.seed, args.fault)
         print(found.summary())
         print(f"results: {await recovery.write(folder, found)}")
         return 0 if not found.violations else 1  # lost sessions are a measurement (the coupled baseline loses some)

@@ -68,7 +68,7 @@ class Recovery:
         ])
 
 
-async def worker_kills(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0,
+async def inject_faults(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0,
                        fault: str = "harness_kill") -> Recovery:
     """Run the sessions under `fault`: "harness_kill" SIGKILLs a random live worker, "sandbox_kill"
     removes the live workspace of a random active session (its hands die mid-session)."""

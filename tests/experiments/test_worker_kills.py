@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.recovery import worker_kills, write
+from experiments.recovery import inject_faults, write
 from experiments.results import read_table
 from tests.experiments.test_cli import harnesslab
 
@@ -13,7 +13,7 @@ QUICK = ["model=scripted", "model.ttft_ms=60", "model.ms_per_output_token=1", "t
 
 @pytest.mark.slow
 async def test_random_worker_kills_lose_nothing(tmp_path):
-    found = await worker_kills(tmp_path, kills=8, workers=2, overrides=QUICK, seed=8)
+    found = await inject_faults(tmp_path, kills=8, workers=2, overrides=QUICK, seed=8)
     assert len(found.kills) == 8
     assert (found.sessions, found.completed, found.succeeded) == (40, 40, 40), found.failures
     assert found.violations == [] and found.duplicate_effects == 0
@@ -39,7 +39,7 @@ def test_the_recovery_command(tmp_path):
 @pytest.mark.parametrize("harness, all_complete", [("decoupled", True), ("coupled", False)])
 async def test_killed_sandboxes_are_replaced_by_the_decoupled_harness_only(tmp_path, harness, all_complete):
     slow = ["model=scripted", "model.ttft_ms=80", "model.ms_per_output_token=1", "tasks.repeat=3", f"harness={harness}"]
-    found = await worker_kills(tmp_path, kills=6, workers=2, overrides=slow, seed=3, fault="sandbox_kill")
+    found = await inject_faults(tmp_path, kills=6, workers=2, overrides=slow, seed=3, fault="sandbox_kill")
     assert found.violations == []
     killed = [k for k in found.kills if k["kind"] == "sandbox_kill"]
     noticed = [k for k in killed if k["noticed"]]
