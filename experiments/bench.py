@@ -55,10 +55,10 @@ class TimedProvider(LocalSandboxProvider):
         sandbox = await super().provision()
         execute = sandbox.execute
 
-        async def timed(name: str, input: Any):
+        async def timed(name: str, input: Any, key: str | None = None):
             started = time.perf_counter()
             try:
-                return await execute(name, input)
+                return await execute(name, input, key)
             finally:
                 self.tool_ms.append((time.perf_counter() - started) * 1000)
 
