@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from stores.archive import EVENTS_TABLE, write_table
+from stores.archive import EVENTS_TABLE, attach_read_only, write_table
 from stores.base import Event
 
 SCHEMA = {
@@ -97,9 +97,5 @@ def read_table(paths: Iterable[Path | str], table: str) -> pd.DataFrame:
     if not files:
         raise FileNotFoundError("no results.duckdb files given")
     with duckdb.connect() as con:
-        frames = []
-        for i, file in enumerate(files):
-            quoted = file.replace("'", "''")
-            con.execute(f"ATTACH '{quoted}' AS r{i} (READ_ONLY)")
-            frames.append(con.execute(f"SELECT * FROM r{i}.{table}").df())
+        frames = [con.execute(f"SELECT * FROM {name}.{table}").df() for name in attach_read_only(con, files)]
         return pd.concat(frames, ignore_index=True)

@@ -46,6 +46,16 @@ def write_table(path: Path, table: str, columns: dict[str, str], rows: list[dict
             con.unregister("incoming")
 
 
+def attach_read_only(con: Any, paths: Iterable[str | Path]) -> list[str]:
+    """Attach each DuckDB file to `con`, read-only, as r0, r1, ...; returns those names."""
+    names = []
+    for i, path in enumerate(paths):
+        quoted = str(path).replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS r{i} (READ_ONLY)")
+        names.append(f"r{i}")
+    return names
+
+
 async def export_sessions(store: Any, path: Path, run_id: str, session_ids: Iterable[str] | None = None) -> int:
     """Copy sessions (default: all) from any store into the `events` table at `path`; returns how many."""
     ids = list(session_ids) if session_ids is not None else [info.id for info in await store.sessions()]
@@ -111,11 +121,9 @@ class ArchiveStore:
             import duckdb
 
             con = duckdb.connect()
-            for i, path in enumerate(self.paths):
-                quoted = str(path).replace("'", "''")
-                con.execute(f"ATTACH '{quoted}' AS r{i} (READ_ONLY)")
+            files = attach_read_only(con, self.paths)
             # one row per (session, position), even if the same run was archived into two files
-            union = " UNION ALL ".join(f"SELECT session_id, position, type, data, ts, v FROM r{i}.events" for i in range(len(self.paths)))
+            union = " UNION ALL ".join(f"SELECT session_id, position, type, data, ts, v FROM {f}.events" for f in files)
             con.execute(f"CREATE TEMP VIEW archived AS SELECT DISTINCT ON (session_id, position) * FROM ({union})")
             self._con = con
         return self._con.execute(sql, params).fetchall()
