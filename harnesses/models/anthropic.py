@@ -83,10 +83,15 @@ class AnthropicModel:
     async def _new_client(self) -> Any:
         import anthropic
 
+        key, base_url = await self._endpoint()
+        return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+
+    async def _endpoint(self) -> tuple[str, str | None]:
+        """The API key and base URL the client uses."""
         key = os.environ.get(self.api_key_env)
         if not key:
             raise ModelError(f"model=anthropic needs an API key in ${self.api_key_env} (or use model=emulator)")
-        return anthropic.AsyncAnthropic(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+        return key, self.base_url
 
     def _wait_s(self, attempt: int, retry_after_s: float | None) -> float:
         """retry-after when the server gives one; else full-jitter exponential backoff."""

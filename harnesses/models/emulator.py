@@ -32,12 +32,9 @@ class EmulatorModel(AnthropicModel):
         profile = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
         self.server = EmulatorServer(policies, profile, FaultProfile(**(faults or {})), cache_min_tokens)
 
-    async def _new_client(self) -> Any:
-        import anthropic
-
+    async def _endpoint(self) -> tuple[str, str | None]:
         self.base_url = await self.server.start()
-        # the emulator wants some key, as the API does; no real credential is involved
-        return anthropic.AsyncAnthropic(api_key="emulator", base_url=self.base_url, max_retries=0, timeout=self.timeout_s)
+        return "emulator", self.base_url  # the emulator wants some key, as the API does; no real credential
 
     async def close(self) -> None:
         await super().close()
