@@ -82,6 +82,12 @@ class SessionInfo:
     created: float  # ts of its session.created event
     updated: float  # ts of its last event
 
+    @classmethod
+    def from_row(cls, row: tuple) -> SessionInfo:
+        """From an SQL row (id, meta as JSON text, length, status, created, updated)."""
+        session_id, meta, length, status, created, updated = row
+        return cls(session_id, json.loads(meta), length, status, created, updated)
+
 
 def status_after(types: Iterable[str], current: str = "active") -> str:
     """The session status once events of these `types` are appended to a session in status `current`."""

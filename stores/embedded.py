@@ -6,7 +6,6 @@ bulk statements of a group commit, each in the form its engine runs fastest.
 from __future__ import annotations
 
 import asyncio
-import json
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -124,7 +123,7 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         row = self._connection().execute(f"{_SESSIONS} WHERE s.id = ?", (session_id,)).fetchone()
         if row is None:
             raise SessionNotFound(session_id)
-        return row[0], _info(row[1:])
+        return row[0], SessionInfo.from_row(row[1:])
 
     def _read_sessions(self, status: str | None, limit: int | None) -> list[SessionInfo]:
         sql, params = _SESSIONS, []
@@ -133,7 +132,7 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         sql += " ORDER BY s.created, s.id"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [int(limit)]
-        return [_info(row[1:]) for row in self._connection().execute(sql, params).fetchall()]
+        return [SessionInfo.from_row(row[1:]) for row in self._connection().execute(sql, params).fetchall()]
 
 
 _SESSIONS = (
@@ -141,7 +140,3 @@ _SESSIONS = (
     "FROM sessions s JOIN heads h ON h.key = s.key"
 )
 
-
-def _info(row: tuple) -> SessionInfo:
-    session_id, meta, length, status, created, updated = row
-    return SessionInfo(session_id, json.loads(meta), length, status, created, updated)

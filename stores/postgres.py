@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 from contextlib import asynccontextmanager
@@ -62,7 +61,7 @@ class PostgresStore(BatchWriter):
 
     async def session(self, session_id: str) -> SessionInfo:
         async with self._connection() as conn:
-            return _info(await self._session_row(conn, session_id))
+            return SessionInfo.from_row(await self._session_row(conn, session_id))
 
     async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
         async with self._connection() as conn:
@@ -71,7 +70,7 @@ class PostgresStore(BatchWriter):
                 "WHERE %(status)s::text IS NULL OR status = %(status)s ORDER BY created, id LIMIT %(limit)s",
                 {"status": status, "limit": limit},
             )
-            return [_info(row) for row in await cur.fetchall()]
+            return [SessionInfo.from_row(row) for row in await cur.fetchall()]
 
     async def close(self) -> None:
         await self._drain()
@@ -224,10 +223,6 @@ def _schema(s: str) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS sessions_status ON {s}.sessions (status, created)",
     ]
 
-
-def _info(row: tuple) -> SessionInfo:
-    session_id, meta, length, status, created, updated = row
-    return SessionInfo(session_id, json.loads(meta), length, status, created, updated)
 
 
 def redact_dsn(text: str | None) -> str:
