@@ -44,8 +44,9 @@ class Recovery:
     kills: list[dict] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    failed_checks: dict[str, str] = field(default_factory=dict)  # session id -> why its check failed
     duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
-    work_lost: int = 0  # sessions whose hands were killed after their last tool call: done, but the work is gone
+    unnoticed: set[str] = field(default_factory=set)  # sessions that ended before noticing their hands were killed
     reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
 
     def summary(self) -> str:
@@ -57,8 +58,8 @@ class Recovery:
         return "\n".join([
             f"faults: {len(self.kills)} ({', '.join(kinds)}; sandbox kills counted once their session noticed)",
             f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check, "
-            f"{self.sessions - self.completed} lost; {self.work_lost} finished before noticing their hands were gone "
-            "(their work went with them)",
+            f"{self.sessions - self.completed} lost; {len(self.unnoticed)} finished before noticing their hands were gone "
+            "(what they left in the sandbox went with it)",
             f"invariants: {len(self.violations)} violation(s)",
             f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
             f"{self.reruns} re-run(s) of idempotent ones (allowed)",
@@ -147,6 +148,7 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
             found.succeeded += verdict.success
             if not verdict.success:
                 found.failures.append(f"{meta['task']}#{meta['instance']}: {verdict.detail}")
+                found.failed_checks[info.id] = verdict.detail
             logs[info.id] = events
             woke = [(e.data.get("worker"), e.ts) for e in events if e.type == "harness.woke"]
             for i, kill in enumerate(supervisor.kills):
@@ -159,7 +161,8 @@ async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrid
         await provider.close()
     for kill in sandbox_kills:
         found.kills.append(_sandbox_kill_row(kill, logs[kill["session_id"]]))
-    found.work_lost = sum(k["noticed"] is False for k in found.kills if k["kind"] == "sandbox_kill")
+        if not found.kills[-1]["noticed"]:
+            found.unnoticed.add(kill["session_id"])
     for i, kill in enumerate(supervisor.kills):
         ready = min((t for slot, t in supervisor.readies if slot == kill.slot and t > kill.at), default=None)
         first = min(held[i], default=None)
