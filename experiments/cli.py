@@ -5,7 +5,6 @@
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
-  harnesslab recovery --kills N               SIGKILL supervised workers at random, then verify every session
   harnesslab report PATH                      TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
@@ -19,12 +18,14 @@ import sys
 import uuid
 from pathlib import Path
 
+from experiments.failpoints import POINTS
 from experiments.paths import CONFIG_DIR
 
 EXAMPLES = """examples:
   harnesslab run
   harnesslab run store=memory tasks.only=[greeting,fix_bug] run.concurrency=2
   harnesslab run -m store=memory,sqlite
+  harnesslab run faults=[harness_kill,model_faults]   # supervised workers, real faults, then every check
   harnesslab run --help                       # config groups and their options
   harnesslab sessions ls
   harnesslab sessions show 3f2a               # a unique prefix of a session id is enough
@@ -97,20 +98,20 @@ def parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="drive unfinished sessions of a shared store (with Hydra overrides)")
     worker.add_argument("--slot", default="w0", help="this worker's slot: a restarted worker keeps its slot")
     worker.add_argument("--forever", action="store_true", help="keep waiting for sessions instead of exiting when idle")
+    worker.add_argument("--config", type=Path, help="a resolved config file to use instead of composing one (a fault run writes it)")
+    worker.add_argument("--acks", type=Path, help="record every append the store acknowledged in this file (fault runs check it)")
+    faults = worker.add_argument_group("fault points (fault runs start workers with these; see experiments/failpoints.py)")
+    faults.add_argument("--crash-at", choices=POINTS, help="SIGKILL this worker at this point of its work")
+    faults.add_argument("--crash-rate", type=float, default=0.2, help="the chance of crashing each time the point is passed")
+    faults.add_argument("--sandbox-kills", type=int, default=0, help="destroy sandboxes under running tool calls, until the log has this many")
+    faults.add_argument("--sandbox-kill-rate", type=float, default=0.2, help="the chance for each tool call")
+    faults.add_argument("--fault-log", type=Path, help="where faults injected here are recorded")
+    faults.add_argument("--fault-seed", type=int, default=0)
     worker.add_argument("overrides", nargs="*", help="Hydra overrides; the store must be shared (store.path=... or a DSN)")
     worker.set_defaults(handler=_worker)
     submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
     submit.add_argument("overrides", nargs="*", help="Hydra overrides, as for run; the store must be shared")
     submit.set_defaults(handler=_submit)
-
-    recovery = commands.add_parser("recovery", help="SIGKILL supervised workers at random points, then verify every session")
-    recovery.add_argument("--kills", type=int, default=20, help="how many faults to inject")
-    recovery.add_argument("--fault", default="harness_kill", choices=["harness_kill", "sandbox_kill"])
-    recovery.add_argument("--workers", type=int, default=2)
-    recovery.add_argument("--seed", type=int, default=0)
-    recovery.add_argument("--dir", type=Path, default=None, help="working folder (default: a new one under ./recovery)")
-    recovery.add_argument("overrides", nargs="*", help="Hydra overrides for the workers, e.g. tasks.repeat=20")
-    recovery.set_defaults(handler=_recovery)
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
     report.add_argument("path", type=Path, help="a results.duckdb or a folder of them (a multirun)")
@@ -258,10 +259,19 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
+    from omegaconf import OmegaConf
+
+    from experiments.failpoints import Failpoints
     from experiments.job import compose_config
     from experiments.worker import serve
 
-    return asyncio.run(serve(compose_config(args.overrides), args.slot, exit_when_idle=not args.forever))
+    if args.config and args.overrides:
+        raise SystemExit("harnesslab worker: give --config or overrides, not both")
+    cfg = OmegaConf.load(args.config) if args.config else compose_config(args.overrides)
+    failpoints = None
+    if args.crash_at or args.sandbox_kills:
+        failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
+    return asyncio.run(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints))
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -283,23 +293,6 @@ def _submit(args: argparse.Namespace) -> int:
             await store.close()
         print(f"submitted {len(tasks)} session(s)")
         return 0
-
-    return asyncio.run(go())
-
-
-def _recovery(args: argparse.Namespace) -> int:
-    import time
-
-    from experiments import recovery
-
-    folder = args.dir or Path("recovery") / time.strftime("%Y-%m-%d/%H-%M-%S")
-    folder.mkdir(parents=True, exist_ok=True)
-
-    async def go() -> int:
-        found = await recovery.inject_faults(folder.resolve(), args.kills, args.workers, args.overrides, args.seed, args.fault)
-        print(found.summary())
-        print(f"results: {await recovery.write(folder, found)}")
-        return 0 if not found.violations else 1  # lost sessions are a measurement (the coupled baseline loses some)
 
     return asyncio.run(go())
 

@@ -13,7 +13,7 @@ import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from hydra.utils import instantiate
@@ -41,8 +41,16 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     started = utc_now()
+    faults = "+".join(cfg.get("faults") or {}) or "none"
     cell = " ".join(f"{group}={choices[group]}" for group in ("harness", "sandbox") if group in choices)
-    records, logs = asyncio.run(_run(cfg, cell))
+    cell += f" faults={faults}" if faults != "none" else ""
+    recovery = None
+    if cfg.get("faults") or cfg.run.get("workers"):
+        from experiments.recovery import run_with_faults
+
+        records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
+    else:
+        records, logs = asyncio.run(_run(cfg, cell))
     run_id = uuid.uuid4().hex
     run = {
         "started": started, "finished": utc_now(),
@@ -50,16 +58,22 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         "git_sha": git_sha(), "host": socket.gethostname(), "python": platform.python_version(),
         "harnesslab": _version(),
     }
-    tables = tables_for(records, logs, {part: choices.get(part, "") for part in PARTS})
+    tables = tables_for(records, logs, {**{part: choices.get(part, "") for part in PARTS}, "faults": faults})
     violations = invariants.check_logs(logs)
     tables["runs"], tables["violations"] = [run], invariants.violation_rows(violations)
     path = output_dir / cfg.run.results
     results.write_results(path, run_id, tables)
+    if recovery is not None:
+        from experiments.recovery_report import FAULTS_TABLE, fault_rows
+
+        archive.write_table(path, "faults", FAULTS_TABLE, fault_rows(recovery, run_id))
     sessions = pd.DataFrame(tables["sessions"], columns=list(results.SCHEMA["sessions"]))
     calls = pd.DataFrame(tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
-    chosen = " ".join(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks"))
+    chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks")), f"faults={faults}"])
     print(f"harnesslab run · {chosen}")
     print(summary_table(sessions, calls))
+    if recovery is not None:
+        print(recovery.summary())
     print(f"invariants: {len(violations)} violation(s) in {len(logs)} session log(s)")
     for violation in violations[:20]:
         print(f"  {violation}")
@@ -76,11 +90,16 @@ class Parts:
     harness: Harness
 
 
-def build_parts(cfg: DictConfig, stack: AsyncExitStack, harness_options: dict[str, Any] | None = None) -> Parts:
-    """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order."""
-    store = close_on_exit(stack, instantiate(cfg.store))
-    sandboxes = close_on_exit(stack, instantiate(cfg.sandbox))
-    model = close_on_exit(stack, instantiate(cfg.model))
+def build_parts(
+    cfg: DictConfig, stack: AsyncExitStack, harness_options: dict[str, Any] | None = None,
+    wrap: Callable[[str, Any], Any] = lambda name, part: part,
+) -> Parts:
+    """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order.
+
+    `wrap(name, part)` may wrap the store, sandbox provider and model before the harness gets them."""
+    store = wrap("store", close_on_exit(stack, instantiate(cfg.store)))
+    sandboxes = wrap("sandbox", close_on_exit(stack, instantiate(cfg.sandbox)))
+    model = wrap("model", close_on_exit(stack, instantiate(cfg.model)))
     context = instantiate(cfg.context)
     harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context, **(harness_options or {}))
     return Parts(store, sandboxes, model, context, harness)

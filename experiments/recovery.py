@@ -1,189 +1,188 @@
-"""`harnesslab recovery`: kill workers for real (SIGKILL) at random points, then verify everything.
+"""Runs under faults: supervised worker processes drive the sessions while faults are injected for real.
 
-Sessions are submitted to a shared SQLite store, `workers` supervised worker processes drive them,
-and `kills` random live workers are SIGKILLed (seeded timing). Afterwards: every session must have
-completed and passed its task's check, every log must keep the invariants, and for each kill the
-time until the killed slot's successor woke on a session it had held is measured (from the
-successor becoming ready, and from the kill itself). Results go to results.duckdb (`faults`,
-`violations`, the session logs in `events`).
+`harnesslab run faults=...` (or `run.workers=N`) comes here instead of running sessions in-process.
+The sessions go into a store the workers share (SQLite in the job folder, or a PostgreSQL cluster of
+its own, which `store_restart` can restart), workers start from one resolved config, the faults act,
+and afterwards everything is verified: each session's status and task check, the log invariants,
+acknowledged events against the store, and the side-effect journal for tools that ran twice.
 """
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import random
-import shutil
-import statistics
 import sys
+import tempfile
 import time
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, AsyncIterator
 
-from experiments.invariants import Violation, check_session, violation_rows
-from experiments.results import SCHEMA
-from experiments.runner import check
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.acks import AckedStore, lost_events
+from experiments.faults import Fault, HarnessKill, faults_from_config
+from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
+from experiments.runner import SessionRecord, check
+from experiments.supervisor import Supervisor
 from harnesses.base import Outcome
 from harnesses.hands import live_sandbox_id
-from experiments.supervisor import Supervisor
-from sandboxes.base import Setup
+from sandboxes.base import SandboxProvider, Setup
 from sandboxes.journal import starts
-from sandboxes.local import LocalSandboxProvider
 from sandboxes.tools import TOOLS
-from stores.archive import export_sessions, write_table
-from stores.sqlite import SqliteStore
+from stores.base import Event, SessionStore
+from stores.postgres_server import LocalPostgres
 
-FAULTS = ("harness_kill", "sandbox_kill")
-FAULTS_TABLE = {"run_id": "VARCHAR", "kind": "VARCHAR", "target": "VARCHAR", "at": "DOUBLE",
-                "recovered_after_ms": "DOUBLE", "since_ready_ms": "DOUBLE", "sessions_held": "INTEGER"}
+DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
 
 
 @dataclass
-class Recovery:
-    sessions: int = 0
-    completed: int = 0
-    succeeded: int = 0
-    kills: list[dict] = field(default_factory=list)
-    violations: list[Violation] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    failed_checks: dict[str, str] = field(default_factory=dict)  # session id -> why its check failed
-    duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
-    unnoticed: set[str] = field(default_factory=set)  # sessions that ended before noticing their hands were killed
-    reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
+class Lab:
+    """What the faults act on, and what the run is checked with."""
 
-    def summary(self) -> str:
-        def spread(key: str) -> str:
-            values = [k[key] for k in self.kills if k[key] is not None]
-            return f"p50 {statistics.median(values):.0f} ms, p95 {sorted(values)[int(0.95 * (len(values) - 1))]:.0f} ms" if values else "n/a"
+    folder: Path
+    store: SessionStore  # the driver's own connection to the shared store
+    sandboxes: SandboxProvider  # the driver's handle on the workers' sandboxes
+    postgres: LocalPostgres | None
+    supervisor: Supervisor | None = None
 
-        kinds = sorted({k["kind"] for k in self.kills}) or ["none"]
-        return "\n".join([
-            f"faults: {len(self.kills)} ({', '.join(kinds)}; sandbox kills counted once their session noticed)",
-            f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check, "
-            f"{self.sessions - self.completed} lost; {len(self.unnoticed)} finished before noticing their hands were gone "
-            "(what they left in the sandbox went with it)",
-            f"invariants: {len(self.violations)} violation(s)",
-            f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
-            f"{self.reruns} re-run(s) of idempotent ones (allowed)",
-            f"takeover after the successor was ready: {spread('since_ready_ms')} (target: within 500 ms)",
-            f"from the fault to recovery (next event, or new hands): {spread('recovered_after_ms')}",
-            *[f"  {failure}" for failure in self.failures[:10]],
-        ])
+    @property
+    def acks(self) -> Path:
+        return self.folder / "acks.jsonl"
+
+    @property
+    def fault_log(self) -> Path:
+        """Faults the workers injected into themselves."""
+        return self.folder / "faults.jsonl"
+
+    @property
+    def journal(self) -> Path:
+        return self.folder / "journal.jsonl"
 
 
-async def inject_faults(folder: Path, kills: int, workers: int, overrides: list[str], seed: int = 0,
-                       fault: str = "harness_kill") -> Recovery:
-    """Run the sessions under `fault`: "harness_kill" SIGKILLs a random live worker, "sandbox_kill"
-    removes the live workspace of a random active session (its hands die mid-session)."""
-    if fault not in FAULTS:
-        raise ValueError(f"fault {fault!r}; valid: {', '.join(FAULTS)}")
-    store_path, hands = folder / "lab.sqlite", folder / "hands"
-    # workers leave the hands of finished sessions in place: the check below looks into them
-    shared = [f"store.path={store_path}", f"sandbox.root={hands}", "sandbox.keep=true",
-              f"sandbox.journal={folder / 'journal.jsonl'}", *overrides]
-    await _submit(folder, shared)
-    supervisor = Supervisor(lambda slot: [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, *shared], workers)
-    rng, sandbox_kills = random.Random(seed), []
-    await supervisor.start()
-    try:
-        while len(supervisor.kills) + len(sandbox_kills) < kills and not all(s.done for s in supervisor.slots.values()):
-            await asyncio.sleep(rng.uniform(0.05, 0.4))
-            if fault == "harness_kill":
-                supervisor.kill_one(rng, min_ready_s=0.2)
-            elif (killed := await _kill_a_sandbox(store_path, hands, rng)) is not None:
-                sandbox_kills.append(killed)
-        await supervisor.wait(timeout=600)
-    finally:
-        await supervisor.stop()
-    found = await _verify(store_path, hands, supervisor, overrides, sandbox_kills)
-    for (_, tool), count in starts(folder / "journal.jsonl").items():
+async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
+    faults = faults_from_config(cfg.get("faults"))
+    workers = cfg.run.get("workers") or DEFAULT_WORKERS
+    seed = cfg.run.get("seed", 0)
+    async with _lab(cfg, folder, faults) as lab:
+        tasks = await _submit(lab, instantiate(cfg.tasks))
+        def command(slot: str) -> list[str]:
+            crashed = len([k for k in lab.supervisor.kills if not k.by_supervisor])
+            flags = [flag for f in faults if not (isinstance(f, HarnessKill) and crashed >= f.count) for flag in f.worker_flags()]
+            return [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, "--config", str(folder / "worker.yaml"),
+                    "--acks", str(lab.acks), "--fault-log", str(lab.fault_log), "--fault-seed", str(seed), *flags]
+
+        lab.supervisor = Supervisor(command, workers, folder / "workers")
+        injected: list[dict[str, Any]] = []
+        await lab.supervisor.start()
+        injecting = [asyncio.create_task(_keep_injecting(f, lab, random.Random(f"{seed}:{f.kind}"), injected)) for f in faults if f.acts]
+        try:
+            await lab.supervisor.wait(timeout=cfg.run.get("timeout_s", 900))
+        finally:
+            for task in injecting:
+                task.cancel()
+            await asyncio.gather(*injecting, return_exceptions=True)
+            await lab.supervisor.stop()
+        failed = [t.exception() for t in injecting if not t.cancelled() and t.exception() is not None]
+        if failed:
+            raise failed[0]
+        print(f"[{cell}] {len(tasks)} session(s) driven by {workers} worker process(es); verifying", file=sys.stderr, flush=True)
+        return await _verify(lab, tasks, faults, injected)
+
+
+async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: list[dict[str, Any]]) -> None:
+    done = 0
+    while done < fault.count and not all(slot.done for slot in lab.supervisor.slots.values()):
+        await asyncio.sleep(rng.uniform(*fault.interval_s))
+        row = await fault.inject(lab, rng)
+        if row is not None:
+            injected.append(row)
+            done += 1
+
+
+@asynccontextmanager
+async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncIterator[Lab]:
+    """The shared store (a PostgreSQL cluster of its own if store=postgres), the workers' config, cleanup."""
+    workers_cfg = OmegaConf.to_container(cfg, resolve=True)
+    workers_cfg.pop("faults", None)
+    workers_cfg.pop("hydra", None)
+    postgres = None
+    async with AsyncExitStack() as stack:
+        store_cfg, sandbox_cfg = workers_cfg["store"], _provider_config(workers_cfg["sandbox"])
+        if "dsn" in store_cfg:  # its own throwaway cluster: a store_restart must not hit anyone else's
+            postgres = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))
+            stack.callback(postgres.remove)
+            store_cfg["dsn"] = await asyncio.to_thread(postgres.start)
+        elif "path" in store_cfg:
+            store_cfg["path"] = str(folder / "sessions.sqlite")
+        else:
+            raise ValueError(f"worker processes share the store: use store=sqlite or store=postgres, not {store_cfg['_target_']}")
+        sandbox_cfg.update(keep=True, journal=str(folder / "journal.jsonl"))
+        if "root" in sandbox_cfg:
+            sandbox_cfg["root"] = str(folder / "hands")
+        if "run_label" in sandbox_cfg:
+            sandbox_cfg["run_label"] = f"faults-{time.time_ns()}"
+        for fault in faults:
+            fault.configure_workers(workers_cfg)
+        OmegaConf.save(OmegaConf.create(workers_cfg), folder / "worker.yaml")
+        store = instantiate(store_cfg)
+        stack.push_async_callback(store.close)
+        driver_cfg = copy.deepcopy(workers_cfg["sandbox"])
+        _provider_config(driver_cfg)["keep"] = False  # the driver keeps nothing: the run's containers go with it
+        sandboxes = instantiate(driver_cfg)
+        stack.push_async_callback(sandboxes.close)
+        yield Lab(folder, store, sandboxes, postgres)
+
+
+def _provider_config(sandbox_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config of the provider that makes the sandboxes (a pool's inner one)."""
+    provider = sandbox_cfg.get("inner", sandbox_cfg)
+    if "keep" not in provider:
+        raise ValueError(f"sandbox {provider['_target_']} cannot outlive a worker process (it has no `keep` option); "
+                         "use sandbox=local, namespace or docker")
+    return provider
+
+
+async def _submit(lab: Lab, tasks: list) -> dict[str, tuple[str, int, Any]]:
+    """Create every session (acknowledged creations recorded like the workers'); session id -> (suite, instance, task)."""
+    store, submitted = AckedStore(lab.store, lab.acks), {}
+    for suite, instance, task in tasks:
+        session_id = await store.create_session(task.meta(suite, instance))
+        await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+        submitted[session_id] = (suite, instance, task)
+    return submitted
+
+
+async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list[Fault],
+                  injected: list[dict[str, Any]]) -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
+    records, logs = [], {}
+    for session_id, (suite, instance, task) in tasks.items():
+        events = logs[session_id] = await lab.store.events(session_id)
+        outcome = _outcome(session_id, events)
+        verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(events[0].data.get("setup")))
+        records.append(SessionRecord(session_id, suite, instance, task.name, outcome, verdict, (events[-1].ts - events[0].ts) * 1000))
+    found = Recovery(faults=[f.kind for f in faults])
+    found.acked, found.lost = await lost_events(lab.store, lab.acks)
+    if lab.fault_log.exists():
+        injected = injected + [json.loads(line) for line in lab.fault_log.read_text().splitlines()]
+    for (_, tool), count in starts(lab.journal).items():
         if count > 1:
             found.reruns += count - 1 if TOOLS[tool].idempotent else 0
             found.duplicate_effects += count - 1 if not TOOLS[tool].idempotent else 0
-    return found
+    point = next((f.at for f in faults if isinstance(f, HarnessKill)), "random")
+    found.rows += harness_kill_rows(lab.supervisor, logs, point)
+    found.rows += sandbox_kill_rows([r for r in injected if r["kind"] == "sandbox_kill"], logs)
+    found.rows += store_restart_rows([r for r in injected if r["kind"] == "store_restart"], logs)
+    for fault in faults:
+        found.rows += fault.rows_from_logs(logs)
+    found.add_sessions(records)
+    return records, logs, found
 
 
-async def _kill_a_sandbox(store_path: Path, hands: Path, rng: random.Random) -> dict | None:
-    """Remove the live workspace of a random active session; returns what was killed."""
-    store = SqliteStore(store_path)
-    try:
-        live = []
-        for info in await store.sessions(status="active"):
-            sandbox_id = live_sandbox_id(await store.events(info.id))
-            if sandbox_id and (hands / sandbox_id).is_dir():
-                live.append((info.id, sandbox_id))
-    finally:
-        await store.close()
-    if not live:
-        return None
-    session_id, sandbox_id = rng.choice(live)
-    await asyncio.to_thread(shutil.rmtree, hands / sandbox_id, ignore_errors=True)
-    return {"session_id": session_id, "sandbox_id": sandbox_id, "at": time.time()}
-
-
-async def _submit(folder: Path, shared: list[str]) -> None:
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "experiments.cli", "submit", *shared, cwd=folder)
-    if await process.wait() != 0:
-        raise RuntimeError("harnesslab submit failed")
-
-
-async def _verify(store_path: Path, hands: Path, supervisor: Supervisor, overrides: list[str],
-                  sandbox_kills: list[dict]) -> Recovery:
-    from hydra.utils import instantiate
-
-    from experiments.job import compose_config
-
-    cfg = compose_config([f"store.path={store_path}", *overrides])
-    tasks = {(t.name, i): t for _, i, t in instantiate(cfg.tasks)}
-    store, provider, found = SqliteStore(store_path), LocalSandboxProvider(root=str(hands)), Recovery()
-    logs: dict[str, list] = {}
-    held: dict[int, list[float]] = {i: [] for i in range(len(supervisor.kills))}
-    try:
-        for info in await store.sessions():
-            events = await store.events(info.id)
-            found.sessions += 1
-            found.completed += info.status == "completed"
-            found.violations += check_session(info.id, events)
-            meta = events[0].data
-            verdict = await check(tasks[meta["task"], meta["instance"]], _outcome(info.id, events), provider,
-                                  Setup.from_meta(meta["setup"]))
-            found.succeeded += verdict.success
-            if not verdict.success:
-                found.failures.append(f"{meta['task']}#{meta['instance']}: {verdict.detail}")
-                found.failed_checks[info.id] = verdict.detail
-            logs[info.id] = events
-            woke = [(e.data.get("worker"), e.ts) for e in events if e.type == "harness.woke"]
-            for i, kill in enumerate(supervisor.kills):
-                if any(slot == kill.slot and ts < kill.at for slot, ts in woke):
-                    after = [ts for slot, ts in woke if slot == kill.slot and ts > kill.at]
-                    if after:
-                        held[i].append(min(after))
-    finally:
-        await store.close()
-        await provider.close()
-    for kill in sandbox_kills:
-        found.kills.append(_sandbox_kill_row(kill, logs[kill["session_id"]]))
-        if not found.kills[-1]["noticed"]:
-            found.unnoticed.add(kill["session_id"])
-    for i, kill in enumerate(supervisor.kills):
-        ready = min((t for slot, t in supervisor.readies if slot == kill.slot and t > kill.at), default=None)
-        first = min(held[i], default=None)
-        found.kills.append({
-            "kind": "harness_kill", "target": kill.slot, "at": kill.at, "sessions_held": len(held[i]),
-            "recovered_after_ms": (first - kill.at) * 1000 if first else None,
-            "since_ready_ms": (first - ready) * 1000 if first and ready and first >= ready else None,
-        })
-    return found
-
-
-def _sandbox_kill_row(kill: dict, events: list) -> dict:
-    """Did the session notice its hands were gone (new hands, or it failed), and how soon did it get new ones?"""
-    after = [e for e in events if e.ts > kill["at"]]
-    replaced = next((e.ts for e in after if e.type == "sandbox.provisioned"), None)
-    noticed = any(e.type in ("sandbox.lost", "session.failed", "sandbox.provisioned") for e in after)
-    return {"kind": "sandbox_kill", "target": kill["sandbox_id"], "at": kill["at"], "sessions_held": 1, "noticed": noticed,
-            "recovered_after_ms": (replaced - kill["at"]) * 1000 if replaced else None, "since_ready_ms": None}
-
-
-def _outcome(session_id: str, events: list) -> Outcome:
+def _outcome(session_id: str, events: list[Event]) -> Outcome:
     """What the log says the session ended with, for the task's check."""
     last = next((e for e in reversed(events) if e.type in ("session.completed", "session.failed")), None)
     if last is None:
@@ -191,14 +190,3 @@ def _outcome(session_id: str, events: list) -> Outcome:
     return Outcome(session_id, last.type.removeprefix("session."), last.data.get("reason", ""),
                    last.data.get("final_text", ""), live_sandbox_id(events))
 
-
-async def write(folder: Path, recovery: Recovery) -> Path:
-    path, run_id = folder / "results.duckdb", f"recovery-{int(time.time())}"
-    write_table(path, "faults", FAULTS_TABLE, [{**{c: k.get(c) for c in FAULTS_TABLE}, "run_id": run_id} for k in recovery.kills])
-    write_table(path, "violations", SCHEMA["violations"], [{**v, "run_id": run_id} for v in violation_rows(recovery.violations)])
-    store = SqliteStore(folder / "lab.sqlite")
-    try:
-        await export_sessions(store, path, run_id)
-    finally:
-        await store.close()
-    return path

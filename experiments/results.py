@@ -18,7 +18,7 @@ SCHEMA = {
     "sessions": {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "suite": "VARCHAR", "task": "VARCHAR", "instance": "INTEGER",
         "harness": "VARCHAR", "model": "VARCHAR", "sandbox": "VARCHAR", "store": "VARCHAR", "context": "VARCHAR",
-        "status": "VARCHAR", "reason": "VARCHAR", "success": "BOOLEAN", "check_detail": "VARCHAR",
+        "faults": "VARCHAR", "status": "VARCHAR", "reason": "VARCHAR", "success": "BOOLEAN", "check_detail": "VARCHAR",
         "turns": "INTEGER", "tool_calls": "INTEGER", "tool_errors": "INTEGER",
         "input_tokens": "BIGINT", "output_tokens": "BIGINT", "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT",
         "first_ttft_ms": "DOUBLE", "duration_ms": "DOUBLE", "events": "INTEGER",

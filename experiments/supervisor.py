@@ -11,6 +11,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 
@@ -28,11 +29,16 @@ class Kill:
     slot: str
     pid: int
     at: float
+    by_supervisor: bool = True  # False: the worker SIGKILLed itself (a crash point), seen when it died
+
+
+class WorkerFailed(RuntimeError):
+    """A worker keeps dying before it is ready: restarting it again would not help."""
 
 
 class Supervisor:
-    def __init__(self, command: Callable[[str], list[str]], slots: int):
-        self.command = command
+    def __init__(self, command: Callable[[str], list[str]], slots: int, log_dir: Path):
+        self.command, self.log_dir = command, log_dir  # each slot's stderr goes to log_dir/<slot>.log
         self.slots = {f"w{i}": Slot(f"w{i}") for i in range(slots)}
         self.kills: list[Kill] = []
         self.readies: list[tuple[str, float]] = []  # (slot, time) for every process that became ready
@@ -66,14 +72,22 @@ class Supervisor:
         await asyncio.gather(*self._watchers, return_exceptions=True)
 
     async def _keep_alive(self, slot: Slot) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        failed_starts = 0
         while not slot.done:
             slot.ready_at = None
             slot.starts.append(time.time())
-            slot.process = await asyncio.create_subprocess_exec(
-                *self.command(slot.name), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-            )
+            with open(self.log_dir / f"{slot.name}.log", "ab") as log:
+                slot.process = await asyncio.create_subprocess_exec(*self.command(slot.name), stdout=asyncio.subprocess.PIPE, stderr=log)
             async for line in slot.process.stdout:
                 if line.startswith(b"worker ") and b" ready " in line:
                     slot.ready_at = time.time()
                     self.readies.append((slot.name, slot.ready_at))
-            slot.done = await slot.process.wait() == 0  # exited by itself: idle; killed: restart
+            code = await slot.process.wait()
+            slot.done = code == 0  # exited by itself: idle; killed: restart
+            if code == -signal.SIGKILL and not any(k.pid == slot.process.pid for k in self.kills):
+                self.kills.append(Kill(slot.name, slot.process.pid, time.time(), by_supervisor=False))
+            failed_starts = failed_starts + 1 if slot.ready_at is None and not slot.done else 0
+            if failed_starts >= 3:
+                tail = (self.log_dir / f"{slot.name}.log").read_text(errors="replace")[-1500:]
+                raise WorkerFailed(f"worker {slot.name} died {failed_starts} times before it was ready (exit {code}):\n{tail}")

@@ -8,11 +8,17 @@ takes over what its predecessor was driving at once. A session untouched for `st
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
-from stores.base import Event
+from experiments.acks import AckedStore
+from experiments.failpoints import Failpoints
+from stores.base import Event, StoreUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def owner(events: list[Event]) -> str | None:
@@ -22,23 +28,36 @@ def owner(events: list[Event]) -> str | None:
 
 
 class Worker:
+    max_pause_s = 1.0  # the longest wait between polls of an unavailable store
+
     def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0):
         self.store, self.harness, self.slot = store, harness, slot
         self.concurrency, self.poll_s, self.stale_s = concurrency, poll_s, stale_s
         self.running: dict[str, asyncio.Task] = {}
-        self.woken = self.conflicts = 0
+        self.woken = self.conflicts = self.interrupted = 0
 
     async def run(self, exit_when_idle: bool = True) -> None:
+        pause = self.poll_s
         while True:
-            active = await self.store.sessions(status="active")
-            for info in active:
-                if len(self.running) >= self.concurrency:
-                    break
-                if info.id not in self.running and await self._mine(info):
-                    self.running[info.id] = asyncio.create_task(self._drive(info.id))
-            if not active and not self.running and exit_when_idle:
+            try:
+                idle = not await self._take_sessions()
+                pause = self.poll_s
+            except StoreUnavailable as exc:  # a store restart: wait it out, backing off
+                log.warning("worker %s: %s; retrying in %.2f s", self.slot, exc, pause)
+                idle, pause = False, min(pause * 2, self.max_pause_s)
+            if idle and not self.running and exit_when_idle:
                 return
-            await asyncio.sleep(self.poll_s)
+            await asyncio.sleep(pause)
+
+    async def _take_sessions(self) -> list:
+        """Start driving the active sessions that are this worker's to take; returns every active one."""
+        active = await self.store.sessions(status="active")
+        for info in active:
+            if len(self.running) >= self.concurrency:
+                break
+            if info.id not in self.running and await self._mine(info):
+                self.running[info.id] = asyncio.create_task(self._drive(info.id))
+        return active
 
     async def _mine(self, info: Any) -> bool:
         """Unowned, this slot's, or left untouched for `stale_s` (its slot may be gone for good)."""
@@ -51,21 +70,32 @@ class Worker:
             self.woken += 1
             outcome = await self.harness.wake(session_id)
             self.conflicts += outcome.status == "conflict"
+        except StoreUnavailable as exc:  # the session stays active and this slot's: the next poll wakes it again
+            self.interrupted += 1
+            log.warning("worker %s: session %s interrupted: %s", self.slot, session_id, exc)
         finally:
             del self.running[session_id]
 
 
-async def serve(cfg: Any, slot: str, exit_when_idle: bool) -> int:
-    """Build the configured parts and work until the store has no active session (or forever)."""
+async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = None, failpoints: Failpoints | None = None) -> int:
+    """Build the configured parts and work until the store has no active session (or forever).
+
+    `acks`: record every acknowledged append there; `failpoints`: faults this worker injects into itself."""
     from contextlib import AsyncExitStack
 
     from experiments.job import build_parts, start_parts
 
+    def wrap(name: str, part: Any) -> Any:
+        if name == "store" and acks is not None:
+            part = AckedStore(part, acks)
+        return failpoints.wrap(name, part) if failpoints is not None else part
+
     async with AsyncExitStack() as stack:
-        parts = build_parts(cfg, stack, harness_options={"worker": slot})
+        parts = build_parts(cfg, stack, harness_options={"worker": slot}, wrap=wrap)
         await start_parts(parts)
         print(f"worker {slot} ready {time.time():.3f}", flush=True)
         worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency)
         await worker.run(exit_when_idle)
-        print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s)", file=sys.stderr)
+        print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
+              f"{worker.interrupted} interrupted by the store", file=sys.stderr)
     return 0

@@ -14,7 +14,7 @@ from harnesses.log import SessionLog
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
 from sandboxes.base import SandboxError, SandboxProvider, ToolResult
 from sandboxes.tools import TOOLS
-from stores.base import Conflict, Event, SessionStore
+from stores.base import Conflict, Event, SessionStore, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class DecoupledHarness:
             return await self._loop(Wake(session, hands, started))
         except Conflict as exc:
             return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
+        except StoreUnavailable:  # not the session's fault: it stays active, and a later wake carries on
+            raise
         except (ModelError, SandboxError) as exc:
             return await self._fail(session, hands, f"{type(exc).__name__}: {exc}")
         except Exception as exc:  # a bug in a part must fail the session, not hang it

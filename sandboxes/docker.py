@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.journal import Journal
 from sandboxes.tools import ToolSpec
 
 LABEL = "harnesslab"
@@ -45,8 +46,9 @@ def executor_payload() -> str:
 class _Channel:
     """JSON lines to the executor's stdin; its stdout comes back in Docker's 8-byte-header frames.
 
-    Closing the attach connection closes the container's stdin, which ends the executor: so the
-    provider keeps one channel per container for as long as the container lives.
+    The container's stdin outlives any one attach connection, so a dead worker's hands live on for
+    the next brain; a reply still on its way to a dead attach can reach the next one, so replies
+    carry the request's unique id and others are dropped.
     """
 
     def __init__(self, sock: Any):
@@ -54,10 +56,15 @@ class _Channel:
         self.sock.setblocking(False)
         self.frames, self.stdout, self.stderr = bytearray(), bytearray(), bytearray()
         self.turn = asyncio.Lock()  # one call at a time on an executor
-        self.calls = 0
 
     async def send(self, payload: dict) -> None:
         await asyncio.get_running_loop().sock_sendall(self.sock, (json.dumps(payload) + "\n").encode())
+
+    async def reply(self, request_id: str) -> dict:
+        """The reply to `request_id`, dropping stale replies to calls made over an earlier attach."""
+        while (message := await self.receive()).get("id") != request_id:
+            pass
+        return message
 
     async def receive(self) -> dict:
         loop = asyncio.get_running_loop()
@@ -92,11 +99,10 @@ class DockerSandbox(Sandbox):
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         timeout = effective_timeout(input, self.provider.timeout_s, self.provider.max_timeout_s)
         async with self.channel.turn:
-            self.channel.calls += 1
-            request = {"id": self.channel.calls, "name": name, "input": input, "timeout": timeout, "limit": self.provider.output_limit}
+            request = {"id": uuid.uuid4().hex, "name": name, "input": input, "timeout": timeout, "limit": self.provider.output_limit}
             try:
                 await self.channel.send(request)
-                reply = await asyncio.wait_for(self.channel.receive(), timeout + _REPLY_GRACE_S)
+                reply = await asyncio.wait_for(self.channel.reply(request["id"]), timeout + _REPLY_GRACE_S)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise SandboxLost(f"sandbox {self.id[:12]}: {type(exc).__name__}: {exc}") from None
         return reply["output"], reply["is_error"]
@@ -122,10 +128,15 @@ class DockerSandboxProvider:
         cpus: float = 1.0,
         pids_limit: int = 256,
         workspace_size: str = "256m",
+        keep: bool = False,
+        run_label: str | None = None,
+        journal: str | None = None,
     ):
         self.image, self.timeout_s, self.max_timeout_s, self.output_limit = image, timeout_s, max_timeout_s, output_limit
         self.memory, self.cpus, self.pids_limit, self.workspace_size = memory, cpus, pids_limit, workspace_size
-        self.run_label = uuid.uuid4().hex  # every container of this provider, for cleanup
+        self.run_label = run_label or uuid.uuid4().hex  # every container of this provider (or run), for cleanup
+        self.keep = keep  # leave containers running on close: workers hand sessions to one another
+        self.journal = Journal(journal) if journal else None
         self._api: Any = None
         self._channels: dict[str, _Channel] = {}  # container id -> its one attach connection
 
@@ -152,7 +163,7 @@ class DockerSandboxProvider:
                 await self.remove(container)
             raise
         self._channels[container] = channel
-        return DockerSandbox(self, container, channel)
+        return self._sandbox(container, channel)
 
     async def attach(self, sandbox_id: str) -> DockerSandbox:
         """Another handle on a live container: this process's channel to it, or a new attach."""
@@ -162,7 +173,12 @@ class DockerSandboxProvider:
             raise SandboxLost(f"sandbox {sandbox_id[:12]} is not running")
         if sandbox_id not in self._channels:
             self._channels[sandbox_id] = _Channel(await asyncio.to_thread(self._attach, api, sandbox_id))
-        return DockerSandbox(self, sandbox_id, self._channels[sandbox_id])
+        return self._sandbox(sandbox_id, self._channels[sandbox_id])
+
+    def _sandbox(self, container_id: str, channel: _Channel) -> DockerSandbox:
+        sandbox = DockerSandbox(self, container_id, channel)
+        sandbox.journal = self.journal
+        return sandbox
 
     async def running(self, container_id: str) -> bool:
         import docker
@@ -191,11 +207,12 @@ class DockerSandboxProvider:
             channel.close()
 
     async def close(self) -> None:
-        """Remove every container this provider made, whoever holds it: none outlives its run."""
+        """Remove every container this provider made, whoever holds it (unless `keep`): none outlives its run."""
         for container_id in list(self._channels):
             self._forget(container_id)
         if self._api is not None:
-            await asyncio.to_thread(prune, self._api, {f"{LABEL}.provider": self.run_label})
+            if not self.keep:
+                await asyncio.to_thread(prune, self._api, {f"{LABEL}.provider": self.run_label})
             await asyncio.to_thread(self._api.close)
             self._api = None
 
@@ -221,7 +238,8 @@ class DockerSandboxProvider:
         )
         created = api.create_container(
             self.image, command=["python3", "-c", _BOOT, executor_payload()], user="65534:65534",
-            working_dir="/workspace", stdin_open=True, environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
+            # detach: StdinOnce stays false, so the executor outlives a closed attach (a dead worker's)
+            working_dir="/workspace", stdin_open=True, detach=True, environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
             labels={LABEL: "1", f"{LABEL}.provider": self.run_label}, host_config=host,
         )
         return created["Id"]

@@ -19,12 +19,16 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def record(self, key: str, tool: str, sandbox_id: str) -> None:
-        line = json.dumps({"key": key, "tool": tool, "sandbox": sandbox_id, "pid": os.getpid(), "ts": time.time()})
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, (line + "\n").encode())
-        finally:
-            os.close(fd)
+        append_line(self.path, {"key": key, "tool": tool, "sandbox": sandbox_id, "pid": os.getpid(), "ts": time.time()})
+
+
+def append_line(path: Path, entry: dict) -> None:
+    """One JSON line, in one O_APPEND write: lines from several processes never interleave."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry) + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def starts(path: str | Path) -> collections.Counter:

@@ -40,16 +40,25 @@ class LocalSandbox(Sandbox):
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         if not self.root.is_dir():
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} is gone")
-        return await workspace.run_tool(
+        result = await workspace.run_tool(
             self.root, name, input, argv=self.command_argv, env=self.command_env(),
             timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
         )
+        if not self.root.is_dir():  # destroyed while the tool ran: whatever it did went with it
+            raise SandboxLost(f"sandbox {self.id}: workspace {self.root} vanished while {name} ran")
+        return result
 
     async def alive(self) -> bool:
         return self.root.is_dir()
 
     async def close(self) -> None:
-        await asyncio.to_thread(shutil.rmtree, self.root, ignore_errors=True)
+        """Gone at once (a rename), then deleted: a command still writing into it cannot keep it half alive."""
+        doomed = self.root.with_name(f".closed-{self.root.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            os.rename(self.root, doomed)
+        except FileNotFoundError:
+            return
+        await asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)
 
 
 class LocalSandboxProvider:

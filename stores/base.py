@@ -32,6 +32,12 @@ class Conflict(StoreError, RuntimeError):
         self.session_id, self.expected, self.actual = session_id, expected, actual
 
 
+class StoreUnavailable(StoreError, ConnectionError):
+    """The store cannot be reached; a write that raised this may or may not have happened.
+
+    Not a reason to fail a session: the log is still the truth, and a later wake re-reads it."""
+
+
 class SessionNotFound(StoreError, KeyError):
     def __init__(self, session_id: str):
         super().__init__(f"no session with id {session_id!r}")

@@ -11,14 +11,12 @@ import re
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
-from stores.base import Event, SessionExists, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds
+from stores.base import (
+    Event, SessionExists, SessionInfo, SessionNotFound, StoreError, StoreUnavailable, decode_event, slice_bounds,
+)
 from stores.batch import BatchWriter, Write, plan_batch
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class StoreUnavailable(StoreError, ConnectionError):
-    """The database cannot be reached; the write may or may not have happened."""
 
 
 class PostgresStore(BatchWriter):
@@ -29,6 +27,7 @@ class PostgresStore(BatchWriter):
         pool_size: int = 10,
         group_commit: bool = True,
         max_batch: int = 1024,
+        connect_timeout_s: float = 10.0,
     ):
         self.dsn = dsn or os.environ.get("HARNESSLAB_POSTGRES_DSN")
         if not self.dsn:
@@ -39,7 +38,7 @@ class PostgresStore(BatchWriter):
         if not _IDENTIFIER.match(schema):
             raise StoreError(f"schema {schema!r} must be a lowercase SQL identifier like 'harnesslab'")
         super().__init__(self._commit, group_commit, max_batch)
-        self.schema, self.pool_size = schema, pool_size
+        self.schema, self.pool_size, self.connect_timeout_s = schema, pool_size, connect_timeout_s
         self.channel = f"{schema}_events"
         self._pool: Any = None
         self._pool_lock = asyncio.Lock()
@@ -134,8 +133,6 @@ class PostgresStore(BatchWriter):
             if len(writes) == 1:  # a session created concurrently by another process under the same id
                 return [SessionExists(writes[0].session_id)]
             return [outcome for write in writes for outcome in await self._commit([write])]
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(f"PostgreSQL at {redact_dsn(self.dsn)} is unavailable: {exc}") from None
 
     async def _commit_batch(self, writes: Sequence[Write]) -> list[Any]:
         s = self.schema
@@ -176,19 +173,28 @@ class PostgresStore(BatchWriter):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[Any]:
+        """A pooled connection; a lost server (down, restarting, a connection cut) is StoreUnavailable."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await self._open_pool()
-        async with self._pool.connection() as conn:
-            yield conn
+        try:
+            async with self._pool.connection(timeout=self.connect_timeout_s) as conn:
+                yield conn
+        except (psycopg.OperationalError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"PostgreSQL at {redact_dsn(self.dsn)} is unavailable: {exc}") from None
 
     async def _open_pool(self) -> Any:
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-        pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False, kwargs={"autocommit": True})
+        # check: a connection handed out is tested first, so one left broken by a server restart is replaced
+        pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False, kwargs={"autocommit": True},
+                                   check=AsyncConnectionPool.check_connection)
         try:
-            await pool.open(wait=True, timeout=30)
+            await pool.open(wait=True, timeout=self.connect_timeout_s)
             async with pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
                 for statement in _schema(self.schema):

@@ -66,7 +66,7 @@ class AnthropicModel:
                     tried = ", ".join(r["error"] for r in retries + [failure])
                     raise ModelError(f"{self.name} gave up after {attempt} attempt(s): {tried}") from None
                 failure["wait_ms"] = self._wait_s(attempt, failure.pop("retry_after_s")) * 1000
-                retries.append({"attempt": attempt, **{k: v for k, v in failure.items() if k != "retryable"}})
+                retries.append({"attempt": attempt, "at": time.time(), **{k: v for k, v in failure.items() if k != "retryable"}})
                 await asyncio.sleep(failure["wait_ms"] / 1000)
 
     async def close(self) -> None:

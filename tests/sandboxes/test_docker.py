@@ -1,6 +1,8 @@
 """Docker hands: hardened containers, killed for real mid-session, never outliving their run."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from experiments.runner import run_task
@@ -75,3 +77,21 @@ async def test_prune_removes_leftovers(docker_image, tmp_path):
     done = harnesslab("sandbox", "prune", cwd=tmp_path)
     assert done.returncode == 0 and "removed" in done.stdout and int(done.stdout.split()[1]) >= 1
     await provider.close()
+
+
+async def test_kept_hands_outlive_the_brain_that_made_them_and_stale_replies_are_dropped(docker_image):
+    first = DockerSandboxProvider(image=docker_image, keep=True)
+    sandbox = await first.provision()
+    await sandbox.execute("write_file", {"path": "notes.txt", "content": "kept"})
+    slow = asyncio.ensure_future(sandbox.execute("bash", {"command": "sleep 0.5; echo stale reply"}))
+    await asyncio.sleep(0.2)  # the slow call is running when its brain goes away
+    slow.cancel()
+    await first.close()  # keep: the attach closes, the container stays
+    second = DockerSandboxProvider(image=docker_image)
+    try:
+        again = await second.attach(sandbox.id)
+        result = await again.execute("bash", {"command": "cat notes.txt"})
+        assert (result.output.strip(), result.is_error) == ("kept", False)  # its own reply, not the stale one
+    finally:
+        await second.remove(sandbox.id)
+        await second.close()

@@ -1,0 +1,130 @@
+"""What a run under faults found: one row per fault with its recovery time, and the totals.
+
+Recovery time is from the fault to the next event that shows the session(s) moving again:
+- harness_kill: the next harness.woke on a session the killed worker held (also: since its successor was ready);
+- sandbox_kill: the session's new hands (sandbox.provisioned);
+- store_restart: the first event any session wrote after the restart (also: since the store was back);
+- model_faults: the model.response that followed the failed attempt (the harness's retries).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+import numpy
+
+from experiments.acks import LostEvent
+from experiments.runner import SessionRecord
+from experiments.supervisor import Supervisor
+from stores.base import TERMINAL_TYPES, Event
+
+FAULTS_TABLE = {
+    "run_id": "VARCHAR", "kind": "VARCHAR", "point": "VARCHAR", "target": "VARCHAR", "session_id": "VARCHAR",
+    "at": "DOUBLE", "noticed": "BOOLEAN", "recovered_after_ms": "DOUBLE", "since_ready_ms": "DOUBLE", "sessions_held": "INTEGER",
+}
+Logs = Mapping[str, list[Event]]
+
+
+@dataclass
+class Recovery:
+    faults: list[str] = field(default_factory=list)  # the kinds injected
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per fault
+    sessions: int = 0
+    completed: int = 0
+    succeeded: int = 0
+    failed_checks: dict[str, str] = field(default_factory=dict)  # session id -> why its check failed
+    acked: int = 0  # acknowledged events checked against the store afterwards
+    lost: list[LostEvent] = field(default_factory=list)
+    duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
+    reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
+
+    @property
+    def unnoticed(self) -> set[str]:
+        """Sessions that ended before noticing their hands were killed (the work in them went too)."""
+        return {r["session_id"] for r in self.rows if r["kind"] == "sandbox_kill" and not r["noticed"]}
+
+    def add_sessions(self, records: Iterable[SessionRecord]) -> None:
+        for r in records:
+            self.sessions += 1
+            self.completed += r.outcome.status == "completed"
+            self.succeeded += r.verdict.success
+            if not r.verdict.success:
+                self.failed_checks[r.session_id] = f"{r.task}#{r.instance}: {r.verdict.detail}"
+
+    def summary(self) -> str:
+        lines = [
+            f"faults: {', '.join(self.faults) or 'none'}; {len(self.rows)} injected",
+            f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check"
+            + (f"; {len(self.unnoticed)} ended before noticing their hands were killed" if self.unnoticed else ""),
+            f"acknowledged events: {self.acked} checked, {len(self.lost)} lost",
+            f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
+            f"{self.reruns} re-run(s) of idempotent ones (allowed)",
+        ]
+        for kind in sorted({r["kind"] for r in self.rows}):
+            rows = [r for r in self.rows if r["kind"] == kind]
+            lines.append(f"  {kind}: {len(rows)}, recovered after {spread(r['recovered_after_ms'] for r in rows)}"
+                         + (f", {spread(r.get('since_ready_ms') for r in rows)} after the replacement was ready"
+                            if any(r.get("since_ready_ms") is not None for r in rows) else ""))
+        lines += [f"  lost: {event}" for event in self.lost[:10]]
+        lines += [f"  check failed: {why[:240]}" for why in list(self.failed_checks.values())[:10]]
+        return "\n".join(lines)
+
+
+def spread(values: Iterable[float | None]) -> str:
+    found = [v for v in values if v is not None]
+    if not found:
+        return "n/a"
+    p50, p95 = numpy.percentile(found, [50, 95])
+    return f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+
+
+def harness_kill_rows(supervisor: Supervisor, logs: Logs, point: str) -> list[dict[str, Any]]:
+    rows = []
+    for kill in supervisor.kills:
+        resumed = [t for t in (_held_and_resumed(events, kill.slot, kill.at) for events in logs.values()) if t is not None]
+        ready = min((t for slot, t in supervisor.readies if slot == kill.slot and t > kill.at), default=None)
+        first = min((t for t in resumed if t is not None), default=None)
+        rows.append({
+            "kind": "harness_kill", "point": "random" if kill.by_supervisor else point, "target": kill.slot, "at": kill.at,
+            "sessions_held": len(resumed), "noticed": True,
+            "recovered_after_ms": (first - kill.at) * 1000 if first else None,
+            "since_ready_ms": (first - ready) * 1000 if first and ready and first >= ready else None,
+        })
+    return rows
+
+
+def _held_and_resumed(events: list[Event], slot: str, at: float) -> float | None:
+    """If `slot` was driving this session at `at`: when a harness next woke on it."""
+    before = [e for e in events if e.ts <= at]
+    woke = [e for e in before if e.type == "harness.woke"]
+    if not woke or woke[-1].data.get("worker") != slot or any(e.type in TERMINAL_TYPES for e in before):
+        return None
+    return next((e.ts for e in events if e.ts > at and e.type == "harness.woke"), None)
+
+
+def sandbox_kill_rows(kills: list[dict[str, Any]], logs: Logs) -> list[dict[str, Any]]:
+    """Did the session notice its hands were gone (new hands, or it failed), and how soon did it get new ones?"""
+    rows = []
+    for kill in kills:
+        after = [e for e in logs[kill["session_id"]] if e.ts > kill["at"]]
+        replaced = next((e.ts for e in after if e.type == "sandbox.provisioned"), None)
+        noticed = any(e.type in ("sandbox.lost", "session.failed", "sandbox.provisioned") for e in after)
+        rows.append({**kill, "sessions_held": 1, "noticed": noticed, "since_ready_ms": None,
+                     "recovered_after_ms": (replaced - kill["at"]) * 1000 if replaced else None})
+    return rows
+
+
+def store_restart_rows(restarts: list[dict[str, Any]], logs: Logs) -> list[dict[str, Any]]:
+    rows = []
+    for restart in restarts:
+        first = min((e.ts for events in logs.values() for e in events if e.ts > restart["back_at"]), default=None)
+        rows.append({
+            **{k: v for k, v in restart.items() if k != "back_at"}, "sessions_held": None, "noticed": True,
+            "recovered_after_ms": (first - restart["at"]) * 1000 if first else None,
+            "since_ready_ms": (first - restart["back_at"]) * 1000 if first else None,
+        })
+    return rows
+
+
+def fault_rows(recovery: Recovery, run_id: str) -> list[dict[str, Any]]:
+    return [{**{c: row.get(c) for c in FAULTS_TABLE}, "run_id": run_id} for row in recovery.rows]
