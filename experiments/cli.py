@@ -103,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     faults = worker.add_argument_group("fault points (fault runs start workers with these; see experiments/failpoints.py)")
     faults.add_argument("--crash-at", choices=POINTS, help="SIGKILL this worker at this point of its work")
     faults.add_argument("--crash-rate", type=float, default=0.2, help="the chance of crashing each time the point is passed")
-    faults.add_argument("--sandbox-kills", type=int, default=0, help="destroy sandboxes under running tool calls, until the log has this many")
+    faults.add_argument("--sandbox-kills", type=int, default=0, help="destroy the sandbox a logged tool call goes to, until the log has this many")
     faults.add_argument("--sandbox-kill-rate", type=float, default=0.2, help="the chance for each tool call")
     faults.add_argument("--fault-log", type=Path, help="where faults injected here are recorded")
     faults.add_argument("--fault-seed", type=int, default=0)

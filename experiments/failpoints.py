@@ -7,8 +7,8 @@ milliseconds, too fast to hit from outside. So a worker started with these optio
   `model_stream` (a model call in flight: request sent, the response not complete),
   `tool_running` (a logged tool call started in the sandbox, its result not yet logged), or
   `append` (the store committed an append, the harness has not been told);
-- `sandbox_kills`: destroy the sandbox a logged tool call is running in (the container removed, or
-  the workspace deleted), with probability `sandbox_kill_rate` per call, until `log` holds that many.
+- `sandbox_kills`: destroy the sandbox a logged tool call goes to (the container removed, or the
+  workspace deleted), with probability `sandbox_kill_rate` per call, until `log` holds that many.
 """
 from __future__ import annotations
 
@@ -96,7 +96,7 @@ class Failpoints:
             sandbox = await get(*args)
             execute = sandbox.execute
             if self.sandbox_kills:
-                execute = self._kill_sandbox_while_running(sandbox, execute)
+                execute = self._kill_sandbox_under_call(sandbox, execute)
             if self.crash_at == "tool_running":
                 execute = self._crash_in_tool(execute)
             sandbox.execute = execute
@@ -104,16 +104,17 @@ class Failpoints:
 
         return wrapped
 
-    def _kill_sandbox_while_running(self, sandbox: Any, call: Call) -> Call:
+    def _kill_sandbox_under_call(self, sandbox: Any, call: Call) -> Call:
+        """The sandbox dies as a logged call reaches it: after tool.call is durable, before the tool returns.
+
+        (A local file tool is over within one step of the event loop, so "while it runs" cannot be hit
+        reliably from here; destroying the hands as the call arrives can, on every backend.)"""
         async def killing(name: str, input: Any, key: str | None = None) -> Any:
-            task = asyncio.ensure_future(call(name, input, key))
             if key is not None and self.rng.random() < self.sandbox_kill_rate and self._kills_left():
-                await asyncio.sleep(0)  # the call has started; a tool that is done already is spared
-                if not task.done():
-                    append_line(self.log, {"kind": "sandbox_kill", "target": sandbox.id, "at": time.time(),
-                                           "point": "tool_running", "session_id": key.rpartition(":")[0]})
-                    await sandbox.close()  # the container removed, or the workspace deleted, under the running tool
-            return await task
+                append_line(self.log, {"kind": "sandbox_kill", "target": sandbox.id, "at": time.time(),
+                                       "point": "tool_call", "session_id": key.rpartition(":")[0]})
+                await sandbox.close()  # the container removed, or the workspace deleted
+            return await call(name, input, key)
 
         return killing
 

@@ -59,14 +59,15 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         "harnesslab": _version(),
     }
     tables = tables_for(records, logs, {**{part: choices.get(part, "") for part in PARTS}, "faults": faults})
-    violations = invariants.check_logs(logs)
+    violations = invariants.check_logs(logs) + (recovery.violations() if recovery else [])
     tables["runs"], tables["violations"] = [run], invariants.violation_rows(violations)
     path = output_dir / cfg.run.results
     results.write_results(path, run_id, tables)
     if recovery is not None:
-        from experiments.recovery_report import FAULTS_TABLE, fault_rows
+        from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
 
         archive.write_table(path, "faults", FAULTS_TABLE, fault_rows(recovery, run_id))
+        archive.write_table(path, "recovery", RECOVERY_TABLE, [{**recovery.table_row(), "run_id": run_id}])
     sessions = pd.DataFrame(tables["sessions"], columns=list(results.SCHEMA["sessions"]))
     calls = pd.DataFrame(tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
     chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks")), f"faults={faults}"])

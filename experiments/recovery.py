@@ -90,7 +90,7 @@ async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tupl
         if failed:
             raise failed[0]
         print(f"[{cell}] {len(tasks)} session(s) driven by {workers} worker process(es); verifying", file=sys.stderr, flush=True)
-        return await _verify(lab, tasks, faults, injected)
+        return await _verify(lab, tasks, faults, injected, reruns_allowed=cfg.harness.get("interrupted") == "rerun")
 
 
 async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: list[dict[str, Any]]) -> None:
@@ -157,21 +157,22 @@ async def _submit(lab: Lab, tasks: list) -> dict[str, tuple[str, int, Any]]:
 
 
 async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list[Fault],
-                  injected: list[dict[str, Any]]) -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
+                  injected: list[dict[str, Any]], reruns_allowed: bool) -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
     records, logs = [], {}
     for session_id, (suite, instance, task) in tasks.items():
         events = logs[session_id] = await lab.store.events(session_id)
         outcome = _outcome(session_id, events)
         verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(events[0].data.get("setup")))
         records.append(SessionRecord(session_id, suite, instance, task.name, outcome, verdict, (events[-1].ts - events[0].ts) * 1000))
-    found = Recovery(faults=[f.kind for f in faults])
+    found = Recovery(faults=[f.kind for f in faults], reruns_allowed=reruns_allowed)
     found.acked, found.lost = await lost_events(lab.store, lab.acks)
     if lab.fault_log.exists():
         injected = injected + [json.loads(line) for line in lab.fault_log.read_text().splitlines()]
-    for (_, tool), count in starts(lab.journal).items():
-        if count > 1:
-            found.reruns += count - 1 if TOOLS[tool].idempotent else 0
-            found.duplicate_effects += count - 1 if not TOOLS[tool].idempotent else 0
+    for (key, tool), count in starts(lab.journal).items():
+        if count > 1 and TOOLS[tool].idempotent:
+            found.reruns += count - 1
+        elif count > 1:
+            found.duplicates.append((key, tool, count))
     point = next((f.at for f in faults if isinstance(f, HarnessKill)), "random")
     found.rows += harness_kill_rows(lab.supervisor, logs, point)
     found.rows += sandbox_kill_rows([r for r in injected if r["kind"] == "sandbox_kill"], logs)

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Mapping
 import numpy
 
 from experiments.acks import LostEvent
+from experiments.invariants import Violation
 from experiments.runner import SessionRecord
 from experiments.supervisor import Supervisor
 from stores.base import TERMINAL_TYPES, Event
@@ -21,6 +22,10 @@ from stores.base import TERMINAL_TYPES, Event
 FAULTS_TABLE = {
     "run_id": "VARCHAR", "kind": "VARCHAR", "point": "VARCHAR", "target": "VARCHAR", "session_id": "VARCHAR",
     "at": "DOUBLE", "noticed": "BOOLEAN", "recovered_after_ms": "DOUBLE", "since_ready_ms": "DOUBLE", "sessions_held": "INTEGER",
+}
+RECOVERY_TABLE = {
+    "run_id": "VARCHAR", "faults": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "succeeded": "INTEGER",
+    "injected": "INTEGER", "acked_events": "BIGINT", "lost_events": "INTEGER", "duplicate_effects": "INTEGER", "reruns": "INTEGER",
 }
 Logs = Mapping[str, list[Event]]
 
@@ -35,8 +40,28 @@ class Recovery:
     failed_checks: dict[str, str] = field(default_factory=dict)  # session id -> why its check failed
     acked: int = 0  # acknowledged events checked against the store afterwards
     lost: list[LostEvent] = field(default_factory=list)
-    duplicate_effects: int = 0  # non-idempotent tool calls that started more than once (journal)
+    duplicates: list[tuple[str, str, int]] = field(default_factory=list)  # (idempotency key, tool, starts) of non-idempotent tools
     reruns: int = 0  # idempotent tool calls started again after a crash (allowed)
+    reruns_allowed: bool = False  # the harness's interrupted policy was `rerun`: duplicates are its choice
+
+    @property
+    def duplicate_effects(self) -> int:
+        """Extra starts of non-idempotent tool calls, from the side-effect journal."""
+        return sum(starts - 1 for _, _, starts in self.duplicates)
+
+    def violations(self) -> list[Violation]:
+        """Acknowledged events missing, and non-idempotent tools run twice when the policy did not allow it."""
+        found = [Violation(e.session_id, e.position, "acknowledged events are kept", e.detail) for e in self.lost]
+        if not self.reruns_allowed:
+            found += [Violation(key.rpartition(":")[0], None, "non-idempotent tools run once",
+                                f"{tool} call {key.rpartition(':')[2]} started {starts} times (side-effect journal)")
+                      for key, tool, starts in self.duplicates]
+        return found
+
+    def table_row(self) -> dict[str, Any]:
+        return {"faults": "+".join(self.faults) or "none", "sessions": self.sessions, "completed": self.completed,
+                "succeeded": self.succeeded, "injected": len(self.rows), "acked_events": self.acked, "lost_events": len(self.lost),
+                "duplicate_effects": self.duplicate_effects, "reruns": self.reruns}
 
     @property
     def unnoticed(self) -> set[str]:

@@ -2,7 +2,7 @@
 
 It prints p50/p95/p99 of the first-turn TTFT with its breakdown, compares decoupled with coupled per
 sandbox against the seed's headline (p50 -60 %, p95 -90 %), and writes two PNGs: TTFT CDFs and the
-breakdown as stacked bars.
+breakdown as stacked bars. Runs with workers and faults add a recovery section (report_recovery.py).
 """
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.report_recovery import recovery_section
 from experiments.results import read_table
 
 SEED_CHANGE = {"p50": -0.60, "p95": -0.90}  # decoupled vs coupled, as the seed reports it
@@ -105,9 +106,10 @@ def report(path: Path, out: Path | None = None) -> str:
     if turns.empty:
         raise ValueError(f"no model calls in {len(files)} results file(s) under {path}")
     table = cells(turns)
-    written = plots(turns, table, out or (path if path.is_dir() else path.parent) / "report")
+    out = out or (path if path.is_dir() else path.parent) / "report"
+    written = plots(turns, table, out)
     shown = table.round(1).to_string(index=False)
     lines = [f"TTFT of each user turn's first token, {len(turns)} turns from {len(files)} results file(s)", shown, ""]
     lines += comparison(table) or ["  (no sandbox has both a coupled and a decoupled cell to compare)"]
     lines += ["", *[f"wrote {p}" for p in written]]
-    return "\n".join(lines)
+    return "\n".join(lines + recovery_section(files, out))

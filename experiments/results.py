@@ -89,13 +89,20 @@ def write_results(path: Path, run_id: str, tables: dict[str, list[dict[str, Any]
         write_table(path, table, columns, [{**row, "run_id": run_id} for row in tables.get(table, [])])
 
 
-def read_table(paths: Iterable[Path | str], table: str) -> pd.DataFrame:
-    """One table from one or many results files, as a pandas DataFrame."""
+def read_table(paths: Iterable[Path | str], table: str, missing_ok: bool = False) -> pd.DataFrame:
+    """One table from one or many results files, as a pandas DataFrame.
+
+    `missing_ok`: files without the table (a run without faults has no `faults`) add no rows."""
     import duckdb
 
     files = [str(p) for p in paths]
     if not files:
         raise FileNotFoundError("no results.duckdb files given")
     with duckdb.connect() as con:
-        frames = [con.execute(f"SELECT * FROM {name}.{table}").df() for name in attach_read_only(con, files)]
-        return pd.concat(frames, ignore_index=True)
+        names = attach_read_only(con, files)
+        if missing_ok:
+            names = [n for n in names if con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_name = ?", [n, table]).fetchone()[0]]
+            if not names:
+                return pd.DataFrame()
+        return pd.concat([con.execute(f"SELECT * FROM {name}.{table}").df() for name in names], ignore_index=True)

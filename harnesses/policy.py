@@ -5,9 +5,12 @@ context strategy drops a tool result, the policy no longer sees it and must fetc
 """
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
+
+from sandboxes.tools import TOOLS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,9 +52,13 @@ class Conversation:
             Exchange(b["id"], b["name"], b.get("input", {}), _text(results.get(b["id"])), bool(results.get(b["id"], {}).get("is_error")))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
-        # A sandbox that was lost took every earlier change with it: a sensible model starts over
+        # A sandbox that was lost took every earlier change with it, and new hands start from the task's
+        # setup again: a sensible model keeps what it saw before it changed anything, and redoes the rest
         lost = [i for i, e in enumerate(exchanges) if e.is_error and SANDBOX_LOST in (e.output or "")]
-        self.exchanges = exchanges[lost[-1] + 1:] if lost else exchanges
+        if lost:
+            pristine = itertools.takewhile(lambda e: not e.is_error and e.name in TOOLS and TOOLS[e.name].read_only, exchanges)
+            exchanges = list(pristine) + exchanges[lost[-1] + 1:]
+        self.exchanges = exchanges
 
     @property
     def prompt(self) -> str:

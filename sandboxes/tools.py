@@ -16,6 +16,7 @@ class ToolSpec:
     description: str
     input_schema: Mapping[str, Any]
     idempotent: bool  # safe to run again after a crash left its outcome unknown
+    read_only: bool = False  # changes nothing in the workspace
 
     def to_api(self) -> dict[str, Any]:
         """The Messages API `tools` entry."""
@@ -52,6 +53,7 @@ TOOLS: dict[str, ToolSpec] = {
                 limit={"type": "integer", "minimum": 1},
             ),
             idempotent=True,
+            read_only=True,
         ),
         ToolSpec(
             "write_file",
@@ -75,6 +77,7 @@ TOOLS: dict[str, ToolSpec] = {
             "List files under a directory (default: the workspace root), one path per line; directories end in '/'.",
             _schema([], path=_PATH, recursive={"type": "boolean"}),
             idempotent=True,
+            read_only=True,
         ),
     ]
 }

@@ -71,6 +71,11 @@ class PostgresStore(BatchWriter):
             )
             return [SessionInfo.from_row(row) for row in await cur.fetchall()]
 
+    async def start(self) -> None:
+        """Connect (and create the schema) now rather than at the first call."""
+        async with self._connection():
+            pass
+
     async def close(self) -> None:
         await self._drain()
         if self._listening is not None:

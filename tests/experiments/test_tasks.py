@@ -43,3 +43,25 @@ def test_suite_options_are_validated():
 def test_repeat_and_only_select_instances():
     chosen = load_suite("smoke", only=["greeting", "fix_bug"], repeat=3)
     assert sorted((t.name, i) for _, i, t in chosen) == sorted((n, i) for n in ("greeting", "fix_bug") for i in range(3))
+
+
+def test_after_a_lost_sandbox_a_policy_keeps_what_it_saw_before_changing_anything():
+    from harnesses.policy import SANDBOX_LOST, Conversation
+
+    def use(id_, name, input):
+        return {"role": "assistant", "content": [{"type": "tool_use", "id": id_, "name": name, "input": input}]}
+
+    def result(id_, text, is_error=False):
+        return {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id_, "content": text, "is_error": is_error}]}
+
+    messages = [
+        {"role": "user", "content": "task"},
+        use("a", "read_file", {"path": "x"}), result("a", "pristine x"),
+        use("b", "write_file", {"path": "y", "content": "1"}), result("b", "wrote y"),
+        use("c", "read_file", {"path": "y"}), result("c", "1"),  # after a change: gone with the sandbox
+        use("d", "bash", {"command": "ls"}), result("d", f"the {SANDBOX_LOST} (gone)", is_error=True),
+        use("e", "list_files", {"path": "."}), result("e", "x"),
+    ]
+    seen = Conversation(messages)
+    assert [e.id for e in seen.exchanges] == ["a", "e"]
+    assert seen.output("read_file", path="x") == "pristine x" and not seen.succeeded("write_file", path="y")
