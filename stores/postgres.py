@@ -41,6 +41,7 @@ class PostgresStore(BatchWriter):
         self.schema, self.pool_size, self.connect_timeout_s = schema, pool_size, connect_timeout_s
         self.channel = f"{schema}_events"
         self._pool: Any = None
+        self._closing: set[asyncio.Task] = set()  # pools given up on after a lost server, closing
         self._pool_lock = asyncio.Lock()
         self._listening: asyncio.Task | None = None
         self._waiters: dict[str, list[tuple[int, asyncio.Future]]] = {}
@@ -84,6 +85,7 @@ class PostgresStore(BatchWriter):
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
     # -- new events: LISTEN/NOTIFY ----------------------------------------------------------------
 
@@ -185,16 +187,43 @@ class PostgresStore(BatchWriter):
         async with self._pool_lock:
             if self._pool is None:
                 self._pool = await self._open_pool()
+            pool = self._pool
         try:
-            async with self._pool.connection(timeout=self.connect_timeout_s) as conn:
+            conn = await self._checkout(pool)
+            try:
                 yield conn
+            finally:
+                await pool.putconn(conn)
         except (psycopg.OperationalError, PoolTimeout) as exc:
+            # a new pool next time: this one's reconnect backoff grows to seconds over an outage
+            async with self._pool_lock:
+                if self._pool is pool:
+                    self._pool = None
+                    self._closing.add(asyncio.get_running_loop().create_task(pool.close(timeout=1)))
             raise StoreUnavailable(f"PostgreSQL at {redact_dsn(self.dsn)} is unavailable: {exc}") from None
+
+    async def _checkout(self, pool: Any) -> Any:
+        """A connection; waiting for a busy pool up to connect_timeout_s, for one with no connections
+        (it lost its server and retries with a growing backoff) about a second."""
+        from psycopg_pool import PoolTimeout
+
+        deadline = asyncio.get_running_loop().time() + self.connect_timeout_s
+        while True:
+            try:
+                return await pool.getconn(timeout=min(1.0, self.connect_timeout_s))
+            except PoolTimeout:
+                if not pool.get_stats().get("pool_size") or asyncio.get_running_loop().time() >= deadline:
+                    raise
 
     async def _open_pool(self) -> Any:
         import psycopg
         from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+        try:  # one direct attempt first: a pool would retry a down server with a backoff that grows to seconds
+            probe = await psycopg.AsyncConnection.connect(self.dsn, connect_timeout=max(1, int(self.connect_timeout_s)))
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(self.dsn)}: {exc}") from None
+        await probe.close()
         # check: a connection handed out is tested first, so one left broken by a server restart is replaced
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False, kwargs={"autocommit": True},
                                    check=AsyncConnectionPool.check_connection)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from stores.base import CorruptEvent, Event, StoreError
-from tests.conftest import store_params
+from stores.base import CorruptEvent, Event, StoreError, StoreUnavailable
+from tests.conftest import require, store_params
 from tests.stores.durable import open_store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,3 +187,28 @@ async def test_postgres_notifies_a_waiting_harness_of_new_events(postgres_dsn):
     finally:
         await waiting.close()
         await writing.close()
+
+
+@pytest.mark.postgres
+async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_the_store_carries_on():
+    from stores.postgres import PostgresStore
+    from stores.postgres_server import LocalPostgres, PostgresUnavailable
+
+    server = LocalPostgres()
+    try:
+        store = PostgresStore(await asyncio.to_thread(server.start), connect_timeout_s=3)
+    except PostgresUnavailable as exc:
+        server.remove()
+        require("postgres", str(exc))
+    try:
+        session = await store.create_session({"task": "restart"})
+        await store.append(session, [Event("user.message", {"n": 0})], expect=1)
+        await asyncio.to_thread(server.stop, "immediate")  # a crash: no shutdown checkpoint
+        with pytest.raises(StoreUnavailable, match="unavailable|cannot connect"):
+            await store.append(session, [Event("user.message", {"n": 1})], expect=2)
+        await asyncio.to_thread(server.start)
+        await store.append(session, [Event("user.message", {"n": 2})], expect=2)  # the same store, new connections
+        assert [e.data.get("n") for e in await store.events(session)] == [None, 0, 2]
+    finally:
+        await store.close()
+        server.remove()
