@@ -18,7 +18,7 @@ import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -66,31 +66,40 @@ class Lab:
 async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
     faults = faults_from_config(cfg.get("faults"))
     workers = cfg.run.get("workers") or DEFAULT_WORKERS
-    seed = cfg.run.get("seed", 0)
     async with _lab(cfg, folder, faults) as lab:
         tasks = await _submit(lab, instantiate(cfg.tasks))
-        def command(slot: str) -> list[str]:
-            crashed = len([k for k in lab.supervisor.kills if not k.by_supervisor])
-            flags = [flag for f in faults if not (isinstance(f, HarnessKill) and crashed >= f.count) for flag in f.worker_flags()]
-            return [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, "--config", str(folder / "worker.yaml"),
-                    "--acks", str(lab.acks), "--fault-log", str(lab.fault_log), "--fault-seed", str(seed), *flags]
-
-        lab.supervisor = Supervisor(command, workers, folder / "workers")
-        injected: list[dict[str, Any]] = []
-        await lab.supervisor.start()
-        injecting = [asyncio.create_task(_keep_injecting(f, lab, random.Random(f"{seed}:{f.kind}"), injected)) for f in faults if f.acts]
-        try:
-            await lab.supervisor.wait(timeout=cfg.run.get("timeout_s", 900))
-        finally:
-            for task in injecting:
-                task.cancel()
-            await asyncio.gather(*injecting, return_exceptions=True)
-            await lab.supervisor.stop()
-        failed = [t.exception() for t in injecting if not t.cancelled() and t.exception() is not None]
-        if failed:
-            raise failed[0]
+        lab.supervisor = Supervisor(_worker_command(lab, faults, cfg.run.get("seed", 0)), workers, folder / "workers")
+        injected = await _run_workers(lab, faults, cfg.run.get("seed", 0), cfg.run.get("timeout_s", 900))
         print(f"[{cell}] {len(tasks)} session(s) driven by {workers} worker process(es); verifying", file=sys.stderr, flush=True)
         return await _verify(lab, tasks, faults, injected, reruns_allowed=cfg.harness.get("interrupted") == "rerun")
+
+
+def _worker_command(lab: Lab, faults: list[Fault], seed: int) -> Callable[[str], list[str]]:
+    def command(slot: str) -> list[str]:
+        crashed = len([k for k in lab.supervisor.kills if not k.by_supervisor])  # crash points stop at their count
+        flags = [flag for f in faults if not (isinstance(f, HarnessKill) and crashed >= f.count) for flag in f.worker_flags()]
+        return [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, "--config", str(lab.folder / "worker.yaml"),
+                "--acks", str(lab.acks), "--fault-log", str(lab.fault_log), "--fault-seed", str(seed), *flags]
+
+    return command
+
+
+async def _run_workers(lab: Lab, faults: list[Fault], seed: int, timeout_s: float) -> list[dict[str, Any]]:
+    """Until the workers run out of sessions, with the faults that act from outside; returns those injected."""
+    injected: list[dict[str, Any]] = []
+    await lab.supervisor.start()
+    injecting = [asyncio.create_task(_keep_injecting(f, lab, random.Random(f"{seed}:{f.kind}"), injected)) for f in faults if f.acts]
+    try:
+        await lab.supervisor.wait(timeout=timeout_s)
+    finally:
+        for task in injecting:
+            task.cancel()
+        await asyncio.gather(*injecting, return_exceptions=True)
+        await lab.supervisor.stop()
+    failed = [t.exception() for t in injecting if not t.cancelled() and t.exception() is not None]
+    if failed:
+        raise failed[0]
+    return injected
 
 
 async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: list[dict[str, Any]]) -> None:
@@ -107,34 +116,44 @@ async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: 
 async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncIterator[Lab]:
     """The shared store (a PostgreSQL cluster of its own if store=postgres), the workers' config, cleanup."""
     workers_cfg = OmegaConf.to_container(cfg, resolve=True)
-    workers_cfg.pop("faults", None)
-    workers_cfg.pop("hydra", None)
-    postgres = None
+    for section in ("faults", "hydra"):
+        workers_cfg.pop(section, None)
     async with AsyncExitStack() as stack:
-        store_cfg, sandbox_cfg = workers_cfg["store"], _provider_config(workers_cfg["sandbox"])
-        if "dsn" in store_cfg:  # its own throwaway cluster: a store_restart must not hit anyone else's
-            postgres = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))
-            stack.callback(postgres.remove)
-            store_cfg["dsn"] = await asyncio.to_thread(postgres.start)
-        elif "path" in store_cfg:
-            store_cfg["path"] = str(folder / "sessions.sqlite")
-        else:
-            raise ValueError(f"worker processes share the store: use store=sqlite or store=postgres, not {store_cfg['_target_']}")
-        sandbox_cfg.update(keep=True, journal=str(folder / "journal.jsonl"))
-        if "root" in sandbox_cfg:
-            sandbox_cfg["root"] = str(folder / "hands")
-        if "run_label" in sandbox_cfg:
-            sandbox_cfg["run_label"] = f"faults-{time.time_ns()}"
+        postgres = await _place_store(workers_cfg["store"], folder, stack)
+        _share_sandboxes(_provider_config(workers_cfg["sandbox"]), folder)
         for fault in faults:
             fault.configure_workers(workers_cfg)
         OmegaConf.save(OmegaConf.create(workers_cfg), folder / "worker.yaml")
-        store = instantiate(store_cfg)
+        store = instantiate(workers_cfg["store"])
         stack.push_async_callback(store.close)
         driver_cfg = copy.deepcopy(workers_cfg["sandbox"])
         _provider_config(driver_cfg)["keep"] = False  # the driver keeps nothing: the run's containers go with it
         sandboxes = instantiate(driver_cfg)
         stack.push_async_callback(sandboxes.close)
         yield Lab(folder, store, sandboxes, postgres)
+
+
+async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExitStack) -> LocalPostgres | None:
+    """A store of the run's own that processes can share: SQLite in the folder, or a PostgreSQL cluster."""
+    target = store_cfg["_target_"]
+    if target == "stores.sqlite.SqliteStore":
+        store_cfg["path"] = str(folder / "sessions.sqlite")
+        return None
+    if target != "stores.postgres.PostgresStore":
+        raise ValueError(f"worker processes share the store: use store=sqlite or store=postgres, not {target}")
+    postgres = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))  # a store_restart hits no one else's
+    stack.callback(postgres.remove)
+    store_cfg["dsn"] = await asyncio.to_thread(postgres.start)
+    return postgres
+
+
+def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path) -> None:
+    """Sandboxes that outlive the worker that made them, journaled, in the run's folder or label."""
+    provider_cfg.update(keep=True, journal=str(folder / "journal.jsonl"))
+    if "root" in provider_cfg:
+        provider_cfg["root"] = str(folder / "hands")
+    if "run_label" in provider_cfg:
+        provider_cfg["run_label"] = f"faults-{time.time_ns()}"
 
 
 def _provider_config(sandbox_cfg: dict[str, Any]) -> dict[str, Any]:

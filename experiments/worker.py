@@ -29,6 +29,7 @@ def owner(events: list[Event]) -> str | None:
 
 class Worker:
     max_pause_s = 1.0  # the longest wait between polls of an unavailable store
+    window = 256  # active sessions looked at per poll, oldest first: a backlog of thousands costs nothing
 
     def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0):
         self.store, self.harness, self.slot = store, harness, slot
@@ -50,8 +51,9 @@ class Worker:
             await asyncio.sleep(pause)
 
     async def _take_sessions(self) -> list:
-        """Start driving the active sessions that are this worker's to take; returns every active one."""
-        active = await self.store.sessions(status="active")
+        """Start driving the active sessions that are this worker's to take, among the oldest `window`
+        (in-flight ones come first, so a restarted worker finds its own at once); returns those."""
+        active = await self.store.sessions(status="active", limit=self.window)
         for info in active:
             if len(self.running) >= self.concurrency:
                 break

@@ -55,10 +55,9 @@ class Conversation:
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
         # setup again: a sensible model keeps what it saw before it changed anything, and redoes the rest
         lost = [i for i, e in enumerate(exchanges) if e.is_error and SANDBOX_LOST in (e.output or "")]
-        if lost:
-            pristine = itertools.takewhile(lambda e: not e.is_error and e.name in TOOLS and TOOLS[e.name].read_only, exchanges)
-            exchanges = list(pristine) + exchanges[lost[-1] + 1:]
-        self.exchanges = exchanges
+        lifetimes = [exchanges[start + 1:end] for start, end in zip([-1, *lost], lost)]  # of the sandboxes lost
+        seen = [e for lifetime in lifetimes for e in itertools.takewhile(_observes, lifetime)]
+        self.exchanges = seen + exchanges[lost[-1] + 1:] if lost else exchanges
 
     @property
     def prompt(self) -> str:
@@ -92,6 +91,11 @@ PolicyBook = Callable[[Sequence[Mapping[str, Any]]], Policy | None]
 def _blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     content = message.get("content")
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
+
+
+def _observes(exchange: Exchange) -> bool:
+    """A successful call of a tool that changes nothing: what it saw, any fresh sandbox shows again."""
+    return not exchange.is_error and exchange.name in TOOLS and TOOLS[exchange.name].read_only
 
 
 def _text(block: Mapping[str, Any] | None) -> str | None:

@@ -8,9 +8,8 @@ import pandas as pd
 import pytest
 
 from experiments.results import read_table
-from stores.postgres_server import PostgresUnavailable, server_bindir
-from tests.conftest import require
 from tests.experiments.test_cli import harnesslab
+from tests.stores.test_durable import require_postgres_server
 
 SCRIPTED = ["model=scripted", "model.ttft_ms=60", "model.ms_per_output_token=1"]
 QUICK = [*SCRIPTED, "tasks.repeat=2", "run.concurrency=10"]
@@ -79,10 +78,7 @@ def test_docker_sandboxes_killed_under_tool_calls(tmp_path, docker_image):
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_postgres_restarted_mid_run_loses_no_acknowledged_event(tmp_path):
-    try:
-        server_bindir()
-    except PostgresUnavailable as exc:
-        require("postgres", str(exc))
+    require_postgres_server()
     out, sessions, faults = fault_run(tmp_path, "store=postgres", "faults=store_restart", "faults.store_restart.count=2",
                                       "faults.store_restart.interval_s=[0.3,0.6]", "tasks.repeat=3")
     assert_nothing_lost(out, sessions)

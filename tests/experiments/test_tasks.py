@@ -65,3 +65,17 @@ def test_after_a_lost_sandbox_a_policy_keeps_what_it_saw_before_changing_anythin
     seen = Conversation(messages)
     assert [e.id for e in seen.exchanges] == ["a", "e"]
     assert seen.output("read_file", path="x") == "pristine x" and not seen.succeeded("write_file", path="y")
+
+
+def test_what_each_lost_sandbox_showed_before_it_was_changed_is_kept():
+    from harnesses.policy import SANDBOX_LOST, Conversation
+
+    def exchange(id_, name, text, is_error=False):
+        return [{"role": "assistant", "content": [{"type": "tool_use", "id": id_, "name": name, "input": {"path": id_}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": id_, "content": text, "is_error": is_error}]}]
+
+    lost = f"the {SANDBOX_LOST}"
+    messages = [{"role": "user", "content": "task"}, *exchange("a", "read_file", "A"), *exchange("x", "bash", lost, True),
+                *exchange("b", "read_file", "B"), *exchange("w", "write_file", "ok"), *exchange("c", "read_file", "C"),
+                *exchange("y", "bash", lost, True), *exchange("d", "read_file", "D")]
+    assert [e.id for e in Conversation(messages).exchanges] == ["a", "b", "d"]

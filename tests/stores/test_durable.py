@@ -189,17 +189,24 @@ async def test_postgres_notifies_a_waiting_harness_of_new_events(postgres_dsn):
         await writing.close()
 
 
+def require_postgres_server() -> None:
+    """For tests that start (and restart) servers of their own: the server binaries must be here."""
+    from stores.postgres_server import PostgresUnavailable, server_bindir
+
+    try:
+        server_bindir()
+    except PostgresUnavailable as exc:
+        require("postgres", str(exc))
+
+
 @pytest.mark.postgres
 async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_the_store_carries_on():
     from stores.postgres import PostgresStore
-    from stores.postgres_server import LocalPostgres, PostgresUnavailable
+    from stores.postgres_server import LocalPostgres
 
+    require_postgres_server()
     server = LocalPostgres()
-    try:
-        store = PostgresStore(await asyncio.to_thread(server.start), connect_timeout_s=3)
-    except PostgresUnavailable as exc:
-        server.remove()
-        require("postgres", str(exc))
+    store = PostgresStore(await asyncio.to_thread(server.start), connect_timeout_s=3)
     try:
         session = await store.create_session({"task": "restart"})
         await store.append(session, [Event("user.message", {"n": 0})], expect=1)

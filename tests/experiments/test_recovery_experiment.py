@@ -1,0 +1,64 @@
+"""experiment=recovery_quick end to end: the sweep of faults x harnesses, the report's recovery section,
+and notebooks/recovery.ipynb executed on its results."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.results import read_table
+from tests.experiments.test_cli import harnesslab
+from tests.stores.test_durable import require_postgres_server
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "recovery.ipynb"
+FAULTS = ("none", "harness_kill", "sandbox_kill", "store_restart", "model_faults")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    require_postgres_server()
+    where = tmp_path_factory.mktemp("recovery")
+    done = harnesslab("run", "-m", "experiment=recovery_quick", cwd=where)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = list(where.glob("multirun/*/*"))
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_every_fault_meets_both_harnesses_and_the_decoupled_one_completes_everything(sweep):
+    files = sorted(sweep.rglob("results.duckdb"))
+    assert len(files) == 2 * len(FAULTS)
+    sessions, recovery = read_table(files, "sessions"), read_table(files, "recovery")
+    assert set(sessions["faults"]) == set(FAULTS) and set(sessions["harness"]) == {"coupled", "decoupled"}
+    assert recovery["lost_events"].sum() == 0 and recovery["duplicate_effects"].sum() == 0
+    assert read_table(files, "violations").empty
+    decoupled = sessions[sessions["harness"] == "decoupled"]
+    assert (decoupled["status"] == "completed").all(), decoupled[decoupled["status"] != "completed"]["reason"]
+    assert set(read_table(files, "faults")["kind"]) >= {"harness_kill", "store_restart"}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_report_has_a_recovery_section_and_plot(sweep):
+    done = harnesslab("report", str(sweep), cwd=sweep)
+    assert done.returncode == 0, done.stderr
+    assert "Recovery: 10 run(s) with worker processes" in done.stdout
+    assert "recovery time per fault kind" in done.stdout and "extra tokens %" in done.stdout
+    assert (sweep / "report" / "recovery.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_recovery_notebook_runs_against_the_quick_results(sweep, tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    monkeypatch.setenv("HARNESSLAB_RESULTS", str(sweep))
+    monkeypatch.setenv("HARNESSLAB_PLOTS", str(tmp_path))
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = "".join(str(o.get("text", "")) for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    assert "10 results file(s)" in outputs and "10 of them runs with workers" in outputs
+    assert "acknowledged events lost: 0" in outputs and "decoupled sessions not completed: 0" in outputs
+    assert (tmp_path / "notebook_recovery.png").stat().st_size > 10_000
