@@ -87,25 +87,30 @@ def _worker_command(lab: Lab, faults: list[Fault], seed: int) -> Callable[[str],
 async def _run_workers(lab: Lab, faults: list[Fault], seed: int, timeout_s: float) -> list[dict[str, Any]]:
     """Until the workers run out of sessions, with the faults that act from outside; returns those injected."""
     injected: list[dict[str, Any]] = []
+    stopping = asyncio.Event()
     await lab.supervisor.start()
-    injecting = [asyncio.create_task(_keep_injecting(f, lab, random.Random(f"{seed}:{f.kind}"), injected)) for f in faults if f.acts]
+    injecting = [asyncio.create_task(_keep_injecting(f, lab, random.Random(f"{seed}:{f.kind}"), injected, stopping))
+                 for f in faults if f.acts]
     try:
         await lab.supervisor.wait(timeout=timeout_s)
     finally:
-        for task in injecting:
-            task.cancel()
+        stopping.set()  # a fault under way finishes first (a restarting store is back before anyone reads it)
         await asyncio.gather(*injecting, return_exceptions=True)
         await lab.supervisor.stop()
-    failed = [t.exception() for t in injecting if not t.cancelled() and t.exception() is not None]
+    failed = [t.exception() for t in injecting if t.exception() is not None]
     if failed:
         raise failed[0]
     return injected
 
 
-async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: list[dict[str, Any]]) -> None:
+async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: list[dict[str, Any]], stopping: asyncio.Event) -> None:
     done = 0
-    while done < fault.count and not all(slot.done for slot in lab.supervisor.slots.values()):
-        await asyncio.sleep(rng.uniform(*fault.interval_s))
+    while done < fault.count:
+        try:
+            await asyncio.wait_for(stopping.wait(), rng.uniform(*fault.interval_s))
+            return
+        except asyncio.TimeoutError:
+            pass
         row = await fault.inject(lab, rng)
         if row is not None:
             injected.append(row)

@@ -65,13 +65,16 @@ def plot(table: pd.DataFrame, faults: pd.DataFrame, runs: pd.DataFrame, out: Pat
     out.mkdir(parents=True, exist_ok=True)
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     shares = table.pivot_table(index=["faults", "sandbox"], columns="harness", values="completed %")
-    shares.plot.bar(ax=left, ylim=(0, 105), ylabel="sessions completed (%)", title="sessions that survived the faults", rot=30)
+    shares.index = [f"{fault}\n{sandbox}" for fault, sandbox in shares.index]
+    shares.plot.bar(ax=left, ylim=(0, 125), ylabel="sessions completed (%)", title="sessions that survived the faults", rot=0)
+    left.legend(title="harness", fontsize=8, ncols=2, loc="upper center")
+    left.tick_params(axis="x", labelsize=8)
     if not faults.empty:
         timed = faults.merge(runs[["run_id", "harness"]], on="run_id").dropna(subset=["recovered_after_ms"])
         groups = [(f"{kind}\n{harness}", rows["recovered_after_ms"]) for (kind, harness), rows in timed.groupby(["kind", "harness"])]
         right.boxplot([values for _, values in groups], tick_labels=[label for label, _ in groups])
         right.set(yscale="log", ylabel="fault -> recovered (ms)", title="recovery time per fault")
-        right.tick_params(axis="x", labelsize=8)
+        right.tick_params(axis="x", labelsize=8, labelrotation=30)
     fig.tight_layout()
     path = out / "recovery.png"
     fig.savefig(path, dpi=110)

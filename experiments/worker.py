@@ -94,10 +94,24 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
 
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack, harness_options={"worker": slot}, wrap=wrap)
-        await start_parts(parts)
+        await _start(parts, start_parts)
         print(f"worker {slot} ready {time.time():.3f}", flush=True)
         worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency)
         await worker.run(exit_when_idle)
         print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
               f"{worker.interrupted} interrupted by the store", file=sys.stderr)
     return 0
+
+
+async def _start(parts: Any, start_parts: Any, give_up_s: float = 60.0) -> None:
+    """Start the parts, waiting out a store that is restarting (a worker may start in the middle of it)."""
+    pause, deadline = 0.1, time.monotonic() + give_up_s
+    while True:
+        try:
+            return await start_parts(parts)
+        except StoreUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("worker: %s; retrying in %.1f s", exc, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, Worker.max_pause_s)
