@@ -33,16 +33,17 @@ class Fault:
         """Extra `harnesslab worker` arguments for a worker process starting now."""
         return []
 
+    @property
+    def acts(self) -> bool:
+        """Does it act from outside the workers (`inject`)?"""
+        return False
+
     async def inject(self, lab: Lab, rng: random.Random) -> dict[str, Any] | None:
-        """Inject one fault now; None if there is nothing to hit yet, or if this kind does not act from outside."""
-        return None
+        """Inject one fault now; None if there is nothing to hit yet."""
+        raise NotImplementedError
 
     def rows_from_logs(self, logs: Mapping[str, list[Event]]) -> list[dict[str, Any]]:
         return []
-
-    @property
-    def acts(self) -> bool:
-        return type(self).inject is not Fault.inject
 
 
 @dataclass
@@ -60,15 +61,13 @@ class HarnessKill(Fault):
     def worker_flags(self) -> list[str]:
         return [] if self.at == "random" else ["--crash-at", self.at, "--crash-rate", str(self.rate)]
 
-    async def inject(self, lab: Lab, rng: random.Random) -> dict[str, Any] | None:
-        if self.at != "random":
-            return None  # the workers crash themselves; the supervisor records each death
-        kill = lab.supervisor.kill_one(rng, min_ready_s=0.2)
-        return None if kill is None else {"kind": self.kind, "target": kill.slot, "at": kill.at, "point": "random"}
-
     @property
     def acts(self) -> bool:
-        return self.at == "random"
+        return self.at == "random"  # at a crash point the workers kill themselves; the supervisor sees each death
+
+    async def inject(self, lab: Lab, rng: random.Random) -> dict[str, Any] | None:
+        kill = lab.supervisor.kill_one(rng, min_ready_s=0.2)
+        return None if kill is None else {"kind": self.kind, "target": kill.slot, "at": kill.at, "point": "random"}
 
 
 @dataclass
@@ -90,6 +89,10 @@ class StoreRestart(Fault):
     interval_s: tuple[float, float] = (1.0, 3.0)
     down_s: float = 0.5
     mode: str = "immediate"
+
+    @property
+    def acts(self) -> bool:
+        return True
 
     def configure_workers(self, cfg: dict[str, Any]) -> None:
         if "dsn" not in cfg["store"]:
