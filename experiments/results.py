@@ -29,6 +29,7 @@ SCHEMA = {
         "context_ms": "DOUBLE", "input_tokens": "BIGINT", "output_tokens": "BIGINT",
         "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT", "request_id": "VARCHAR",
         "retries": "INTEGER", "queue_ms": "DOUBLE", "provision_ms": "DOUBLE", "other_ms": "DOUBLE",
+        "context_messages": "INTEGER", "stable_messages": "INTEGER",
     },
     "tool_calls": {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
@@ -51,6 +52,7 @@ def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, 
             "cache_read_tokens": usage.get("cache_read_input_tokens", 0),
             "cache_write_tokens": usage.get("cache_creation_input_tokens", 0), "request_id": d.get("request_id"),
             "retries": len(d.get("retries", [])),
+            "context_messages": d.get("context", {}).get("messages"), "stable_messages": d.get("context", {}).get("stable_messages"),
             **{k: d.get("turn_breakdown", {}).get(k) for k in ("queue_ms", "provision_ms", "other_ms")},
         })
     return rows

@@ -11,6 +11,7 @@ from typing import Any
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
 from harnesses.hands import Hands
 from harnesses.log import SessionLog
+from harnesses.messages import stable_prefix
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
 from sandboxes.base import SandboxError, SandboxProvider, ToolResult
 from sandboxes.tools import TOOLS
@@ -28,6 +29,7 @@ class Wake:
     session: SessionLog
     hands: Hands
     started: float  # time.time() when the harness woke
+    context: list[dict[str, Any]] | None = None  # the messages of this wake's last model call
 
 
 class DecoupledHarness:
@@ -121,7 +123,11 @@ class DecoupledHarness:
             "latency_ms": response.latency_ms,
             "context_ms": context_ms,
             "retries": list(response.retries),
+            # how much of this call's context the last one had too (a prompt cache can serve it); unknown after a wake
+            "context": {"strategy": getattr(self.context, "name", type(self.context).__name__), "messages": len(messages),
+                        "stable_messages": stable_prefix(wake.context, messages) if wake.context is not None else None},
         }
+        wake.context = messages
         if step.first_of_turn:  # user message in the log -> first token of the reply
             turn_ttft = (requested - step.turn_started) * 1000 + response.ttft_ms
             parts = {

@@ -62,3 +62,26 @@ def _add_user_block(messages: list[dict[str, Any]], block: dict[str, Any]) -> No
         content.insert(index, block)
     else:
         content.append(block)
+
+
+def without_cache_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages as the model reads them: no cache_control, string contents as one text block."""
+    def clean(content: Any) -> Any:
+        if isinstance(content, list):
+            return [{k: v for k, v in block.items() if k != "cache_control"} for block in content]
+        return [{"type": "text", "text": content}] if isinstance(content, str) else content
+
+    return [{**m, "content": clean(m["content"])} for m in messages]
+
+
+def stable_prefix(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> int:
+    """How many leading messages of `current` the previous call's context had too (cache marks aside):
+    the part a prompt cache can serve. A strategy that rewrites its past scores low."""
+    if not previous:
+        return 0
+    same = 0
+    for before, now in zip(without_cache_marks(previous), without_cache_marks(current)):
+        if before != now:
+            break
+        same += 1
+    return same

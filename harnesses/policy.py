@@ -36,9 +36,11 @@ class Exchange:
     input: dict[str, Any]
     output: str | None
     is_error: bool
+    cleared: bool = False  # the context shows the call had a result, but no longer the result itself
 
 
 SANDBOX_LOST = "sandbox running this tool was lost"  # what the harness tells the model (harnesses/hands.py)
+CLEARED = "[tool result cleared"  # how a context strategy's stub starts (harnesses/contexts/clear_tool_results.py)
 
 
 class Conversation:
@@ -49,7 +51,7 @@ class Conversation:
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
         exchanges = [
-            Exchange(b["id"], b["name"], b.get("input", {}), _text(results.get(b["id"])), bool(results.get(b["id"], {}).get("is_error")))
+            _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
@@ -80,6 +82,11 @@ class Conversation:
         ok = [e for e in self.results(name, **match) if not e.is_error]
         return ok[-1].output if ok else None
 
+    def checked(self, name: str, **match: Any) -> bool:
+        """Did a call of `name` with matching input succeed, even if the context no longer shows its result?"""
+        return any(e.name == name and not e.is_error and (e.output is not None or e.cleared)
+                   and all(e.input.get(k) == v for k, v in match.items()) for e in self.exchanges)
+
     def succeeded(self, name: str, **match: Any) -> bool:
         return self.output(name, **match) is not None
 
@@ -96,6 +103,13 @@ def _blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _observes(exchange: Exchange) -> bool:
     """A successful call of a tool that changes nothing: what it saw, any fresh sandbox shows again."""
     return not exchange.is_error and exchange.name in TOOLS and TOOLS[exchange.name].read_only
+
+
+def _exchange(use: Mapping[str, Any], result: Mapping[str, Any] | None) -> Exchange:
+    text = _text(result)
+    cleared = text is not None and text.startswith(CLEARED)
+    is_error = bool((result or {}).get("is_error"))
+    return Exchange(use["id"], use["name"], use.get("input", {}), None if cleared else text, is_error, cleared)
 
 
 def _text(block: Mapping[str, Any] | None) -> str | None:

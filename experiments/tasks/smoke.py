@@ -73,6 +73,8 @@ def find_needle(rng: random.Random) -> Task:
             return Call("list_files", {"path": "docs"})
         for path in listing.splitlines():
             text = c.output("read_file", path=path)
+            if text is None and c.checked("read_file", path=path):
+                continue  # read before: the context no longer shows it, but it had no code (else the search had stopped)
             if text is None:
                 return Call("read_file", {"path": path})
             if found := pattern.search(text):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
-from harnesses.messages import events_to_messages
+from harnesses.messages import events_to_messages, without_cache_marks
 from harnesses.policy import Conversation
 from stores.base import SessionStore
 
@@ -50,7 +50,7 @@ class ReplayModel:
     async def respond(self, request: ModelRequest) -> ModelResponse:
         started = time.perf_counter()
         await self.start()
-        messages = _without_cache_marks(request.messages)
+        messages = without_cache_marks(request.messages)
         turn = sum(1 for m in messages if m["role"] == "assistant")
         sessions = self._calls.get(Conversation(messages).prompt, [])
         for calls in sessions:
@@ -93,12 +93,3 @@ def _common_prefix(a: list, b: list) -> int:
 
 def _brief(messages: list[dict[str, Any]], index: int) -> str:
     return repr(messages[index])[:160] if index < len(messages) else "nothing"
-
-
-def _without_cache_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def clean(content: Any) -> Any:
-        if isinstance(content, list):
-            return [{k: v for k, v in block.items() if k != "cache_control"} for block in content]
-        return [{"type": "text", "text": content}] if isinstance(content, str) else content
-
-    return [{**m, "content": clean(m["content"])} for m in messages]

@@ -1,0 +1,109 @@
+"""Context strategies: what enters the model's context, what is dropped, and how stable its prefix stays.
+
+Every strategy passes the same contract on a real session log; then each one's own rules are checked."""
+from __future__ import annotations
+
+import pytest
+
+from experiments.runner import run_task
+from experiments.tasks import load_suite, policy_book
+from harnesses.contexts.clear_tool_results import ClearToolResultsContext
+from harnesses.contexts.full import FullContext
+from harnesses.contexts.window import WindowContext
+from harnesses.decoupled import DecoupledHarness
+from harnesses.messages import stable_prefix, without_cache_marks
+from harnesses.models.scripted import ScriptedModel
+from sandboxes.local import LocalSandboxProvider
+from stores.memory import MemoryStore
+
+STRATEGIES = {
+    "full": FullContext,
+    "window": lambda: WindowContext(turns=4),
+    "clear_tool_results": lambda: ClearToolResultsContext(keep=3, batch=4),
+}
+
+
+async def logged_session(tmp_path, context, task="find_needle"):
+    """Run one smoke task through the decoupled harness with `context`; returns its record and log."""
+    store, hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    [(suite, instance, chosen)] = load_suite("smoke", only=[task])
+    harness = DecoupledHarness(store, ScriptedModel(policy_book()), hands, context)
+    record = await run_task(store, harness, hands, suite, instance, chosen)
+    events = await store.events(record.session_id)
+    await hands.close()
+    return record, events
+
+
+@pytest.fixture
+async def long_log(tmp_path):
+    record, events = await logged_session(tmp_path, FullContext())
+    assert record.verdict.success and sum(e.type == "tool.result" for e in events) >= 20
+    return events
+
+
+@pytest.mark.parametrize("name", sorted(STRATEGIES))
+async def test_every_strategy_gives_a_valid_conversation_that_starts_with_the_task(name, long_log):
+    for end in range(3, len(long_log) + 1):  # every prefix of the log a harness could have woken on
+        messages = await STRATEGIES[name]().build(long_log[:end])
+        assert messages[0]["role"] == "user" and "access code" in messages[0]["content"][0]["text"]
+        assert [m["role"] for m in messages] == ["user", "assistant"] * (len(messages) // 2) + ["user"] * (len(messages) % 2)
+        for asked, answered in zip(messages, messages[1:]):
+            if asked["role"] == "assistant":
+                uses = {b["id"] for b in asked["content"] if b["type"] == "tool_use"}
+                results = {b["tool_use_id"] for b in answered["content"] if b["type"] == "tool_result"}
+                assert results == uses  # each result right after the call that asked for it
+        marks = [b for m in messages for b in m["content"] if "cache_control" in b]
+        assert len(marks) == 1 and "cache_control" in messages[-1]["content"][-1]
+
+
+async def test_window_keeps_the_task_and_the_last_turns(long_log):
+    messages = await WindowContext(turns=4).build(long_log)
+    responses = sum(e.type == "model.response" for e in long_log)
+    assert sum(m["role"] == "assistant" for m in messages) == 4
+    assert f"{responses - 4} earlier turn(s) of this session are not shown" in messages[0]["content"][-1]["text"]
+    full = without_cache_marks(await FullContext().build(long_log))
+    assert without_cache_marks(messages[1:]) == full[-7:]  # the log ends with the final reply: a, u, a, u, a, u, a
+
+
+async def test_clear_tool_results_stubs_all_but_the_latest_in_batches(long_log):
+    context = ClearToolResultsContext(keep=3, batch=4)
+    messages = await context.build(long_log)
+    results = [b for m in messages if m["role"] == "user" for b in m["content"] if b["type"] == "tool_result"]
+    cleared = [b for b in results if b["content"].startswith("[tool result cleared")]
+    assert len(cleared) == (len(results) - 3) // 4 * 4 and results[-3:] == [b for b in results[-3:] if b not in cleared]
+    assert "call the tool again" in cleared[0]["content"]
+    uses = [b for m in messages if m["role"] == "assistant" for b in m["content"] if b["type"] == "tool_use"]
+    assert len(uses) == len(results)  # the calls stay: the model sees what it asked, and can ask again
+
+
+async def test_prefix_stability_full_and_clearing_between_batches_keep_the_prefix_a_sliding_window_does_not(long_log):
+    async def stability(context, log):
+        cuts = [i + 1 for i, e in enumerate(log) if e.type == "tool.result"]
+        builds = [await context.build(log[:cut]) for cut in cuts]
+        return [stable_prefix(a, b) / len(a) for a, b in zip(builds, builds[1:])]
+
+    assert all(share == 1 for share in await stability(FullContext(), long_log))
+    clearing = await stability(ClearToolResultsContext(keep=3, batch=4), long_log)
+    assert clearing.count(1.0) >= 0.6 * len(clearing) and min(clearing) < 1  # stable except when a batch is cleared
+    window = await stability(WindowContext(turns=4), long_log)
+    assert max(window[-5:]) < 0.2  # once it slides, only the task is the same
+
+
+@pytest.mark.parametrize("context, succeeds", [
+    (WindowContext(turns=3), False),  # the file listing slides out, and the search starts over: it runs out of turns
+    (ClearToolResultsContext(keep=2, batch=2), True),  # the calls stay visible: it knows what it already read
+])
+async def test_a_strategy_that_drops_a_needed_fact_makes_the_brain_refetch_or_fail(tmp_path, context, succeeds):
+    record, events = await logged_session(tmp_path, context)
+    assert record.verdict.success is succeeds, record.verdict.detail
+    responses = [e for e in events if e.type == "model.response"]
+    assert all(r.data["context"]["strategy"] == context.name for r in responses)
+    if not succeeds:
+        assert "max_turns" in record.outcome.reason
+
+
+def test_bad_options_are_named():
+    with pytest.raises(ValueError, match="context.turns must be at least 1"):
+        WindowContext(turns=0)
+    with pytest.raises(ValueError, match="context.keep must be >= 0"):
+        ClearToolResultsContext(keep=-1)
