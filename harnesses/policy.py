@@ -5,6 +5,7 @@ context strategy drops a tool result, the policy no longer sees it and must fetc
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from dataclasses import dataclass
@@ -129,7 +130,8 @@ def estimate_tokens(payload: Any) -> int:
 def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The content blocks an offline model answers `messages` with, from the task's solver policy.
 
-    Tool-use ids are numbered by turn, so the same conversation always gets the same ids.
+    Tool-use ids derive from the conversation, so the same conversation always gets the same ids, and
+    they stay unique in a session whose context shows only part of it (a window, a summary).
     """
     conversation = Conversation(messages)
     policy = book(messages)
@@ -138,6 +140,6 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict
     )
     if isinstance(action, Reply):
         return [{"type": "text", "text": action.text}]
-    turn = sum(1 for m in messages if m["role"] == "assistant") + 1
+    seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
-    return [{"type": "tool_use", "id": f"toolu_{turn:04d}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
+    return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]

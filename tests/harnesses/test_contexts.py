@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.invariants import check_session
 from experiments.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
@@ -98,6 +99,7 @@ async def test_a_strategy_that_drops_a_needed_fact_makes_the_brain_refetch_or_fa
     assert record.verdict.success is succeeds, record.verdict.detail
     responses = [e for e in events if e.type == "model.response"]
     assert all(r.data["context"]["strategy"] == context.name for r in responses)
+    assert check_session(record.session_id, events) == []  # tool-use ids stay unique though the context shows a part
     if not succeeds:
         assert "max_turns" in record.outcome.reason
 
