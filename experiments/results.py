@@ -42,11 +42,11 @@ SCHEMA = {
 
 def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
     rows = []
-    for event in (e for e in events if e.type == "model.response"):
+    for event in (e for e in events if e.type in ("model.response", "context.compacted")):  # a compaction is a model call too
         d, usage = event.data, event.data.get("usage", {})
         rows.append({
             "session_id": session_id, "position": event.position, "call": len(rows) + 1, "model": d.get("model"),
-            "stop_reason": d.get("stop_reason"), "ttft_ms": d.get("ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
+            "stop_reason": d.get("stop_reason", "compaction" if event.type == "context.compacted" else None), "ttft_ms": d.get("ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
             "latency_ms": d.get("latency_ms"), "context_ms": d.get("context_ms"),
             "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
             "cache_read_tokens": usage.get("cache_read_input_tokens", 0),

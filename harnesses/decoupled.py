@@ -107,6 +107,9 @@ class DecoupledHarness:
 
     async def _call_model(self, wake: Wake, step: CallModel) -> None:
         session = wake.session
+        before_call = getattr(self.context, "before_call", None)  # a strategy that maintains the log (compaction)
+        if before_call is not None:
+            await before_call(session, self.model)
         started = time.perf_counter()
         messages = await self.context.build(session.events)
         context_ms = (time.perf_counter() - started) * 1000

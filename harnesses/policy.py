@@ -42,6 +42,10 @@ class Exchange:
 
 SANDBOX_LOST = "sandbox running this tool was lost"  # what the harness tells the model (harnesses/hands.py)
 CLEARED = "[tool result cleared"  # how a context strategy's stub starts (harnesses/contexts/clear_tool_results.py)
+COMPACT_PROMPT = ("Summarize this session so far for your own later use: what you did, what you found, and every "
+                  "fact you will still need. The summary replaces the conversation up to here.")
+SUMMARY_HEADER = "[summary of the session so far, one tool call per line]"
+SUMMARY_OUTPUT_CHARS = 600  # an offline model's summary keeps this much of each tool output: compaction is lossy
 
 
 class Conversation:
@@ -51,7 +55,8 @@ class Conversation:
         results = {
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
-        exchanges = [
+        summarized = [e for text in self.user_texts if text.startswith(SUMMARY_HEADER) for e in _from_summary(text)]
+        exchanges = summarized + [
             _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
@@ -134,6 +139,8 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict
     they stay unique in a session whose context shows only part of it (a window, a summary).
     """
     conversation = Conversation(messages)
+    if conversation.user_texts and conversation.user_texts[-1] == COMPACT_PROMPT:
+        return [{"type": "text", "text": summary(conversation)}]
     policy = book(messages)
     action = policy(conversation) if policy else Reply(
         f"No solver policy is known for the task {conversation.prompt[:80]!r}."
@@ -143,3 +150,22 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict
     seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
     return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
+
+
+def summary(conversation: Conversation) -> str:
+    """An offline model's summary: every tool call it can see, with the head of its output."""
+    lines = [json.dumps({"tool": e.name, "input": e.input, "is_error": e.is_error,
+                         "output": None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]}) for e in conversation.exchanges]
+    return "\n".join([SUMMARY_HEADER, *lines])
+
+
+def _from_summary(text: str) -> list[Exchange]:
+    """The tool calls an offline model's summary lists (a real model's summary is prose: none)."""
+    found = []
+    for i, line in enumerate(text.splitlines()[1:]):
+        try:
+            entry = json.loads(line)
+            found.append(Exchange(f"summary_{i}", entry["tool"], entry["input"], entry["output"], entry["is_error"]))
+        except (ValueError, KeyError, TypeError):
+            continue
+    return found

@@ -9,11 +9,13 @@ from experiments.invariants import check_session
 from experiments.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
+from harnesses.contexts.compaction import CompactionContext
 from harnesses.contexts.full import FullContext
 from harnesses.contexts.window import WindowContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.messages import stable_prefix, without_cache_marks
 from harnesses.models.scripted import ScriptedModel
+from harnesses.policy import estimate_tokens
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
 
@@ -109,3 +111,33 @@ def test_bad_options_are_named():
         WindowContext(turns=0)
     with pytest.raises(ValueError, match="context.keep must be >= 0"):
         ClearToolResultsContext(keep=-1)
+
+
+async def test_compaction_logs_a_summary_of_the_positions_it_covers_and_later_contexts_use_it(tmp_path):
+    context = CompactionContext(threshold_tokens=1500, keep_turns=2)
+    record, events = await logged_session(tmp_path, context)
+    assert record.verdict.success, record.verdict.detail
+    compactions = [e for e in events if e.type == "context.compacted"]
+    assert compactions and check_session(record.session_id, events) == []
+    for compaction in compactions:
+        assert events[compaction.data["to"]].type == "model.response"  # the cut falls at the start of a turn
+        assert compaction.data["summary"].startswith("[summary of the session so far")
+        assert compaction.data["usage"]["input_tokens"] > 0  # it cost a model call, counted with the others
+    after = next(e for e in events if e.type == "model.response" and e.position > compactions[-1].position)
+    seen = await context.build(events[:after.position])
+    assert seen[0]["content"][1]["text"] == compactions[-1].data["summary"]
+    full = await FullContext().build(events[:after.position])
+    assert estimate_tokens(seen) < estimate_tokens(full) and len(seen) < len(full)
+    assert sum(e.type == "tool.result" for e in events) >= 20  # the originals stay in the log
+
+
+async def test_compaction_is_lossy_where_the_summary_drops_what_a_task_needs(tmp_path):
+    """An offline model's summary keeps the head of each output: a fact beyond it must be fetched again."""
+    from harnesses.policy import SUMMARY_OUTPUT_CHARS, Conversation, summary
+
+    long_output = "x" * SUMMARY_OUTPUT_CHARS + " the access code is 1234"
+    messages = [{"role": "user", "content": "task"},
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "a", "name": "read_file", "input": {"path": "f"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": long_output}]}]
+    folded = Conversation([{"role": "user", "content": [{"type": "text", "text": "task"}, {"type": "text", "text": summary(Conversation(messages))}]}])
+    assert folded.checked("read_file", path="f") and "1234" not in folded.output("read_file", path="f")

@@ -1,0 +1,78 @@
+"""Compaction: past a token threshold, the model summarizes the session so far, and later contexts show
+the task, the summary and the turns after it.
+
+The summary is logged as a `context.compacted` event naming the positions it covers ([0, `to`)); the
+originals stay in the log, so nothing is lost for good: another strategy, a replay or a fork sees them
+all. The cut falls at the start of a turn, `keep_turns` turns back, so the turns after it keep every
+tool_result next to its tool_use. The prefix is stable between compactions; each one resets it.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from harnesses.base import Model, ModelRequest
+from harnesses.log import SessionLog
+from harnesses.messages import events_to_messages, with_cache_breakpoint
+from harnesses.policy import COMPACT_PROMPT, estimate_tokens
+from stores.base import Event
+
+COMPACTED = "context.compacted"
+
+
+class CompactionContext:
+    name = "compaction"
+
+    def __init__(self, threshold_tokens: int = 6000, keep_turns: int = 2, max_tokens: int = 2048):
+        if threshold_tokens < 1 or keep_turns < 0:
+            raise ValueError(f"context.threshold_tokens must be >= 1 and keep_turns >= 0, got {threshold_tokens}, {keep_turns}")
+        self.threshold_tokens, self.keep_turns, self.max_tokens = threshold_tokens, keep_turns, max_tokens
+
+    async def build(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        return with_cache_breakpoint(_view(events))
+
+    async def before_call(self, session: SessionLog, model: Model) -> None:
+        """Compact first if the context would be over the threshold and there are turns to fold in."""
+        events = session.events
+        if estimate_tokens(_view(events)) <= self.threshold_tokens:
+            return
+        since = _last_compaction(events)
+        starts = [e.position for e in events if e.type == "model.response" and e.position > (since.data["to"] if since else 0)]
+        to = starts[-self.keep_turns] if self.keep_turns else len(events)
+        if len(starts) <= self.keep_turns or to <= (since.data["to"] if since else 0):
+            return
+        messages = _ask(_view(events[:to]))
+        started = time.perf_counter()
+        response = await model.respond(ModelRequest(session.meta.get("system", ""), messages, [], self.max_tokens))
+        await session.append(Event(COMPACTED, {
+            "summary": response_text_of(response.content), "to": to, "tokens_before": estimate_tokens(_view(events)),
+            "usage": response.usage.to_dict(), "model": response.model, "request_id": response.request_id,
+            "ttft_ms": response.ttft_ms, "latency_ms": response.latency_ms, "compact_ms": (time.perf_counter() - started) * 1000,
+        }))
+
+
+def _view(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The conversation as this strategy shows it: the task and the latest summary, then what followed."""
+    last = _last_compaction(events)
+    if last is None:
+        return events_to_messages(events)
+    task = next(e for e in events if e.type == "user.message")
+    head = {"role": "user", "content": [{"type": "text", "text": task.data.get("text", "")},
+                                        {"type": "text", "text": last.data["summary"]}]}
+    return [head, *events_to_messages(e for e in events[last.data["to"]:] if e.type != COMPACTED)]
+
+
+def _last_compaction(events: Sequence[Event]) -> Event | None:
+    return next((e for e in reversed(events) if e.type == COMPACTED), None)
+
+
+def _ask(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The conversation up to the cut, and the request to summarize it."""
+    request = {"type": "text", "text": COMPACT_PROMPT}
+    if messages and messages[-1]["role"] == "user":
+        return [*messages[:-1], {**messages[-1], "content": [*messages[-1]["content"], request]}]
+    return [*messages, {"role": "user", "content": [request]}]
+
+
+def response_text_of(content: list[dict[str, Any]]) -> str:
+    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
