@@ -146,37 +146,48 @@ class DecoupledHarness:
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
         offered = {tool["name"] for tool in self._offered(session.meta)}
         for call in step.calls:
-            tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
-            if name not in offered:
-                result = ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
-            elif tool_use_id in step.logged and not self._may_rerun(name):
-                result = ToolResult(
-                    "interrupted: this tool call started before a crash and its outcome is unknown; "
-                    "check the workspace before retrying",
-                    is_error=True,
-                )
-            else:
-                key = f"{session.session_id}:{tool_use_id}"
-                if tool_use_id not in step.logged:
-                    await session.append(Event("tool.call", {
-                        "tool_use_id": tool_use_id, "name": name, "input": input, "hand": self.sandboxes.hand,
-                        "idempotency_key": key,
-                    }))
-                result = await hands.execute(name, input, key)
+            result = await self._run_tool(session, hands, step, call, offered)
             await session.append(Event("tool.result", {
-                "tool_use_id": tool_use_id, "name": name, "output": result.output,
+                "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
                 "is_error": result.is_error, "duration_ms": result.duration_ms,
             }))
+
+    async def _run_tool(self, session: SessionLog, hands: Hands, step: RunTools, call: dict, offered: set[str]) -> ToolResult:
+        tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
+        if name not in offered:
+            return ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
+        own = name in self._context_tools  # the session reading itself: answered from the log, not by the hands
+        if tool_use_id in step.logged and not own and not self._may_rerun(name):
+            return ToolResult(
+                "interrupted: this tool call started before a crash and its outcome is unknown; "
+                "check the workspace before retrying",
+                is_error=True,
+            )
+        key = f"{session.session_id}:{tool_use_id}"
+        if tool_use_id not in step.logged:
+            await session.append(Event("tool.call", {
+                "tool_use_id": tool_use_id, "name": name, "input": input,
+                "hand": "harness" if own else self.sandboxes.hand, "idempotency_key": key,
+            }))
+        if own:
+            return await self.context.run_tool(name, input, session.events)
+        return await hands.execute(name, input, key)
 
     def _may_rerun(self, name: str) -> bool:
         if self.interrupted == "idempotent":
             return name in TOOLS and TOOLS[name].idempotent
         return self.interrupted == "rerun"
 
+    @property
+    def _context_tools(self) -> dict[str, Any]:
+        """Tools the context strategy answers itself (recall): read-only, so an interrupted one simply runs again."""
+        return {t.name: t for t in getattr(self.context, "tools", ())}
+
     def _offered(self, meta: dict) -> list[dict[str, Any]]:
-        """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list."""
+        """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list, and the context's."""
         wanted = meta.get("tools")
-        return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted]
+        return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted] + [
+            t.to_api() for t in self._context_tools.values()]
 
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
         """End the session, first answering every logged tool call still open: the log says how each ended."""

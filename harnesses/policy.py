@@ -46,6 +46,8 @@ COMPACT_PROMPT = ("Summarize this session so far for your own later use: what yo
                   "fact you will still need. The summary replaces the conversation up to here.")
 SUMMARY_HEADER = "[summary of the session so far, one tool call per line]"
 SUMMARY_OUTPUT_CHARS = 600  # an offline model's summary keeps this much of each tool output: compaction is lossy
+PARTIAL = "earlier turn(s)"  # how a context that shows only the latest turns says so (harnesses/contexts/window.py)
+RECALL = ("get_events", "search_events")  # tools that read the session's own log (harnesses/contexts/recall.py)
 
 
 class Conversation:
@@ -56,10 +58,12 @@ class Conversation:
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
         summarized = [e for text in self.user_texts if text.startswith(SUMMARY_HEADER) for e in _from_summary(text)]
-        exchanges = summarized + [
+        shown = [
             _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
+        recalled = [e for r in shown if r.name in RECALL and r.output for e in _from_recall(r.output)]
+        exchanges = summarized + [e for e in recalled if e.id not in {s.id for s in shown}] + shown
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
         # setup again: a sensible model keeps what it saw before it changed anything, and redoes the rest
         lost = [i for i, e in enumerate(exchanges) if e.is_error and SANDBOX_LOST in (e.output or "")]
@@ -132,7 +136,7 @@ def estimate_tokens(payload: Any) -> int:
     return max(1, len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False)) // 4)
 
 
-def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The content blocks an offline model answers `messages` with, from the task's solver policy.
 
     Tool-use ids derive from the conversation, so the same conversation always gets the same ids, and
@@ -147,6 +151,7 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]]) -> list[dict
     )
     if isinstance(action, Reply):
         return [{"type": "text", "text": action.text}]
+    action = _recall_first(conversation, action, offered)
     seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
     return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
@@ -169,3 +174,31 @@ def _from_summary(text: str) -> list[Exchange]:
         except (ValueError, KeyError, TypeError):
             continue
     return found
+
+
+def _recall_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
+    """With only the latest turns in view and the log searchable, look for an earlier answer before asking the hands."""
+    if not isinstance(action, Call) or "search_events" not in offered or not any(PARTIAL in t for t in conversation.user_texts):
+        return action
+    if action.name not in RECALL and action.name in TOOLS and TOOLS[action.name].read_only:
+        query = f'"name": "{action.name}"'  # every earlier call of this tool, with its result, in one search
+        if not conversation.checked("search_events", query=query):
+            return Call("search_events", {"query": query, "limit": 100})
+    return action
+
+
+def _from_recall(text: str) -> list[Exchange]:
+    """The tool calls, with their results, in what get_events or search_events returned."""
+    events = []
+    for line in text.splitlines():
+        try:
+            events.append(json.loads(line))
+        except ValueError:
+            continue
+    results = {e["data"].get("tool_use_id"): e["data"] for e in events if e.get("type") == "tool.result" and isinstance(e.get("data"), dict)}
+    return [
+        Exchange(d.get("tool_use_id"), d.get("name"), d.get("input", {}), results[d.get("tool_use_id")].get("output"),
+                 bool(results[d.get("tool_use_id")].get("is_error")))
+        for d in (e["data"] for e in events if e.get("type") == "tool.call" and isinstance(e.get("data"), dict))
+        if d.get("tool_use_id") in results and d.get("name") not in RECALL
+    ]

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Mapping
 
 
@@ -23,7 +22,7 @@ class ToolSpec:
         return {"name": self.name, "description": self.description, "input_schema": dict(self.input_schema)}
 
 
-def _schema(required: list[str], **properties: dict) -> dict[str, Any]:
+def object_schema(required: list[str], **properties: dict) -> dict[str, Any]:
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
@@ -36,7 +35,7 @@ TOOLS: dict[str, ToolSpec] = {
             "bash",
             "Run a bash command in the workspace. Output (stdout and stderr) is capped; "
             "a non-zero exit status is reported as an error.",
-            _schema(
+            object_schema(
                 ["command"],
                 command={"type": "string", "minLength": 1},
                 timeout={"type": "number", "exclusiveMinimum": 0, "description": "Seconds (capped by the sandbox)."},
@@ -46,7 +45,7 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec(
             "read_file",
             "Read a UTF-8 text file. `offset` (1-based line) and `limit` (lines) select a range.",
-            _schema(
+            object_schema(
                 ["path"],
                 path=_PATH,
                 offset={"type": "integer", "minimum": 1},
@@ -58,13 +57,13 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec(
             "write_file",
             "Create or overwrite a file with `content`, creating parent directories.",
-            _schema(["path", "content"], path=_PATH, content={"type": "string"}),
+            object_schema(["path", "content"], path=_PATH, content={"type": "string"}),
             idempotent=True,
         ),
         ToolSpec(
             "edit_file",
             "Replace the exact text `old_string` with `new_string`; `old_string` must occur exactly once.",
-            _schema(
+            object_schema(
                 ["path", "old_string", "new_string"],
                 path=_PATH,
                 old_string={"type": "string", "minLength": 1},
@@ -75,7 +74,7 @@ TOOLS: dict[str, ToolSpec] = {
         ToolSpec(
             "list_files",
             "List files under a directory (default: the workspace root), one path per line; directories end in '/'.",
-            _schema([], path=_PATH, recursive={"type": "boolean"}),
+            object_schema([], path=_PATH, recursive={"type": "boolean"}),
             idempotent=True,
             read_only=True,
         ),
@@ -83,14 +82,14 @@ TOOLS: dict[str, ToolSpec] = {
 }
 
 
-def validate_input(name: str, input: Any) -> ToolSpec:
+def validate_input(name: str, input: Any, tools: Mapping[str, ToolSpec] = TOOLS) -> ToolSpec:
     """Return the tool's spec, or raise ToolError naming what was wrong and what is valid."""
-    spec = TOOLS.get(name) if isinstance(name, str) else None
+    spec = tools.get(name) if isinstance(name, str) else None
     if spec is None:
-        raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(sorted(TOOLS))}")
+        raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(sorted(tools))}")
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator(name).iter_errors(input))
+    error = best_match(_validator(spec).iter_errors(input))
     if error is not None:
         where = "".join(f"[{p!r}]" for p in error.absolute_path)
         raise ToolError(
@@ -110,8 +109,13 @@ def signature(spec: ToolSpec) -> str:
     return "{" + ", ".join(parts) + "}"
 
 
-@cache
-def _validator(name: str):
+_VALIDATORS: dict[str, Any] = {}  # by tool name and schema
+
+
+def _validator(spec: ToolSpec) -> Any:
     from jsonschema import Draft202012Validator
 
-    return Draft202012Validator(TOOLS[name].input_schema)
+    key = f"{spec.name}:{id(spec.input_schema)}"
+    if key not in _VALIDATORS:
+        _VALIDATORS[key] = Draft202012Validator(spec.input_schema)
+    return _VALIDATORS[key]

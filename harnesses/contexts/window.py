@@ -27,7 +27,9 @@ class WindowContext:
         if len(starts) <= self.turns:
             return with_cache_breakpoint(messages)
         kept = messages[starts[-self.turns]:]
-        omitted = len(starts) - self.turns
-        note = {"type": "text", "text": f"[{omitted} earlier turn(s) of this session are not shown: the context keeps the last {self.turns}]"}
+        note = {"type": "text", "text": self.note(len(starts) - self.turns)}
         task = {"role": "user", "content": [*messages[0]["content"], note]}
         return with_cache_breakpoint([task, *kept])
+
+    def note(self, omitted: int) -> str:
+        return f"[{omitted} earlier turn(s) of this session are not shown: the context keeps the last {self.turns}]"

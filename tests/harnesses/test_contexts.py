@@ -3,6 +3,8 @@
 Every strategy passes the same contract on a real session log; then each one's own rules are checked."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from experiments.invariants import check_session
@@ -11,6 +13,7 @@ from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
 from harnesses.contexts.compaction import CompactionContext
 from harnesses.contexts.full import FullContext
+from harnesses.contexts.recall import RecallContext
 from harnesses.contexts.window import WindowContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.messages import stable_prefix, without_cache_marks
@@ -23,6 +26,8 @@ STRATEGIES = {
     "full": FullContext,
     "window": lambda: WindowContext(turns=4),
     "clear_tool_results": lambda: ClearToolResultsContext(keep=3, batch=4),
+    "recall": lambda: RecallContext(turns=4),
+    "compaction": lambda: CompactionContext(threshold_tokens=1500),
 }
 
 
@@ -141,3 +146,32 @@ async def test_compaction_is_lossy_where_the_summary_drops_what_a_task_needs(tmp
                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "a", "content": long_output}]}]
     folded = Conversation([{"role": "user", "content": [{"type": "text", "text": "task"}, {"type": "text", "text": summary(Conversation(messages))}]}])
     assert folded.checked("read_file", path="f") and "1234" not in folded.output("read_file", path="f")
+
+
+async def test_recall_reads_positional_slices_and_searches_the_log(long_log):
+    recall = RecallContext(turns=3)
+    sliced = await recall.run_tool("get_events", {"start": 1, "stop": 4}, long_log)
+    assert [json.loads(line)["position"] for line in sliced.output.splitlines()] == [1, 2, 3] and not sliced.is_error
+    found = await recall.run_tool("search_events", {"query": '"path": "docs/note_05.txt"'}, long_log)
+    kinds = [json.loads(line)["type"] for line in found.output.splitlines()]
+    assert kinds == ["tool.call", "tool.result"]  # the call that read it, with its result
+    assert "Meeting notes #5" in json.loads(found.output.splitlines()[1])["data"]["output"]
+    bad = await recall.run_tool("get_events", {"start": -1}, long_log)
+    assert bad.is_error and "get_events takes {start: integer, stop?: integer}" in bad.output
+    assert (await recall.run_tool("search_events", {"query": "no such text"}, long_log)).output == "no events"
+
+
+async def test_recall_is_answered_by_the_harness_and_rescues_what_a_window_drops(tmp_path):
+    journal = tmp_path / "journal.jsonl"
+    store, hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path / "hands"), journal=str(journal))
+    [(suite, instance, task)] = load_suite("smoke", only=["find_needle"])
+    harness = DecoupledHarness(store, ScriptedModel(policy_book()), hands, RecallContext(turns=3))
+    record = await run_task(store, harness, hands, suite, instance, task)
+    events = await store.events(record.session_id)
+    await hands.close()
+    assert record.verdict.success, record.verdict.detail  # where window=3 alone runs out of turns (above)
+    recalls = [e for e in events if e.type == "tool.call" and e.data["name"] in ("get_events", "search_events")]
+    assert recalls and all(e.data["hand"] == "harness" for e in recalls)
+    started = {json.loads(line)["tool"] for line in journal.read_text().splitlines()}
+    assert not started & {"get_events", "search_events"}  # never the sandbox
+    assert check_session(record.session_id, events) == []
