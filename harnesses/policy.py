@@ -48,6 +48,8 @@ SUMMARY_HEADER = "[summary of the session so far, one tool call per line]"
 SUMMARY_OUTPUT_CHARS = 600  # an offline model's summary keeps this much of each tool output: compaction is lossy
 PARTIAL = "earlier turn(s)"  # how a context that shows only the latest turns says so (harnesses/contexts/window.py)
 RECALL = ("get_events", "search_events")  # tools that read the session's own log (harnesses/contexts/recall.py)
+MEMORY_HEADER = "[your memory file]"  # how the memory strategy shows the file (harnesses/contexts/memory.py)
+BOOKKEEPING = (*RECALL, "memory_write")  # tools about the session itself, not the task: left out of notes
 
 
 class Conversation:
@@ -58,11 +60,13 @@ class Conversation:
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
         summarized = [e for text in self.user_texts if text.startswith(SUMMARY_HEADER) for e in _from_summary(text)]
+        summarized += [e for text in self.user_texts if text.startswith(MEMORY_HEADER) for e in _from_summary(text.partition("\n")[2])]
         shown = [
             _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
         recalled = [e for r in shown if r.name in RECALL and r.output for e in _from_recall(r.output)]
+        self.shown = shown  # the tool calls in the messages themselves
         exchanges = summarized + [e for e in recalled if e.id not in {s.id for s in shown}] + shown
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
         # setup again: a sensible model keeps what it saw before it changed anything, and redoes the rest
@@ -151,7 +155,7 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Seq
     )
     if isinstance(action, Reply):
         return [{"type": "text", "text": action.text}]
-    action = _recall_first(conversation, action, offered)
+    action = _remember_first(conversation, _recall_first(conversation, action, offered), offered)
     seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
     return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
@@ -160,7 +164,8 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Seq
 def summary(conversation: Conversation) -> str:
     """An offline model's summary: every tool call it can see, with the head of its output."""
     lines = [json.dumps({"tool": e.name, "input": e.input, "is_error": e.is_error,
-                         "output": None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]}) for e in conversation.exchanges]
+                         "output": None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]})
+             for e in conversation.exchanges if e.name not in BOOKKEEPING]
     return "\n".join([SUMMARY_HEADER, *lines])
 
 
@@ -202,3 +207,12 @@ def _from_recall(text: str) -> list[Exchange]:
         for d in (e["data"] for e in events if e.get("type") == "tool.call" and isinstance(e.get("data"), dict))
         if d.get("tool_use_id") in results and d.get("name") not in RECALL
     ]
+
+
+def _remember_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
+    """With a memory file, note down what the last few calls showed before the window loses it."""
+    if not isinstance(action, Call) or "memory_write" not in offered:
+        return action
+    writes = [i for i, e in enumerate(conversation.shown) if e.name == "memory_write"]
+    fresh = [e for e in conversation.shown[writes[-1] + 1 if writes else 0:] if e.name not in BOOKKEEPING and e.output is not None]
+    return Call("memory_write", {"content": summary(conversation)}) if len(fresh) >= 3 else action

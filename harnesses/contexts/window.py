@@ -22,14 +22,16 @@ class WindowContext:
         self.turns = turns
 
     async def build(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        return with_cache_breakpoint(self.view(events))
+
+    def view(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        """The task and the last turns, without cache marks."""
         messages = events_to_messages(events)
         starts = [i for i, m in enumerate(messages) if m["role"] == "assistant"]  # each turn begins with a response
         if len(starts) <= self.turns:
-            return with_cache_breakpoint(messages)
-        kept = messages[starts[-self.turns]:]
+            return messages
         note = {"type": "text", "text": self.note(len(starts) - self.turns)}
-        task = {"role": "user", "content": [*messages[0]["content"], note]}
-        return with_cache_breakpoint([task, *kept])
+        return [{"role": "user", "content": [*messages[0]["content"], note]}, *messages[starts[-self.turns]:]]
 
     def note(self, omitted: int) -> str:
         return f"[{omitted} earlier turn(s) of this session are not shown: the context keeps the last {self.turns}]"

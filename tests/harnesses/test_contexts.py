@@ -13,6 +13,7 @@ from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
 from harnesses.contexts.compaction import CompactionContext
 from harnesses.contexts.full import FullContext
+from harnesses.contexts.memory import MemoryContext, current_memory
 from harnesses.contexts.recall import RecallContext
 from harnesses.contexts.window import WindowContext
 from harnesses.decoupled import DecoupledHarness
@@ -28,6 +29,7 @@ STRATEGIES = {
     "clear_tool_results": lambda: ClearToolResultsContext(keep=3, batch=4),
     "recall": lambda: RecallContext(turns=4),
     "compaction": lambda: CompactionContext(threshold_tokens=1500),
+    "memory": lambda: MemoryContext(turns=4),
 }
 
 
@@ -175,3 +177,20 @@ async def test_recall_is_answered_by_the_harness_and_rescues_what_a_window_drops
     started = {json.loads(line)["tool"] for line in journal.read_text().splitlines()}
     assert not started & {"get_events", "search_events"}  # never the sandbox
     assert check_session(record.session_id, events) == []
+
+
+async def test_memory_is_the_latest_accepted_write_shown_at_the_top_and_rescues_what_a_window_drops(tmp_path):
+    store, hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    [(suite, instance, task)] = load_suite("smoke", only=["find_needle"])
+    context = MemoryContext(turns=3)
+    record = await run_task(store, DecoupledHarness(store, ScriptedModel(policy_book()), hands, context), hands, suite, instance, task)
+    events = await store.events(record.session_id)
+    await hands.close()
+    assert record.verdict.success, record.verdict.detail  # where window=3 alone runs out of turns (above)
+    writes = [e for e in events if e.type == "tool.call" and e.data["name"] == "memory_write"]
+    assert len(writes) >= 3 and all(e.data["hand"] == "harness" for e in writes)
+    assert current_memory(events) == writes[-1].data["input"]["content"]
+    shown = await context.build(events)
+    assert shown[0]["content"][-1]["text"] == f"[your memory file]\n{writes[-1].data['input']['content']}"
+    too_long = await MemoryContext(max_chars=10).run_tool("memory_write", {"content": "x" * 11}, events)
+    assert too_long.is_error and "holds at most 10" in too_long.output

@@ -1,0 +1,56 @@
+"""Memory: the brain keeps a memory file it writes itself, shown at the top of every context, beside a
+window over the latest turns.
+
+The file is `memory_write(content)`'s latest content, answered by the harness and kept in the log (the
+tool call is the record), so it survives a crash, a replay or a fork with the session; nothing lives in
+the sandbox. What the brain chose not to write down is gone once the window slides past it.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from harnesses.contexts.window import WindowContext
+from harnesses.messages import with_cache_breakpoint
+from harnesses.policy import MEMORY_HEADER
+from sandboxes.base import ToolResult
+from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
+from stores.base import Event
+
+MEMORY_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in [
+    ToolSpec("memory_write", "Replace your memory file with `content`. The file is shown at the top of every later "
+             "context, while older turns are not: write down what you will still need.",
+             object_schema(["content"], content={"type": "string"}), idempotent=True),
+]}
+
+
+class MemoryContext(WindowContext):
+    name = "memory"
+    tools = tuple(MEMORY_TOOLS.values())
+
+    def __init__(self, turns: int = 6, max_chars: int = 20_000):
+        super().__init__(turns)
+        self.max_chars = max_chars
+
+    async def build(self, events: Sequence[Event]) -> list[dict[str, Any]]:
+        messages = self.view(events)
+        memory = current_memory(events)
+        if memory is not None:
+            task = messages[0]
+            messages[0] = {**task, "content": [*task["content"], {"type": "text", "text": f"{MEMORY_HEADER}\n{memory}"}]}
+        return with_cache_breakpoint(messages)
+
+    async def run_tool(self, name: str, input: Any, events: Sequence[Event]) -> ToolResult:
+        try:
+            validate_input(name, input, MEMORY_TOOLS)
+        except ToolError as exc:
+            return ToolResult(str(exc), True)
+        if len(input["content"]) > self.max_chars:
+            return ToolResult(f"memory_write: {len(input['content'])} characters; the memory file holds at most {self.max_chars}", True)
+        return ToolResult(f"memory file written ({len(input['content'])} characters)", False)
+
+
+def current_memory(events: Sequence[Event]) -> str | None:
+    """The content of the last memory_write that succeeded, if any."""
+    ok = {e.data.get("tool_use_id") for e in events if e.type == "tool.result" and not e.data.get("is_error")}
+    writes = [e for e in events if e.type == "tool.call" and e.data.get("name") == "memory_write" and e.data.get("tool_use_id") in ok]
+    return writes[-1].data["input"]["content"] if writes else None
