@@ -49,7 +49,7 @@ SUMMARY_OUTPUT_CHARS = 600  # an offline model's summary keeps this much of each
 PARTIAL = "earlier turn(s)"  # how a context that shows only the latest turns says so (harnesses/contexts/window.py)
 RECALL = ("get_events", "search_events")  # tools that read the session's own log (harnesses/contexts/recall.py)
 MEMORY_HEADER = "[your memory file]"  # how the memory strategy shows the file (harnesses/contexts/memory.py)
-BOOKKEEPING = (*RECALL, "memory_write")  # tools about the session itself, not the task: left out of notes
+BOOKKEEPING = (*RECALL, "memory_write", "memory_append")  # tools about the session itself, not the task: left out of notes
 
 
 class Conversation:
@@ -163,10 +163,18 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Seq
 
 def summary(conversation: Conversation) -> str:
     """An offline model's summary: every tool call it can see, with the head of its output."""
+    return "\n".join(_notes(conversation.exchanges, header=True))
+
+
+def _notes(exchanges: Sequence[Exchange], header: bool) -> list[str]:
     lines = [json.dumps({"tool": e.name, "input": e.input, "is_error": e.is_error,
                          "output": None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]})
-             for e in conversation.exchanges if e.name not in BOOKKEEPING]
-    return "\n".join([SUMMARY_HEADER, *lines])
+             for e in exchanges if e.name not in BOOKKEEPING]
+    return [SUMMARY_HEADER, *lines] if header else lines
+
+
+def _remembered(conversation: Conversation) -> bool:
+    return any(t.startswith(MEMORY_HEADER) for t in conversation.user_texts)
 
 
 def _from_summary(text: str) -> list[Exchange]:
@@ -211,8 +219,10 @@ def _from_recall(text: str) -> list[Exchange]:
 
 def _remember_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
     """With a memory file, note down what the last few calls showed before the window loses it."""
-    if not isinstance(action, Call) or "memory_write" not in offered:
+    if not isinstance(action, Call) or "memory_append" not in offered:
         return action
-    writes = [i for i, e in enumerate(conversation.shown) if e.name == "memory_write"]
-    fresh = [e for e in conversation.shown[writes[-1] + 1 if writes else 0:] if e.name not in BOOKKEEPING and e.output is not None]
-    return Call("memory_write", {"content": summary(conversation)}) if len(fresh) >= 3 else action
+    notes = [i for i, e in enumerate(conversation.shown) if e.name == "memory_append"]
+    fresh = [e for e in conversation.shown[notes[-1] + 1 if notes else 0:] if e.name not in BOOKKEEPING and e.output is not None]
+    if len(fresh) < 3:
+        return action
+    return Call("memory_append", {"text": "\n".join(_notes(fresh, header=not notes and not _remembered(conversation)))})

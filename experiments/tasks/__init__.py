@@ -12,9 +12,9 @@ Builder = Callable[[random.Random], Task]
 
 
 def suites() -> dict[str, list[Builder]]:
-    from experiments.tasks import smoke
+    from experiments.tasks import long_horizon, smoke
 
-    return {"smoke": smoke.TASKS}
+    return {"smoke": smoke.TASKS, "long_horizon": long_horizon.TASKS}
 
 
 def load_suite(

@@ -1,8 +1,8 @@
 """Memory: the brain keeps a memory file it writes itself, shown at the top of every context, beside a
 window over the latest turns.
 
-The file is `memory_write(content)`'s latest content, answered by the harness and kept in the log (the
-tool call is the record), so it survives a crash, a replay or a fork with the session; nothing lives in
+The file is what `memory_write(content)` and `memory_append(text)` made of it, answered by the harness
+and kept in the log (the tool calls are the record), so it survives a crash, a replay or a fork with the session; nothing lives in
 the sandbox. What the brain chose not to write down is gone once the window slides past it.
 """
 from __future__ import annotations
@@ -20,6 +20,8 @@ MEMORY_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in [
     ToolSpec("memory_write", "Replace your memory file with `content`. The file is shown at the top of every later "
              "context, while older turns are not: write down what you will still need.",
              object_schema(["content"], content={"type": "string"}), idempotent=True),
+    ToolSpec("memory_append", "Add `text` at the end of your memory file (a new line).",
+             object_schema(["text"], text={"type": "string", "minLength": 1}), idempotent=False),
 ]}
 
 
@@ -27,7 +29,7 @@ class MemoryContext(WindowContext):
     name = "memory"
     tools = tuple(MEMORY_TOOLS.values())
 
-    def __init__(self, turns: int = 6, max_chars: int = 20_000):
+    def __init__(self, turns: int = 6, max_chars: int = 100_000):
         super().__init__(turns)
         self.max_chars = max_chars
 
@@ -44,13 +46,21 @@ class MemoryContext(WindowContext):
             validate_input(name, input, MEMORY_TOOLS)
         except ToolError as exc:
             return ToolResult(str(exc), True)
-        if len(input["content"]) > self.max_chars:
-            return ToolResult(f"memory_write: {len(input['content'])} characters; the memory file holds at most {self.max_chars}", True)
-        return ToolResult(f"memory file written ({len(input['content'])} characters)", False)
+        after = _apply(current_memory(events) or "", name, input)
+        if len(after) > self.max_chars:
+            return ToolResult(f"{name}: the memory file would hold {len(after)} characters; it holds at most {self.max_chars}", True)
+        return ToolResult(f"memory file now {len(after)} characters", False)
 
 
 def current_memory(events: Sequence[Event]) -> str | None:
-    """The content of the last memory_write that succeeded, if any."""
+    """The memory file as the successful memory_write and memory_append calls left it, if any."""
     ok = {e.data.get("tool_use_id") for e in events if e.type == "tool.result" and not e.data.get("is_error")}
-    writes = [e for e in events if e.type == "tool.call" and e.data.get("name") == "memory_write" and e.data.get("tool_use_id") in ok]
-    return writes[-1].data["input"]["content"] if writes else None
+    memory = None
+    for e in events:
+        if e.type == "tool.call" and e.data.get("name") in MEMORY_TOOLS and e.data.get("tool_use_id") in ok:
+            memory = _apply(memory or "", e.data["name"], e.data["input"])
+    return memory
+
+
+def _apply(memory: str, name: str, input: dict) -> str:
+    return input["content"] if name == "memory_write" else f"{memory}{input['text']}\n"

@@ -9,6 +9,7 @@ from sandboxes.base import Setup
 from sandboxes.local import LocalSandboxProvider
 
 SMOKE = load_suite("smoke")
+LONG = load_suite("long_horizon")
 
 
 def test_smoke_has_at_least_eight_distinct_tasks():
@@ -17,7 +18,7 @@ def test_smoke_has_at_least_eight_distinct_tasks():
     assert len({task.prompt for _, _, task in SMOKE}) == len(names)
 
 
-@pytest.mark.parametrize("task", [t for _, _, t in SMOKE], ids=lambda t: t.name)
+@pytest.mark.parametrize("task", [t for _, _, t in SMOKE + LONG], ids=lambda t: t.name)
 async def test_check_fails_before_the_task_is_done(task, tmp_path):
     provider = LocalSandboxProvider(root=str(tmp_path))
     sandbox = await provider.provision()
@@ -32,7 +33,7 @@ async def test_check_fails_before_the_task_is_done(task, tmp_path):
 
 
 def test_suite_options_are_validated():
-    with pytest.raises(ValueError, match="unknown task suite 'nope'; valid: smoke"):
+    with pytest.raises(ValueError, match="unknown task suite 'nope'; valid: long_horizon, smoke"):
         load_suite("nope")
     with pytest.raises(ValueError, match="unknown task.* bogus in suite 'smoke'; valid: greeting"):
         load_suite("smoke", only=["bogus"])

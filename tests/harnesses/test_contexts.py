@@ -21,6 +21,7 @@ from harnesses.messages import stable_prefix, without_cache_marks
 from harnesses.models.scripted import ScriptedModel
 from harnesses.policy import estimate_tokens
 from sandboxes.local import LocalSandboxProvider
+from stores.base import Event
 from stores.memory import MemoryStore
 
 STRATEGIES = {
@@ -187,10 +188,13 @@ async def test_memory_is_the_latest_accepted_write_shown_at_the_top_and_rescues_
     events = await store.events(record.session_id)
     await hands.close()
     assert record.verdict.success, record.verdict.detail  # where window=3 alone runs out of turns (above)
-    writes = [e for e in events if e.type == "tool.call" and e.data["name"] == "memory_write"]
-    assert len(writes) >= 3 and all(e.data["hand"] == "harness" for e in writes)
-    assert current_memory(events) == writes[-1].data["input"]["content"]
+    notes = [e for e in events if e.type == "tool.call" and e.data["name"] == "memory_append"]
+    assert len(notes) >= 3 and all(e.data["hand"] == "harness" for e in notes)
+    assert current_memory(events) == "".join(f"{e.data['input']['text']}\n" for e in notes)
     shown = await context.build(events)
-    assert shown[0]["content"][-1]["text"] == f"[your memory file]\n{writes[-1].data['input']['content']}"
+    assert shown[0]["content"][-1]["text"] == f"[your memory file]\n{current_memory(events)}"
+    rewritten = events + [Event("tool.call", {"tool_use_id": "w", "name": "memory_write", "input": {"content": "fresh"}}, position=len(events)),
+                          Event("tool.result", {"tool_use_id": "w", "output": "ok", "is_error": False}, position=len(events) + 1)]
+    assert current_memory(rewritten) == "fresh"
     too_long = await MemoryContext(max_chars=10).run_tool("memory_write", {"content": "x" * 11}, events)
     assert too_long.is_error and "holds at most 10" in too_long.output
