@@ -51,8 +51,10 @@ class _Channel:
     carry the request's unique id and others are dropped.
     """
 
-    def __init__(self, sock: Any):
-        self.sock = sock
+    def __init__(self, stream: Any):
+        # docker-py's stream object keeps the HTTP response alive; once that is collected, it closes the
+        # socket under us (an intermittent EBADF): so the channel holds the stream, and uses its socket
+        self.stream, self.sock = stream, getattr(stream, "_sock", stream)
         self.sock.setblocking(False)
         self.frames, self.stdout, self.stderr = bytearray(), bytearray(), bytearray()
         self.turn = asyncio.Lock()  # one call at a time on an executor
@@ -246,8 +248,7 @@ class DockerSandboxProvider:
 
     @staticmethod
     def _attach(api: Any, container: str) -> Any:
-        sock = api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-        return getattr(sock, "_sock", sock)
+        return api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
 
 
 def prune(api: Any, labels: dict[str, str] | None = None) -> int:
