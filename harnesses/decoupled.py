@@ -55,6 +55,8 @@ class DecoupledHarness:
         self.store, self.model, self.sandboxes, self.context = store, model, sandboxes, context
         self.max_turns, self.max_tokens, self.interrupted = max_turns, max_tokens, interrupted
         self.worker = worker  # the worker slot driving this harness, recorded in harness.woke
+        # tools the context strategy answers itself (recall, memory): about the log, so an interrupted one just runs again
+        self._context_tools = {t.name: t for t in getattr(context, "tools", ())}
 
     async def wake(self, session_id: str) -> Outcome:
         started = time.time()
@@ -177,11 +179,6 @@ class DecoupledHarness:
         if self.interrupted == "idempotent":
             return name in TOOLS and TOOLS[name].idempotent
         return self.interrupted == "rerun"
-
-    @property
-    def _context_tools(self) -> dict[str, Any]:
-        """Tools the context strategy answers itself (recall): read-only, so an interrupted one simply runs again."""
-        return {t.name: t for t in getattr(self.context, "tools", ())}
 
     def _offered(self, meta: dict) -> list[dict[str, Any]]:
         """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list, and the context's."""

@@ -11,9 +11,12 @@ def tool_uses(response: Event) -> list[dict[str, Any]]:
 
 
 def response_text(response: Event | None) -> str:
-    if response is None:
-        return ""
-    return "".join(b.get("text", "") for b in response.data.get("content", []) if b.get("type") == "text")
+    return content_text(response.data.get("content", [])) if response is not None else ""
+
+
+def content_text(content: Iterable[dict[str, Any]]) -> str:
+    """The text blocks of a model's answer, joined."""
+    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
 
 
 def tool_result_block(event: Event) -> dict[str, Any]:
@@ -77,11 +80,9 @@ def without_cache_marks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def stable_prefix(previous: list[dict[str, Any]], current: list[dict[str, Any]]) -> int:
     """How many leading messages of `current` the previous call's context had too (cache marks aside):
     the part a prompt cache can serve. A strategy that rewrites its past scores low."""
-    if not previous:
-        return 0
     same = 0
-    for before, now in zip(without_cache_marks(previous), without_cache_marks(current)):
-        if before != now:
+    for before, now in zip(previous, current):  # marks stripped only where they could differ: not every message
+        if before != now and without_cache_marks([before]) != without_cache_marks([now]):
             break
         same += 1
     return same

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from harnesses.base import Model, ModelRequest
 from harnesses.log import SessionLog
-from harnesses.messages import events_to_messages, with_cache_breakpoint
+from harnesses.messages import content_text, events_to_messages, with_cache_breakpoint
 from harnesses.policy import COMPACT_PROMPT, estimate_tokens
 from stores.base import Event
 
@@ -34,18 +34,20 @@ class CompactionContext:
     async def before_call(self, session: SessionLog, model: Model) -> None:
         """Compact first if the context would be over the threshold and there are turns to fold in."""
         events = session.events
-        if estimate_tokens(_view(events)) <= self.threshold_tokens:
+        tokens = estimate_tokens(_view(events))
+        if tokens <= self.threshold_tokens:
             return
         since = _last_compaction(events)
-        starts = [e.position for e in events if e.type == "model.response" and e.position > (since.data["to"] if since else 0)]
+        covered = since.data["to"] if since else 0
+        starts = [e.position for e in events if e.type == "model.response" and e.position > covered]
         to = starts[-self.keep_turns] if self.keep_turns else len(events)
-        if len(starts) <= self.keep_turns or to <= (since.data["to"] if since else 0):
+        if len(starts) <= self.keep_turns or to <= covered:
             return
         messages = _ask(_view(events[:to]))
         started = time.perf_counter()
         response = await model.respond(ModelRequest(session.meta.get("system", ""), messages, [], self.max_tokens))
         await session.append(Event(COMPACTED, {
-            "summary": response_text_of(response.content), "to": to, "tokens_before": estimate_tokens(_view(events)),
+            "summary": content_text(response.content), "to": to, "tokens_before": tokens,
             "usage": response.usage.to_dict(), "model": response.model, "request_id": response.request_id,
             "ttft_ms": response.ttft_ms, "latency_ms": response.latency_ms, "compact_ms": (time.perf_counter() - started) * 1000,
         }))
@@ -72,7 +74,3 @@ def _ask(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if messages and messages[-1]["role"] == "user":
         return [*messages[:-1], {**messages[-1], "content": [*messages[-1]["content"], request]}]
     return [*messages, {"role": "user", "content": [request]}]
-
-
-def response_text_of(content: list[dict[str, Any]]) -> str:
-    return "".join(b.get("text", "") for b in content if b.get("type") == "text")
