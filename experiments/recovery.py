@@ -37,6 +37,7 @@ from stores.base import Event, SessionStore
 from stores.postgres_server import LocalPostgres
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
+JOURNAL = "journal.jsonl"  # the side-effect journal, in the run's folder
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Lab:
 
     @property
     def journal(self) -> Path:
-        return self.folder / "journal.jsonl"
+        return self.folder / JOURNAL
 
 
 async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
@@ -154,7 +155,7 @@ async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExit
 
 def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path) -> None:
     """Sandboxes that outlive the worker that made them, journaled, in the run's folder or label."""
-    provider_cfg.update(keep=True, journal=str(folder / "journal.jsonl"))
+    provider_cfg.update(keep=True, journal=str(folder / JOURNAL))
     if "root" in provider_cfg:
         provider_cfg["root"] = str(folder / "hands")
     if "run_label" in provider_cfg:

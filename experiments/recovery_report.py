@@ -108,7 +108,7 @@ def harness_kill_rows(supervisor: Supervisor, logs: Logs, point: str) -> list[di
     for kill in supervisor.kills:
         resumed = [t for t in (_held_and_resumed(events, kill.slot, kill.at) for events in logs.values()) if t is not None]
         ready = min((t for slot, t in supervisor.readies if slot == kill.slot and t > kill.at), default=None)
-        first = min((t for t in resumed if t is not None), default=None)
+        first = min(resumed, default=None)
         rows.append({
             "kind": "harness_kill", "point": "random" if kill.by_supervisor else point, "target": kill.slot, "at": kill.at,
             "sessions_held": len(resumed), "noticed": True,

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.figures import pyplot, save
 from experiments.report_context import context_section
 from experiments.report_recovery import recovery_section
 from experiments.results import read_table
@@ -66,12 +67,7 @@ def _verdict(change: float, seed: float) -> str:
 
 
 def plots(turns: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     sandboxes = sorted(turns["sandbox"].unique())
     fig, axes = plt.subplots(1, len(sandboxes), figsize=(4.5 * len(sandboxes), 3.6), squeeze=False, sharey=True)
     for ax, sandbox in zip(axes[0], sandboxes):
@@ -82,10 +78,7 @@ def plots(turns: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("share of turns")
     axes[0][0].legend()
-    fig.tight_layout()
-    cdf = out / "ttft_cdf.png"
-    fig.savefig(cdf, dpi=110)
-    plt.close(fig)
+    cdf = save(fig, out / "ttft_cdf.png")
 
     labels = [f"{s}\n{h}" for s, h in zip(table["sandbox"], table["harness"])]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(labels)), 4))
@@ -95,11 +88,7 @@ def plots(turns: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
         bottom += table[part]
     ax.set(ylabel="mean first-turn TTFT (ms)", title="where the first token's time goes")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    bars = out / "ttft_breakdown.png"
-    fig.savefig(bars, dpi=110)
-    plt.close(fig)
-    return [cdf, bars]
+    return [cdf, save(fig, out / "ttft_breakdown.png")]
 
 
 def report(path: Path, out: Path | None = None) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.figures import pyplot, save
 from experiments.results import read_table
 
 PUBLISHED = [
@@ -19,14 +20,25 @@ PUBLISHED = [
 ]
 
 
-def context_cells(files: list[Path]) -> pd.DataFrame:
+def context_tables(files: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sessions and model calls (each with its context and task), with their total input; empty if one strategy."""
     sessions = read_table(files, "sessions")
     if sessions["context"].nunique() < 2:
-        return pd.DataFrame()
+        return pd.DataFrame(), pd.DataFrame()
     calls = read_table(files, "model_calls").merge(sessions[["run_id", "session_id", "context", "task"]], on=["run_id", "session_id"])
-    calls["input_total"] = calls["input_tokens"] + calls["cache_read_tokens"] + calls["cache_write_tokens"]
-    calls["stable_share"] = calls["stable_messages"] / calls["context_messages"]
-    sessions["input_total"] = sessions["input_tokens"] + sessions["cache_read_tokens"] + sessions["cache_write_tokens"]
+    for frame in (sessions, calls):
+        frame["input_total"] = frame["input_tokens"] + frame["cache_read_tokens"] + frame["cache_write_tokens"]
+    return sessions, calls
+
+
+def context_cells(files: list[Path]) -> pd.DataFrame:
+    return cells(*context_tables(files))
+
+
+def cells(sessions: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
+    if sessions.empty:
+        return sessions
+    calls = calls.assign(stable_share=calls["stable_messages"] / calls["context_messages"])
     by = ["context", "task"]
     table = sessions.groupby(by).agg(sessions=("session_id", "size"), passed=("success", "sum"), calls=("turns", "mean"),
                                      input_per_session=("input_total", "mean"), cache_read=("cache_read_tokens", "sum"),
@@ -43,36 +55,25 @@ def context_cells(files: list[Path]) -> pd.DataFrame:
     return table.reset_index()
 
 
-def plot(files: list[Path], table: pd.DataFrame, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+def plot(calls: pd.DataFrame, table: pd.DataFrame, out: Path) -> Path:
+    fig, (left, right) = pyplot().subplots(1, 2, figsize=(12, 4))
     table.pivot_table(index="task", columns="context", values="input_per_session").plot.bar(
         ax=left, rot=0, logy=True, ylabel="input tokens per session", title="what each strategy feeds the model")
     left.legend(fontsize=7, ncols=2)
-    sessions = read_table(files, "sessions")
-    calls = read_table(files, "model_calls").merge(sessions[["run_id", "session_id", "context", "task"]], on=["run_id", "session_id"])
     longest = calls.groupby("task")["call"].max().idxmax()
     for context, rows in calls[calls["task"] == longest].groupby("context"):
-        per_call = rows.groupby("call")[["input_tokens", "cache_read_tokens", "cache_write_tokens"]].mean().sum(axis=1)
+        per_call = rows.groupby("call")["input_total"].mean()
         right.plot(per_call.index, per_call.to_numpy(), label=context)
     right.set(xlabel="model call", ylabel="input tokens", title=f"context size per call: {longest}")
     right.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "context.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out / "context.png")
 
 
 def context_section(files: list[Path], out: Path) -> list[str]:
-    table = context_cells(files)
-    if table.empty:
+    sessions, calls = context_tables(files)
+    if sessions.empty:
         return []
+    table = cells(sessions, calls)
     return ["", "Context strategies per task (input tokens count cache reads and writes too)",
             table.round(2).to_string(index=False), *[f"  published: {line}" for line in PUBLISHED],
-            f"wrote {plot(files, table, out)}"]
+            f"wrote {plot(calls, table, out)}"]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from experiments.figures import pyplot, save
 from experiments.results import read_table
 
 CELL = ["faults", "harness", "sandbox"]
@@ -57,12 +58,7 @@ def by_kind(runs: pd.DataFrame, faults: pd.DataFrame) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, faults: pd.DataFrame, runs: pd.DataFrame, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     shares = table.pivot_table(index=["faults", "sandbox"], columns="harness", values="completed %")
     shares.index = [f"{fault}\n{sandbox}" for fault, sandbox in shares.index]
@@ -75,11 +71,7 @@ def plot(table: pd.DataFrame, faults: pd.DataFrame, runs: pd.DataFrame, out: Pat
         right.boxplot([values for _, values in groups], tick_labels=[label for label, _ in groups])
         right.set(yscale="log", ylabel="fault -> recovered (ms)", title="recovery time per fault")
         right.tick_params(axis="x", labelsize=8, labelrotation=30)
-    fig.tight_layout()
-    path = out / "recovery.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save(fig, out / "recovery.png")
 
 
 def recovery_section(files: list[Path], out: Path) -> list[str]:
