@@ -2,14 +2,13 @@
 context section, and notebooks/context.ipynb executed on its results."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from experiments.report_context import context_cells
 from tests.experiments.test_cli import harnesslab
+from tests.helpers import run_notebook
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "context.ipynb"
+
 STRATEGIES = {"full", "window", "clear_tool_results", "compaction", "recall", "memory"}
 
 
@@ -45,13 +44,6 @@ def test_the_report_has_a_context_section_and_plot(sweep):
 
 @pytest.mark.slow
 def test_the_context_notebook_runs_against_the_quick_results(sweep, tmp_path, monkeypatch):
-    import nbclient
-    import nbformat
-
-    monkeypatch.setenv("HARNESSLAB_RESULTS", str(sweep))
-    monkeypatch.setenv("HARNESSLAB_PLOTS", str(tmp_path))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(str(o.get("text", "")) for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    outputs = run_notebook("context.ipynb", sweep, tmp_path, monkeypatch)
     assert "6 results file(s)" in outputs and "recall: tokens vs full" in outputs
     assert (tmp_path / "notebook_context.png").stat().st_size > 10_000

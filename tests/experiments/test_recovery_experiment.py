@@ -2,15 +2,13 @@
 and notebooks/recovery.ipynb executed on its results."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from experiments.results import read_table
 from tests.experiments.test_cli import harnesslab
+from tests.helpers import run_notebook
 from tests.stores.test_durable import require_postgres_server
 
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "recovery.ipynb"
 FAULTS = ("none", "harness_kill", "sandbox_kill", "store_restart", "model_faults")
 
 
@@ -51,14 +49,7 @@ def test_the_report_has_a_recovery_section_and_plot(sweep):
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_the_recovery_notebook_runs_against_the_quick_results(sweep, tmp_path, monkeypatch):
-    import nbclient
-    import nbformat
-
-    monkeypatch.setenv("HARNESSLAB_RESULTS", str(sweep))
-    monkeypatch.setenv("HARNESSLAB_PLOTS", str(tmp_path))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(str(o.get("text", "")) for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    outputs = run_notebook("recovery.ipynb", sweep, tmp_path, monkeypatch)
     assert "10 results file(s)" in outputs and "10 of them runs with workers" in outputs
     assert "acknowledged events lost: 0" in outputs and "decoupled sessions not completed: 0" in outputs
     assert (tmp_path / "notebook_recovery.png").stat().st_size > 10_000

@@ -1,13 +1,10 @@
 """experiment=ttft_quick end to end: the sweep, `harnesslab report`, and notebooks/ttft.ipynb executed."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.experiments.test_cli import harnesslab
-
-NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "ttft.ipynb"
+from tests.helpers import run_notebook
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +33,7 @@ def test_the_report_compares_cells_with_the_seed_and_writes_plots(sweep):
 
 @pytest.mark.slow
 def test_the_notebook_runs_against_the_quick_results(sweep, tmp_path, monkeypatch):
-    import nbclient
-    import nbformat
-
-    monkeypatch.setenv("HARNESSLAB_RESULTS", str(sweep))
-    monkeypatch.setenv("HARNESSLAB_PLOTS", str(tmp_path))
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(notebook, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    outputs = "".join(str(o.get("text", "")) for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs)
+    outputs = run_notebook("ttft.ipynb", sweep, tmp_path, monkeypatch)
     assert "4 results file(s)" in outputs
     for plot in ("notebook_ttft_cdf.png", "notebook_ttft_breakdown.png"):
         assert (tmp_path / plot).stat().st_size > 10_000
