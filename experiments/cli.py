@@ -2,6 +2,8 @@
 
   harnesslab run [-m] [OVERRIDE ...]          run an experiment (Hydra overrides; -m sweeps)
   harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
+  harnesslab replay SESSION [--from R]        re-drive a logged session with no model, under any config
+  harnesslab fork SESSION --at N [OVERRIDE]   continue events [0, N) of a logged session another way
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
@@ -29,6 +31,8 @@ EXAMPLES = """examples:
   harnesslab run --help                       # config groups and their options
   harnesslab sessions ls
   harnesslab sessions show 3f2a               # a unique prefix of a session id is enough
+  harnesslab replay 3f2a --from outputs/2026-11-24/10-03-56-748408/results.duckdb context=recall sandbox=docker
+  harnesslab fork 3f2a --at 40 context=compaction  # what if the brain had compacted from step 40 on?
 """
 
 
@@ -36,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "run":
         return run(argv[1:])
+    if argv and argv[0] in ("replay", "fork"):
+        return fork(argv[0], argv[1:])
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
@@ -59,6 +65,10 @@ def parser() -> argparse.ArgumentParser:
     )
     commands = top.add_subparsers(title="commands", metavar="COMMAND", required=True)
     commands.add_parser("run", help="run an experiment: harnesslab run [-m] [OVERRIDE ...]", add_help=False)
+    commands.add_parser("replay", help="re-drive a logged session with model=replay: harnesslab replay SESSION --from RESULTS",
+                        add_help=False)
+    commands.add_parser("fork", help="a new session from events [0, N) of a logged one: harnesslab fork SESSION --at N",
+                        add_help=False)
 
     sessions = commands.add_parser("sessions", help="list, read or archive session logs").add_subparsers(
         metavar="ACTION", required=True
@@ -137,21 +147,75 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def run(args: list[str]) -> int:
+def run(args: list[str], command: str = "run", job_function=None) -> int:
+    """A Hydra job (or sweep, with -m) of `job_function(cfg, output_dir, choices)`, by default run_job."""
     import hydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from experiments.job import run_job
+    if job_function is None:
+        from experiments.job import run_job as job_function
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
         runtime = HydraConfig.get().runtime
-        run_job(cfg, Path(runtime.output_dir), dict(runtime.choices))
+        job_function(cfg, Path(runtime.output_dir), dict(runtime.choices))
 
-    sys.argv = ["harnesslab run", *args]
+    sys.argv = [f"harnesslab {command}", *args]
     job()
     return 0
+
+
+def fork(command: str, argv: list[str]) -> int:
+    """`harnesslab replay|fork SESSION [options] [OVERRIDE ...]`: the options here, the rest goes to Hydra."""
+    from experiments.fork import ForkError, check_fork_point
+    from experiments.fork_job import ForkRequest, run_fork_job
+    from stores.base import StoreError
+    from experiments.sources import SOURCES_HELP, newest_results, open_source
+
+    replay = command == "replay"
+    options = argparse.ArgumentParser(
+        prog=f"harnesslab {command}",
+        description=("re-drive a logged session with model=replay under any harness, context or sandbox: tools run again "
+                     "for real and each result is compared with the logged one" if replay else
+                     "create a session from events [0, N) of a logged one (its sandbox restored) and continue it under "
+                     "the configured model, harness and context"),
+        epilog="Other arguments are Hydra overrides, as for `harnesslab run` (-m sweeps them).",
+    )
+    options.add_argument("session", help="a session id, or a unique prefix of one")
+    options.add_argument("--from", dest="source", help=SOURCES_HELP)
+    options.add_argument("--at", type=int, required=not replay,
+                         help="keep events [0, N) of the logged session" + ("; default: just after the task" if replay else ""))
+    if not replay:
+        options.add_argument("--message", help="a new user message after the prefix (to continue a session that ended)")
+    args, overrides = options.parse_known_args(argv)
+    try:
+        source = str(Path(args.source).resolve()) if args.source and "://" not in args.source else args.source
+        source = source or str(newest_results(Path.cwd()))
+        origin = asyncio.run(_origin(open_source(source), args.session))
+        check_fork_point(origin, origin.task_start if args.at is None else args.at, getattr(args, "message", None))
+    except (ForkError, StoreError) as exc:
+        print(f"harnesslab {command}: {exc}", file=sys.stderr)
+        return 1
+    if replay and any(o.split("=")[0].lstrip("+~") == "model" for o in overrides):
+        print("harnesslab replay: the recording answers every model call; to continue with a model, use "
+              "`harnesslab fork SESSION --at N model=...`", file=sys.stderr)
+        return 2
+    if replay or "model=replay" in overrides:
+        overrides = [o for o in overrides if o != "model=replay"]
+        overrides += ["model=replay", f"model.session={origin.info.id}", f"model.after={args.at or 0}",
+                      f"model.recording.spec='{source}'"]
+    request = ForkRequest(source, origin.info.id, args.at, getattr(args, "message", None))
+    return run(overrides, command, lambda cfg, output_dir, choices: run_fork_job(cfg, output_dir, choices, request))
+
+
+async def _origin(store, prefix: str):
+    from experiments.fork import load_origin
+
+    try:
+        return await load_origin(store, prefix)
+    finally:
+        await store.close()
 
 
 def _sessions(args: argparse.Namespace, action) -> int:
@@ -177,12 +241,14 @@ async def _ls(store, args) -> int:
 async def _show(store, args) -> int:
     from experiments.transcript import transcript
 
-    matches = [info for info in await store.sessions() if info.id.startswith(args.session)]
-    if len(matches) != 1:
-        found = "no session" if not matches else f"{len(matches)} sessions ({', '.join(m.id for m in matches[:5])})"
-        print(f"harnesslab: {found} matching {args.session!r}; `harnesslab sessions ls` lists them", file=sys.stderr)
+    from experiments.fork import ForkError, find_session
+
+    try:
+        info = await find_session(store, args.session)
+    except ForkError as exc:
+        print(f"harnesslab: {exc}", file=sys.stderr)
         return 1
-    print(transcript(matches[0], await store.events(matches[0].id), args.width))
+    print(transcript(info, await store.events(info.id), args.width))
     return 0
 
 

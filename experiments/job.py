@@ -38,8 +38,7 @@ QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "anthropic", "aiohttp.access")
 
 def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     """Run the configured experiment; return the path of its results.duckdb."""
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+    quiet_http_logs()
     started = utc_now()
     faults = "+".join(cfg.get("faults") or {}) or "none"
     cell = " ".join(f"{group}={choices[group]}" for group in ("harness", "sandbox") if group in choices)
@@ -51,7 +50,35 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
     else:
         records, logs = asyncio.run(_run(cfg, cell))
-    run_id = uuid.uuid4().hex
+    saved = save_run(cfg, output_dir, choices, started, records, logs, faults, recovery.violations() if recovery else [])
+    if recovery is not None:
+        from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
+
+        archive.write_table(saved.path, "faults", FAULTS_TABLE, fault_rows(recovery, saved.run_id))
+        archive.write_table(saved.path, "recovery", RECOVERY_TABLE, [{**recovery.table_row(), "run_id": saved.run_id}])
+    chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks")), f"faults={faults}"])
+    print_run(saved, f"harnesslab run · {chosen}", recovery.summary() if recovery else None)
+    return saved.path
+
+
+def quiet_http_logs() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedRun:
+    path: Path  # its results.duckdb
+    run_id: str
+    tables: dict[str, list[dict[str, Any]]]
+    violations: list[invariants.Violation]
+
+
+def save_run(
+    cfg: DictConfig, output_dir: Path, choices: dict[str, str], started: dt.datetime,
+    records: list[SessionRecord], logs: dict[str, list], faults: str = "none", violations: list = (),
+) -> SavedRun:
+    """Write the run's results.duckdb: its sessions, model and tool calls, events, run row and invariant checks."""
     run = {
         "started": started, "finished": utc_now(),
         "config": redact_dsn(json_text(OmegaConf.to_container(cfg, resolve=True))), "choices": json_text(choices),
@@ -59,27 +86,25 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         "harnesslab": _version(),
     }
     tables = tables_for(records, logs, {**{part: choices.get(part, "") for part in PARTS}, "faults": faults})
-    violations = invariants.check_logs(logs) + (recovery.violations() if recovery else [])
-    tables["runs"], tables["violations"] = [run], invariants.violation_rows(violations)
+    found = invariants.check_logs(logs) + list(violations)
+    tables["runs"], tables["violations"] = [run], invariants.violation_rows(found)
     path = output_dir / cfg.run.results
+    run_id = uuid.uuid4().hex
     results.write_results(path, run_id, tables)
-    if recovery is not None:
-        from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
+    return SavedRun(path, run_id, tables, found)
 
-        archive.write_table(path, "faults", FAULTS_TABLE, fault_rows(recovery, run_id))
-        archive.write_table(path, "recovery", RECOVERY_TABLE, [{**recovery.table_row(), "run_id": run_id}])
-    sessions = pd.DataFrame(tables["sessions"], columns=list(results.SCHEMA["sessions"]))
-    calls = pd.DataFrame(tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
-    chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks")), f"faults={faults}"])
-    print(f"harnesslab run · {chosen}")
+
+def print_run(saved: SavedRun, heading: str, extra: str | None = None) -> None:
+    sessions = pd.DataFrame(saved.tables["sessions"], columns=list(results.SCHEMA["sessions"]))
+    calls = pd.DataFrame(saved.tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
+    print(heading)
     print(summary_table(sessions, calls))
-    if recovery is not None:
-        print(recovery.summary())
-    print(f"invariants: {len(violations)} violation(s) in {len(logs)} session log(s)")
-    for violation in violations[:20]:
+    if extra:
+        print(extra)
+    print(f"invariants: {len(saved.violations)} violation(s) in {len(saved.tables['sessions'])} session log(s)")
+    for violation in saved.violations[:20]:
         print(f"  {violation}")
-    print(f"results: {path}")
-    return path
+    print(f"results: {saved.path}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ class ModelRequest:
     messages: list[dict[str, Any]]
     tools: list[dict[str, Any]] = field(default_factory=list)
     max_tokens: int = 4096
+    purpose: str = "turn"  # or "compaction": a call the context strategy makes for itself (replay answers each from its own log)
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,12 @@ class Hands:
                 self._sandbox = await self._provision()
         return self._sandbox
 
-    async def _provision(self) -> Sandbox:
+    async def fresh(self, **note) -> Sandbox:
+        """A new sandbox for this session, whatever the log says (a fork gets hands of its own); `note` is logged."""
+        self._sandbox = await self._provision(note)
+        return self._sandbox
+
+    async def _provision(self, note: dict | None = None) -> Sandbox:
         started = time.perf_counter()
         sandbox = await self.provider.provision()
         provisioned = time.perf_counter()
@@ -77,6 +82,7 @@ class Hands:
                     "hand": self.provider.hand,
                     "provision_ms": (provisioned - started) * 1000,
                     "setup_ms": (time.perf_counter() - provisioned) * 1000,
+                    **(note or {}),
                 },
             )
         )

@@ -73,6 +73,7 @@ class ArchiveStore:
         if not self.paths or missing:
             raise StoreError(f"no results file at {', '.join(missing) or '(none given)'}")
         self._con: Any = None
+        self._files: list[str] = []  # the attached files' names in _con
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         raise ReadOnlyStore("a results archive is read-only; create sessions in a live store")
@@ -104,6 +105,21 @@ class ArchiveStore:
             self._con.close()
             self._con = None
 
+    def run_config(self, session_id: str) -> dict[str, Any] | None:
+        """The config of the run that logged `session_id`, if its file has a `runs` table (an export has none)."""
+        self._query("SELECT 1", [])
+        for name in self._files:
+            tables = {row[0] for row in self._con.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_catalog = ?", [name]).fetchall()}
+            if "runs" not in tables:
+                continue
+            row = self._con.execute(
+                f"SELECT CAST(r.config AS VARCHAR) FROM {name}.runs r JOIN {name}.events e USING (run_id) "
+                "WHERE e.session_id = ? LIMIT 1", [session_id]).fetchone()
+            if row is not None:
+                return json.loads(row[0])
+        return None
+
     def _infos(self, where: str, params: list) -> list[SessionInfo]:
         rows = self._query(
             "SELECT session_id, count(*), arg_min(ts, position), arg_max(ts, position), list(type ORDER BY position), "
@@ -121,7 +137,7 @@ class ArchiveStore:
             import duckdb
 
             con = duckdb.connect()
-            files = attach_read_only(con, self.paths)
+            files = self._files = attach_read_only(con, self.paths)
             # one row per (session, position), even if the same run was archived into two files
             union = " UNION ALL ".join(f"SELECT session_id, position, type, data, ts, v FROM {f}.events" for f in files)
             con.execute(f"CREATE TEMP VIEW archived AS SELECT DISTINCT ON (session_id, position) * FROM ({union})")

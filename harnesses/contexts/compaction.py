@@ -45,7 +45,7 @@ class CompactionContext:
             return
         messages = _ask(_view(events[:to]))
         started = time.perf_counter()
-        response = await model.respond(ModelRequest(session.meta.get("system", ""), messages, [], self.max_tokens))
+        response = await model.respond(ModelRequest(session.meta.get("system", ""), messages, [], self.max_tokens, purpose="compaction"))
         await session.append(Event(COMPACTED, {
             "summary": content_text(response.content), "to": to, "tokens_before": tokens,
             "usage": response.usage.to_dict(), "model": response.model, "request_id": response.request_id,

@@ -1,15 +1,22 @@
-"""Answers with the model.response events of recorded sessions: re-run a logged session with no model.
+"""Answers with the model responses of recorded sessions: re-run a logged session with no model.
 
-A request is matched to a recording by its conversation: the recorded session with the same first
-user message whose model saw exactly these messages before its k-th response (prompt-cache markers
-aside) answers with that response. Anything else is a divergence, reported with its position.
+Two ways to match a request to a recording:
+- by conversation (the default, for re-running a whole sweep under its own config): the recorded session
+  with the same first user message whose model saw exactly these messages before its k-th response
+  (prompt-cache markers aside) answers with that response;
+- by position (`session=ID`, for one session under any harness, context or sandbox): the k-th call gets
+  the k-th response that session logged after position `after`, whatever the context looks like now.
+  Turn calls are answered from `model.response` events, compaction calls from `context.compacted` ones.
+Anything else is a divergence, reported with its position.
 """
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from harnesses.contexts.compaction import COMPACTED
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
 from harnesses.messages import events_to_messages, without_cache_marks
 from harnesses.policy import Conversation
@@ -31,12 +38,16 @@ class RecordedCall:
 class ReplayModel:
     name = "replay"
 
-    def __init__(self, recording: SessionStore):
-        self.recording = recording
+    def __init__(self, recording: SessionStore, session: str | None = None, after: int = 0):
+        self.recording, self.session, self.after = recording, session, after
         self._calls: dict[str, list[list[RecordedCall]]] | None = None  # prompt -> sessions -> calls
+        self._queues: dict[str, deque[RecordedCall]] | None = None  # purpose -> the session's calls, in order
+        self.answered = 0
 
     async def start(self) -> None:
-        if self._calls is None:
+        if self.session is not None:
+            await self._load_session()
+        elif self._calls is None:
             self._calls = {}
             for info in await self.recording.sessions():
                 events = await self.recording.events(info.id)
@@ -50,6 +61,8 @@ class ReplayModel:
     async def respond(self, request: ModelRequest) -> ModelResponse:
         started = time.perf_counter()
         await self.start()
+        if self._queues is not None:
+            return self._by_position(request.purpose, started)
         messages = without_cache_marks(request.messages)
         turn = sum(1 for m in messages if m["role"] == "assistant")
         sessions = self._calls.get(Conversation(messages).prompt, [])
@@ -60,6 +73,28 @@ class ReplayModel:
 
     async def close(self) -> None:
         await self.recording.close()
+
+    async def _load_session(self) -> None:
+        if self._queues is not None:
+            return
+        events = [e for e in await self.recording.events(self.session) if e.position >= self.after]
+        summaries = [
+            RecordedCall(self.session, e.position, [], {**e.data, "content": [{"type": "text", "text": e.data.get("summary", "")}]})
+            for e in events if e.type == COMPACTED
+        ]
+        turns = [RecordedCall(self.session, e.position, [], e.data) for e in events if e.type == "model.response"]
+        self._queues = {"turn": deque(turns), "compaction": deque(summaries)}
+
+    def _by_position(self, purpose: str, started: float) -> ModelResponse:
+        queue = self._queues.get(purpose)
+        if not queue:
+            logged = "none" if queue is None else "no more"
+            raise Divergence(
+                f"replay of session {self.session} has {logged} {purpose!r} responses after position {self.after}: "
+                f"this run asks for more model calls than the recording made ({self.answered} answered)"
+            )
+        self.answered += 1
+        return _response(queue.popleft(), started)
 
 
 def _response(call: RecordedCall, started: float) -> ModelResponse:

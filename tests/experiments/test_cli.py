@@ -93,3 +93,22 @@ def test_every_smoke_task_succeeds_in_docker_sandboxes(tmp_path, docker_image):
     done = harnesslab("run", "sandbox=docker", "store=memory", cwd=tmp_path)
     assert done.returncode == 0 and "10/10 sessions succeeded" in done.stdout, done.stdout + done.stderr
     assert "sandbox=docker" in done.stdout
+
+
+@pytest.mark.slow
+def test_replay_and_fork_a_logged_session_from_the_command_line(tmp_path):
+    assert harnesslab("run", "tasks.only=[fix_bug]", cwd=tmp_path).returncode == 0
+    [results] = tmp_path.glob("outputs/*/*/results.duckdb")
+    session = read_table([results], "sessions")["session_id"][0]
+    replayed = harnesslab("replay", session[:8], "--from", str(results), "context=recall", cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    assert "harnesslab replay · harness=decoupled model=replay sandbox=local store=sqlite context=recall" in replayed.stdout
+    assert "tool results compared with the log: 3, diverged: 0\n  first divergence: none" in replayed.stdout
+    [replay_results] = set(tmp_path.glob("outputs/*/*/results.duckdb")) - {results}
+    assert read_table([replay_results], "sessions")["success"].all()
+    assert read_table([replay_results], "divergences").empty
+    forked = harnesslab("fork", session[:8], "--from", str(results), "--at", "3", "context=compaction", cwd=tmp_path)
+    assert forked.returncode == 0, forked.stderr
+    assert f"fork of session {session} (smoke/fix_bug#0)" in forked.stdout and "1/1 sessions succeeded" in forked.stdout
+    wrong = harnesslab("fork", session[:8], "--from", str(results), "--at", "99", cwd=tmp_path)
+    assert wrong.returncode == 1 and f"--at 99: session {session} holds positions 0..14" in wrong.stderr

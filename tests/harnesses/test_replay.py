@@ -62,3 +62,30 @@ async def test_a_prompt_never_recorded_is_named(tmp_path):
 
     with pytest.raises(Exception, match="no recorded session starts with 'hello'"):
         await model.respond(ModelRequest("", [{"role": "user", "content": "hello"}]))
+
+
+async def test_by_position_turn_calls_get_the_sessions_responses_and_compaction_calls_its_summaries():
+    from harnesses.base import ModelRequest
+    from stores.base import Event
+
+    store = MemoryStore()
+    session = await store.create_session({"task": "t"})
+    turn = {"content": [{"type": "text", "text": "first"}], "stop_reason": "end_turn", "usage": {"input_tokens": 3}}
+    await store.append(session, [
+        Event("user.message", {"text": "go"}), Event("model.response", turn),
+        Event("context.compacted", {"summary": "so far: nothing", "to": 2, "usage": {"input_tokens": 9}, "model": "m"}),
+        Event("model.response", {**turn, "content": [{"type": "text", "text": "second"}]}),
+    ], expect=1)
+    model = ReplayModel(store, session=session)
+    ask = ModelRequest("", [{"role": "user", "content": "anything at all"}])
+    first = await model.respond(ask)
+    summary = await model.respond(ModelRequest("", [], purpose="compaction"))
+    second = await model.respond(ask)
+    assert [first.content[0]["text"], summary.content[0]["text"], second.content[0]["text"]] == ["first", "so far: nothing", "second"]
+    assert first.usage.input_tokens == 3 and summary.usage.input_tokens == 9 and model.answered == 3
+    with pytest.raises(Exception, match=r"has no more 'turn' responses after position 0: this run asks for more model calls"):
+        await model.respond(ask)
+    later = ReplayModel(store, session=session, after=4)  # a replay from position 4 on
+    assert (await later.respond(ask)).content[0]["text"] == "second"
+    with pytest.raises(Exception, match="has no more 'compaction' responses"):
+        await later.respond(ModelRequest("", [], purpose="compaction"))

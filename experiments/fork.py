@@ -1,0 +1,174 @@
+"""Fork and replay: a new session that starts from events [0, N) of a logged one.
+
+The new session copies the prefix into the run's store (same types, data and positions; fresh
+timestamps), with `forked_from` in its meta. Its hands are its own: if the prefix holds a live sandbox,
+a fresh one is provisioned and every tool call the prefix ran in that sandbox runs again, in order, so
+the fork starts from the workspace the prefix left. Then a harness wakes on it. With `model=replay` the
+rest of the recording drives it (a replay: tools run again for real, and each result is compared with
+the logged one); with any other model the session takes a path of its own (a fork).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from harnesses.hands import Hands, live_sandbox_id
+from harnesses.log import SessionLog
+from sandboxes.base import SandboxProvider
+from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionStore
+
+BRIEF = 300  # characters of an expected or got output shown in a divergence
+
+
+class ForkError(ValueError):
+    """A fork point or session that cannot be used; the message says what can."""
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The logged session a fork or replay starts from."""
+
+    info: SessionInfo
+    events: list[Event]
+
+    @property
+    def task_start(self) -> int:
+        """Just after the first user message: where a replay starts."""
+        first = next((e.position for e in self.events if e.type == "user.message"), None)
+        if first is None:
+            raise ForkError(f"session {self.info.id} has no user message: there is nothing to replay")
+        return first + 1
+
+    def user_messages(self, after: int) -> list[Event]:
+        return [e for e in self.events if e.type == "user.message" and e.position >= after]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDivergence:
+    """A tool call that gave another result than the log says it gave."""
+
+    position: int  # of the logged tool.result
+    tool: str
+    input: Any
+    expected: str
+    got: str
+
+    def __str__(self) -> str:
+        call = f"{self.tool} {json.dumps(self.input, ensure_ascii=False)[:120]}"
+        return f"position {self.position} ({call}): expected {self.expected[:BRIEF]!r}, got {self.got[:BRIEF]!r}"
+
+    def row(self) -> dict[str, Any]:
+        return {"position": self.position, "tool": self.tool, "input": json.dumps(self.input), "expected": self.expected, "got": self.got}
+
+
+async def find_session(store: SessionStore, prefix: str) -> SessionInfo:
+    """The one session whose id starts with `prefix`."""
+    matches = [info for info in await store.sessions() if info.id.startswith(prefix)]
+    if len(matches) != 1:
+        found = "no session" if not matches else f"{len(matches)} sessions ({', '.join(m.id for m in matches[:5])})"
+        raise ForkError(f"{found} matching {prefix!r}; `harnesslab sessions ls` lists them")
+    return matches[0]
+
+
+async def load_origin(store: SessionStore, prefix: str) -> Origin:
+    info = await find_session(store, prefix)
+    return Origin(info, await store.events(info.id))
+
+
+def check_fork_point(origin: Origin, at: int, message: str | None = None) -> None:
+    length = len(origin.events)
+    if not 2 <= at <= length:
+        raise ForkError(f"--at {at}: session {origin.info.id} holds positions 0..{length - 1}; "
+                        f"fork at 2..{length} (events [0, N) are kept; {origin.task_start} is just after the task)")
+    answered = {e.data.get("tool_use_id"): e.position for e in origin.events if e.type == "tool.result"}
+    cut = [e for e in origin.events[:at] if e.type == "tool.call" and answered.get(e.data.get("tool_use_id"), 0) >= at]
+    if cut:
+        call, result = cut[0].position, answered[cut[0].data.get("tool_use_id")]
+        raise ForkError(f"--at {at} falls inside a tool call (logged at {call}, its result at {result}); "
+                        f"fork at {call} (before the call) or at {result + 1} (after its result)")
+    last = origin.events[at - 1]
+    if last.type in TERMINAL_TYPES and message is None:
+        raise ForkError(f"--at {at}: the session has ended there ({last.type} at position {last.position}); "
+                        f"fork earlier, or give --message to continue it with a new user message")
+
+
+async def start_fork(
+    store: SessionStore, sandboxes: SandboxProvider, origin: Origin, at: int, message: str | None = None
+) -> tuple[str, int, list[ToolDivergence]]:
+    """Create the fork from events [0, at); return its id, how many of the prefix's tool calls ran again to
+    restore its sandbox, and where their results differed from the log."""
+    check_fork_point(origin, at, message)
+    meta = {**origin.info.meta, "forked_from": {"session_id": origin.info.id, "at": at}}
+    log = await SessionLog.open(store, await store.create_session(meta))
+    await log.append(*(Event(e.type, e.data) for e in origin.events[1:at]))
+    restored, divergences = await restore_hands(log, sandboxes, origin)
+    if message is not None:
+        await log.append(Event("user.message", {"text": message}))
+    return log.session_id, restored, divergences
+
+
+async def restore_hands(log: SessionLog, sandboxes: SandboxProvider, origin: Origin) -> tuple[int, list[ToolDivergence]]:
+    """Give the fork a sandbox of its own in the state the prefix left, if the prefix holds a live one."""
+    prefix = log.events
+    if live_sandbox_id(prefix) is None:
+        return 0, []  # no hands yet (or they were lost): the harness provisions them when a tool needs them
+    since = max(e.position for e in prefix if e.type == "sandbox.provisioned")
+    calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") != "harness"}
+    ran = [e for e in prefix[since:] if e.type == "tool.result" and e.data.get("tool_use_id") in calls]
+    hands = Hands(sandboxes, log)
+    await hands.fresh(restored={"from": origin.info.id, "calls": len(ran)})
+    divergences = []
+    for result in ran:
+        call = calls[result.data["tool_use_id"]]
+        again = await hands.execute(call.get("name"), call.get("input"), f"{log.session_id}:{result.data['tool_use_id']}")
+        divergences += _differs(result, call, again.output, again.is_error)
+    return len(ran), divergences
+
+
+def replay_divergences(origin: Origin, at: int, replayed: list[Event], outcome: str) -> list[ToolDivergence]:
+    """Every logged tool result from `at` on, against the replay's result for the same tool_use id."""
+    calls = {e.data.get("tool_use_id"): e.data for e in origin.events if e.type == "tool.call"}
+    got = {e.data.get("tool_use_id"): e for e in replayed if e.type == "tool.result"}
+    found = []
+    for result in (e for e in origin.events[at:] if e.type == "tool.result"):
+        call = calls.get(result.data.get("tool_use_id"), {"name": result.data.get("name"), "input": None})
+        mine = got.get(result.data.get("tool_use_id"))
+        if mine is None:
+            found.append(ToolDivergence(result.position, call.get("name"), call.get("input"), _shown(result.data),
+                                        f"nothing: the replay ended first ({outcome})"))
+        else:
+            found += _differs(result, call, mine.data.get("output", ""), mine.data.get("is_error", False))
+    return found
+
+
+def _differs(logged: Event, call: dict, output: str, is_error: bool) -> list[ToolDivergence]:
+    if (logged.data.get("output"), bool(logged.data.get("is_error"))) == (output, bool(is_error)):
+        return []
+    got = _shown({"output": output, "is_error": is_error})
+    return [ToolDivergence(logged.position, call.get("name"), call.get("input"), _shown(logged.data), got)]
+
+
+def _shown(result: dict) -> str:
+    return f"{'error: ' if result.get('is_error') else ''}{result.get('output', '')}"
+
+
+def stream_digest(session_id: str, events: list[Event]) -> str:
+    """sha256 of a session's event stream with what differs between identical runs normalized: timestamps
+    and timings (`ts`, every `*_ms` field), identities (the session's and its sandboxes' ids) and the process
+    (`pid`, `host`). Two replays of one session under one config have the same digest."""
+    text = json.dumps([[e.position, e.type, _untimed(e.data)] for e in events], sort_keys=True, ensure_ascii=False)
+    sandboxes = dict.fromkeys(e.data.get("sandbox_id") for e in events if e.type == "sandbox.provisioned")
+    for i, identity in enumerate([session_id, *sandboxes]):
+        if identity:
+            text = text.replace(identity, f"<id-{i}>")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _untimed(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if not k.endswith("_ms") and k not in ("pid", "host", "turn_breakdown")}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
