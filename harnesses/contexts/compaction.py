@@ -4,7 +4,9 @@ the task, the summary and the turns after it.
 The summary is logged as a `context.compacted` event naming the positions it covers ([0, `to`)); the
 originals stay in the log, so nothing is lost for good: another strategy, a replay or a fork sees them
 all. The cut falls at the start of a turn, `keep_turns` turns back, so the turns after it keep every
-tool_result next to its tool_use. The prefix is stable between compactions; each one resets it.
+tool_result next to its tool_use. The prefix is stable between compactions; each one resets it. A
+compaction folds in at least half a threshold of new turns, so a summary that is itself near the
+threshold is not rewritten at every call.
 """
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ class CompactionContext:
             return
         since = _last_compaction(events)
         covered = since.data["to"] if since else 0
+        if since is not None and _tokens_after(events, covered) < self.threshold_tokens // 2:
+            return  # a summary near the threshold on its own must not be redone every turn: fold in half a threshold at least
         starts = [e.position for e in events if e.type == "model.response" and e.position > covered]
         to = starts[-self.keep_turns] if self.keep_turns else len(events)
         if len(starts) <= self.keep_turns or to <= covered:
@@ -62,6 +66,10 @@ def _view(events: Sequence[Event]) -> list[dict[str, Any]]:
     head = {"role": "user", "content": [{"type": "text", "text": task.data.get("text", "")},
                                         {"type": "text", "text": last.data["summary"]}]}
     return [head, *events_to_messages(e for e in events[last.data["to"]:] if e.type != COMPACTED)]
+
+
+def _tokens_after(events: Sequence[Event], position: int) -> int:
+    return estimate_tokens(events_to_messages(e for e in events[position:] if e.type != COMPACTED))
 
 
 def _last_compaction(events: Sequence[Event]) -> Event | None:

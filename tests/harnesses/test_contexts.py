@@ -12,6 +12,7 @@ from experiments.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
 from harnesses.contexts.compaction import CompactionContext
+from harnesses.messages import events_to_messages
 from harnesses.contexts.full import FullContext
 from harnesses.contexts.memory import MemoryContext, current_memory
 from harnesses.contexts.recall import RecallContext
@@ -137,6 +138,9 @@ async def test_compaction_logs_a_summary_of_the_positions_it_covers_and_later_co
     full = await FullContext().build(events[:after.position])
     assert estimate_tokens(seen) < estimate_tokens(full) and len(seen) < len(full)
     assert sum(e.type == "tool.result" for e in events) >= 20  # the originals stay in the log
+    for earlier, later in zip(compactions, compactions[1:]):  # each folds in half a threshold of new turns at least
+        folded = events_to_messages(e for e in events[earlier.data["to"]:later.position] if e.type != "context.compacted")
+        assert estimate_tokens(folded) >= 750
 
 
 async def test_compaction_is_lossy_where_the_summary_drops_what_a_task_needs(tmp_path):
