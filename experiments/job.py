@@ -47,6 +47,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     if cfg.get("faults") or cfg.run.get("workers"):
         from experiments.recovery import run_with_faults
 
+        if cfg.get("credentials"):
+            raise ValueError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
         records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
     else:
         records, logs = asyncio.run(_run(cfg, cell))
@@ -114,6 +116,7 @@ class Parts:
     model: Model
     context: ContextStrategy
     harness: Harness
+    credentials: Any = None  # a CredentialLab with credentials=proxy: it grants sessions their capabilities
 
 
 def build_parts(
@@ -127,13 +130,15 @@ def build_parts(
     sandboxes = wrap("sandbox", close_on_exit(stack, instantiate(cfg.sandbox)))
     model = wrap("model", close_on_exit(stack, instantiate(cfg.model)))
     context = instantiate(cfg.context)
-    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context, **(harness_options or {}))
-    return Parts(store, sandboxes, model, context, harness)
+    lab = close_on_exit(stack, instantiate(cfg.credentials)) if cfg.get("credentials") else None
+    options = {**(harness_options or {}), **({"credentials": lab.credentials} if lab is not None else {})}
+    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context, **options)
+    return Parts(store, sandboxes, model, context, harness, lab)
 
 
 async def start_parts(parts: Parts) -> None:
     """Let parts with an async `start` (a model's client, an emulator) get ready before sessions are timed."""
-    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.harness):
+    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.credentials, parts.harness):
         start = getattr(part, "start", None)
         if start is not None:
             await start()
@@ -152,7 +157,7 @@ async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], di
             mark = "ok" if record.verdict.success else "FAILED"
             print(f"[{cell}] {done}/{len(tasks)} {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
 
-        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress)
+        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress, parts.credentials)
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
     return records, logs
 

@@ -25,11 +25,16 @@ class SessionRecord:
 
 
 async def run_task(
-    store: SessionStore, harness: Harness, sandboxes: SandboxProvider, suite: str, instance: int, task: Task
+    store: SessionStore, harness: Harness, sandboxes: SandboxProvider, suite: str, instance: int, task: Task,
+    credentials: Any = None,
 ) -> SessionRecord:
-    """Create the session, wake a harness on it, then check the result in the session's sandbox."""
+    """Create the session (and its credential grant), wake a harness on it, then check the result in its sandbox."""
     meta = task.meta(suite, instance)
+    if meta.get("credentials") and credentials is None:
+        raise ValueError(f"task {task.name} needs credentials {meta['credentials']}: run it with credentials=proxy")
     session_id = await store.create_session(meta)
+    if credentials is not None:
+        await credentials.grant(session_id, meta)
     await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
     started = time.perf_counter()
     outcome = await harness.wake(session_id)
@@ -70,6 +75,7 @@ async def run_suite(
     tasks: Sequence[tuple[str, int, Task]],
     concurrency: int,
     on_done: Callable[[SessionRecord], Any] = lambda record: None,
+    credentials: Any = None,
 ) -> list[SessionRecord]:
     if concurrency < 1:
         raise ValueError(f"run.concurrency must be at least 1, got {concurrency}")
@@ -77,7 +83,7 @@ async def run_suite(
 
     async def one(suite: str, instance: int, task: Task) -> SessionRecord:
         async with gate:
-            record = await run_task(store, harness, sandboxes, suite, instance, task)
+            record = await run_task(store, harness, sandboxes, suite, instance, task, credentials)
         on_done(record)
         return record
 

@@ -22,7 +22,7 @@ class CoupledHarness(DecoupledHarness):
     name = "coupled"
 
     def _hands(self, session: SessionLog) -> Hands:
-        return Hands(self.sandboxes, session, replace_lost=False)
+        return Hands(self.sandboxes, session, replace_lost=False, fetch=self._fetch(session))
 
     async def _before_loop(self, session: SessionLog, hands: Hands) -> None:
         sandbox = await hands.get()  # provisioned and prepared before the model is called

@@ -14,6 +14,7 @@ from harnesses.log import SessionLog
 from harnesses.messages import stable_prefix
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
 from sandboxes.base import SandboxError, SandboxProvider, ToolResult
+from sandboxes.credentials.client import SessionCredentials
 from sandboxes.tools import TOOLS
 from stores.base import Conflict, Event, SessionStore, StoreUnavailable
 
@@ -47,6 +48,7 @@ class DecoupledHarness:
         max_tokens: int = 4096,
         interrupted: str = "idempotent",
         worker: str | None = None,
+        credentials: SessionCredentials | None = None,
     ):
         if interrupted not in INTERRUPTED_POLICIES:
             raise ValueError(f"interrupted={interrupted!r}; valid: {', '.join(INTERRUPTED_POLICIES)}")
@@ -57,6 +59,9 @@ class DecoupledHarness:
         self.worker = worker  # the worker slot driving this harness, recorded in harness.woke
         # tools the context strategy answers itself (recall, memory): about the log, so an interrupted one just runs again
         self._context_tools = {t.name: t for t in getattr(context, "tools", ())}
+        # tools the credential proxy runs with the session's capability: the harness never holds a secret
+        self.credentials = credentials
+        self._proxy_tools = {t.name: t for t in credentials.tools} if credentials else {}
 
     async def wake(self, session_id: str) -> Outcome:
         started = time.time()
@@ -85,7 +90,13 @@ class DecoupledHarness:
 
     def _hands(self, session: SessionLog) -> Hands:
         """Hands provisioned at the first tool call that needs them, and replaced when lost."""
-        return Hands(self.sandboxes, session)
+        return Hands(self.sandboxes, session, fetch=self._fetch(session))
+
+    def _fetch(self, session: SessionLog):
+        """How the session's setup clones repositories: through the proxy, with the session's capability."""
+        if self.credentials is None:
+            return None
+        return lambda url: self.credentials.run_tool("git_clone", {"url": url}, session.session_id)
 
     async def _before_loop(self, session: SessionLog, hands: Hands) -> None:
         """Nothing: the first model call does not wait for hands."""
@@ -159,6 +170,7 @@ class DecoupledHarness:
         if name not in offered:
             return ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
         own = name in self._context_tools  # the session reading itself: answered from the log, not by the hands
+        proxied = name in self._proxy_tools
         if tool_use_id in step.logged and not own and not self._may_rerun(name):
             return ToolResult(
                 "interrupted: this tool call started before a crash and its outcome is unknown; "
@@ -169,10 +181,12 @@ class DecoupledHarness:
         if tool_use_id not in step.logged:
             await session.append(Event("tool.call", {
                 "tool_use_id": tool_use_id, "name": name, "input": input,
-                "hand": "harness" if own else self.sandboxes.hand, "idempotency_key": key,
+                "hand": "harness" if own else "proxy" if proxied else self.sandboxes.hand, "idempotency_key": key,
             }))
         if own:
             return await self.context.run_tool(name, input, session.events)
+        if proxied:
+            return await self.credentials.run_tool(name, input, session.session_id)
         return await hands.execute(name, input, key)
 
     def _may_rerun(self, name: str) -> bool:
@@ -181,10 +195,13 @@ class DecoupledHarness:
         return self.interrupted == "rerun"
 
     def _offered(self, meta: dict) -> list[dict[str, Any]]:
-        """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list, and the context's."""
+        """The tools shown to the model: the sandbox's, narrowed by the session's `tools` list, the context's,
+        and the proxy's that the session was granted."""
         wanted = meta.get("tools")
+        granted = (meta.get("credentials") or {}).get("tools") or ()
         return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted] + [
-            t.to_api() for t in self._context_tools.values()]
+            t.to_api() for t in self._context_tools.values()] + [
+            t.to_api() for t in self._proxy_tools.values() if t.name in granted]
 
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
         """End the session, first answering every logged tool call still open: the log says how each ended."""

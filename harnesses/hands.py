@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 
 from harnesses.log import SessionLog
-from sandboxes.base import Sandbox, SandboxError, SandboxLost, SandboxProvider, Setup, ToolResult
+from sandboxes.base import Fetch, Sandbox, SandboxError, SandboxLost, SandboxProvider, Setup, ToolResult
 from stores.base import Event
 
 
@@ -26,8 +26,9 @@ class PetLost(SandboxError, ConnectionError):
 class Hands:
     """`replace_lost=False` is the coupled design: the session lives and dies with its one sandbox."""
 
-    def __init__(self, provider: SandboxProvider, log: SessionLog, replace_lost: bool = True):
+    def __init__(self, provider: SandboxProvider, log: SessionLog, replace_lost: bool = True, fetch: Fetch | None = None):
         self.provider, self.log, self.replace_lost = provider, log, replace_lost
+        self.fetch = fetch  # clones the setup's repositories (through the credential proxy)
         self._sandbox: Sandbox | None = None
         self.provision_ms = 0.0  # spent provisioning and preparing, in this wake
 
@@ -72,7 +73,7 @@ class Hands:
         started = time.perf_counter()
         sandbox = await self.provider.provision()
         provisioned = time.perf_counter()
-        await sandbox.prepare(Setup.from_meta(self.log.meta.get("setup")))
+        await sandbox.prepare(Setup.from_meta(self.log.meta.get("setup")), self.fetch)
         self.provision_ms += (time.perf_counter() - started) * 1000
         await self.log.append(
             Event(

@@ -1,10 +1,11 @@
 """The hands: a Sandbox executes named tools; a provider provisions sandboxes and re-attaches to them."""
 from __future__ import annotations
 
+import shlex
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from sandboxes.journal import Journal
 from sandboxes.tools import TOOLS, ToolError, ToolSpec, validate_input
@@ -35,11 +36,16 @@ class Setup:
 
     files: Mapping[str, str] = field(default_factory=dict)
     commands: Sequence[str] = ()
+    repos: Sequence[Mapping[str, str]] = ()  # {url, dest}: cloned through the credential proxy, before the commands
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any] | None) -> Setup:
         meta = meta or {}
-        return cls(dict(meta.get("files") or {}), tuple(meta.get("commands") or ()))
+        return cls(dict(meta.get("files") or {}), tuple(meta.get("commands") or ()), tuple(meta.get("repos") or ()))
+
+
+# Clones a repository outside the sandbox (the credential proxy) and returns it as a base64 tar.gz
+Fetch = Callable[[str], Awaitable[ToolResult]]
 
 
 class Sandbox(ABC):
@@ -68,10 +74,23 @@ class Sandbox(ABC):
             output, is_error = f"{name} failed: {exc.strerror or exc}", True
         return ToolResult(output, is_error, (time.perf_counter() - started) * 1000)
 
-    async def prepare(self, setup: Setup) -> None:
-        """Write the task's files and run its setup commands, through the sandbox's own tools."""
+    async def prepare(self, setup: Setup, fetch: Fetch | None = None) -> None:
+        """Write the task's files, unpack its repositories, run its setup commands: through the sandbox's own tools.
+
+        A repository is cloned outside the sandbox by `fetch`, with credentials the sandbox never sees; only the
+        checkout comes in, its remote without credentials."""
         for path, content in setup.files.items():
             await self._must("write_file", {"path": path, "content": content})
+        for number, repo in enumerate(setup.repos):
+            if fetch is None:
+                raise SetupFailed(f"sandbox {self.id}: the setup clones {repo['url']}, which needs the credential proxy (credentials=proxy)")
+            archive = await fetch(repo["url"])
+            if archive.is_error:
+                raise SetupFailed(f"sandbox {self.id}: cloning {repo['url']} failed: {archive.output}")
+            staged = f".harnesslab-clone-{number}.b64"
+            await self._must("write_file", {"path": staged, "content": archive.output})
+            dest = shlex.quote(repo.get("dest") or ".")
+            await self._must("bash", {"command": f"mkdir -p {dest} && base64 -d {staged} | tar -xz -C {dest} && rm {staged}"})
         for command in setup.commands:
             await self._must("bash", {"command": command})
 

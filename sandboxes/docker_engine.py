@@ -20,7 +20,7 @@ from pathlib import Path
 from sandboxes.base import SandboxError
 
 SUITE = "bookworm"
-PACKAGES = ("python3", "coreutils", "findutils", "grep", "sed")
+PACKAGES = ("python3", "coreutils", "findutils", "grep", "sed", "git")
 IMAGE = "harnesslab-sandbox"
 DOCKERD_LOG = Path("/var/log/harnesslab-dockerd.log")
 

@@ -1,12 +1,16 @@
 """Local hands: one fresh workspace directory per sandbox, commands run as host processes.
 
-Not an isolation boundary (bash can read the host); file tools are confined to the workspace.
+Not an isolation boundary (bash sees the host's files, processes and network); file tools are confined
+to the workspace. When harnesslab runs as root, commands run as an unprivileged `user` (default nobody)
+who owns the workspace, so they cannot read other processes' environment or memory, or root's files.
 Use sandbox=namespace or sandbox=docker for untrusted work.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
+import pwd
 import re
 import shutil
 import tempfile
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sandboxes import workspace
-from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxError, SandboxLost, effective_timeout
 from sandboxes.journal import Journal
 from sandboxes.tools import ToolSpec
 
@@ -26,9 +30,11 @@ _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 class LocalSandbox(Sandbox):
     hand = "local"
 
-    def __init__(self, sandbox_id: str, root: Path, *, timeout_s: float, max_timeout_s: float, output_limit: int):
+    def __init__(self, sandbox_id: str, root: Path, *, timeout_s: float, max_timeout_s: float, output_limit: int,
+                 user: tuple[int, int] | None = None):
         self.id, self.root = sandbox_id, root
         self.timeout_s, self.max_timeout_s, self.output_limit = timeout_s, max_timeout_s, output_limit
+        self.user = user  # (uid, gid) commands run as, owning the workspace; None: as this process
 
     def command_argv(self, command: str) -> list[str]:
         return ["bash", "-c", command]
@@ -40,10 +46,14 @@ class LocalSandbox(Sandbox):
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         if not self.root.is_dir():
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} is gone")
-        result = await workspace.run_tool(
-            self.root, name, input, argv=self.command_argv, env=self.command_env(),
-            timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
-        )
+        if name != "bash" and self.user is not None:  # as the user: a symlink it swaps in cannot make us write for root
+            result = await asyncio.to_thread(as_user, self.user, workspace.file_tool, self.root, name, input, self.output_limit), False
+        else:
+            result = await workspace.run_tool(
+                self.root, name, input, argv=self.command_argv, env=self.command_env(),
+                timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
+                user=self.user,
+            )
         if not self.root.is_dir():  # destroyed while the tool ran: whatever it did went with it
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} vanished while {name} ran")
         return result
@@ -61,6 +71,27 @@ class LocalSandbox(Sandbox):
         await asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)
 
 
+def _check_reachable(folder: Path) -> None:
+    for above in [folder, *folder.parents]:
+        if not above.stat().st_mode & 0o001:
+            raise SandboxError(
+                f"sandbox.root {folder}: its commands run as an unprivileged user, who cannot pass through {above} "
+                f"(mode {above.stat().st_mode & 0o777:o}); choose a root every user may pass through, or sandbox.user=null")
+
+
+def as_user(user: tuple[int, int], function, *args):
+    """`function(*args)` with this thread's file-system identity switched to `user` (Linux setfsuid/setfsgid:
+    per thread, unlike setuid), so the kernel checks its file access as the sandbox user's."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    old_gid = libc.setfsgid(user[1])
+    old_uid = libc.setfsuid(user[0])
+    try:
+        return function(*args)
+    finally:
+        libc.setfsuid(old_uid)
+        libc.setfsgid(old_gid)
+
+
 class LocalSandboxProvider:
     """Workspaces live under `root` (default: a temporary directory removed on close)."""
 
@@ -76,6 +107,7 @@ class LocalSandboxProvider:
         output_limit: int = 30_000,
         keep: bool = False,
         journal: str | None = None,
+        user: str | None = "nobody",
     ):
         self._root = Path(root) if root else None  # one folder per sandbox below it
         self._owns_root = root is None
@@ -83,16 +115,32 @@ class LocalSandboxProvider:
             raise ValueError("sandbox.keep needs a sandbox.root that outlives this process")
         self.keep = keep  # leave workspaces on close: a worker's finished sessions are checked by someone else
         self.journal = Journal(journal) if journal else None
-        self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
+        self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit,
+                             user=self._identity(user))
         self._provisioned: list[LocalSandbox] = []
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
         return DEFAULT_TOOLS
 
+    def _identity(self, user: str | None) -> tuple[int, int] | None:
+        """(uid, gid) of `user`, if this process may switch to it (it runs as root)."""
+        if user is None or os.geteuid() != 0:
+            return None
+        try:
+            entry = pwd.getpwnam(user)
+        except KeyError:
+            raise ValueError(f"sandbox.user {user!r}: no such user on this host; give an existing one, or null") from None
+        return entry.pw_uid, entry.pw_gid
+
     async def provision(self) -> LocalSandbox:
         sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
         sandbox.root.mkdir(parents=True)
+        if sandbox.user is not None:
+            sandbox.root.parent.chmod(0o711)  # the user may pass through to its workspace, not list the others
+            _check_reachable(sandbox.root.parent)
+            os.chown(sandbox.root, *sandbox.user)
+            sandbox.root.chmod(0o700)
         self._provisioned.append(sandbox)
         return sandbox
 

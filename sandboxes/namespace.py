@@ -47,7 +47,8 @@ class NamespaceSandboxProvider(LocalSandboxProvider):
     sandbox_class = NamespaceSandbox
     isolated = True
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, user: str | None = None, **kwargs):
+        # isolated by namespaces instead: inside, root of a user namespace that owns nothing outside it
         if shutil.which("bwrap") is None:
             raise SandboxError("sandbox=namespace needs bubblewrap: apt-get install bubblewrap (or use sandbox=local)")
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, user=user, **kwargs)

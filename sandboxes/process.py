@@ -58,9 +58,12 @@ class Completed:
 
 
 async def run_command(
-    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: float, output_limit: int
+    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: float, output_limit: int,
+    user: tuple[int, int] | None = None,
 ) -> Completed:
-    """Run `argv` in a new session; on timeout, and always once it returns, kill its whole group."""
+    """Run `argv` in a new session (as `user`: uid, gid, if given); on timeout, and always once it returns,
+    kill its whole group."""
+    identity = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
     loop = asyncio.get_running_loop()
     output = CappedOutput(output_limit)
     transport, collector = await loop.subprocess_exec(
@@ -72,6 +75,7 @@ async def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
+        **identity,
     )
     try:
         exited, _ = await asyncio.wait({collector.exited}, timeout=timeout)

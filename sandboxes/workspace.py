@@ -14,21 +14,28 @@ MAX_LISTED = 2000
 
 async def run_tool(
     root: Path, name: str, input: dict, *, argv: Callable[[str], list[str]], env: Mapping[str, str],
-    timeout_s: float, output_limit: int,
+    timeout_s: float, output_limit: int, user: tuple[int, int] | None = None,
 ) -> tuple[str, bool]:
     """Run a validated tool call on the workspace at `root`: (output, is_error). `argv(command)` is how
-    bash runs (directly, under bwrap, ...); `timeout_s` is already the effective timeout."""
+    bash runs (directly, under bwrap, ...), as `user` (uid, gid) if given; `timeout_s` is already the
+    effective timeout."""
     if name == "bash":
-        done = await run_command(argv(input["command"]), cwd=str(root), env=env, timeout=timeout_s, output_limit=output_limit)
+        done = await run_command(argv(input["command"]), cwd=str(root), env=env, timeout=timeout_s,
+                                 output_limit=output_limit, user=user)
         return done.report(timeout_s)
+    return file_tool(root, name, input, output_limit), False
+
+
+def file_tool(root: Path, name: str, input: dict, output_limit: int) -> str:
+    """A file tool's output (ToolError if it fails)."""
     if name == "read_file":
-        return read_file(root, input["path"], output_limit, input.get("offset"), input.get("limit")), False
+        return read_file(root, input["path"], output_limit, input.get("offset"), input.get("limit"))
     if name == "write_file":
-        return write_file(root, input["path"], input["content"]), False
+        return write_file(root, input["path"], input["content"])
     if name == "edit_file":
-        return edit_file(root, input["path"], input["old_string"], input["new_string"]), False
+        return edit_file(root, input["path"], input["old_string"], input["new_string"])
     if name == "list_files":
-        return list_files(root, input.get("path", "."), input.get("recursive", True)), False
+        return list_files(root, input.get("path", "."), input.get("recursive", True))
     raise ToolError(f"unknown tool {name!r}")
 
 

@@ -33,6 +33,16 @@ def require(engine: str, why: str) -> None:
     pytest.skip(f"{engine} unavailable: {why}")
 
 
+@pytest.fixture(autouse=True)
+def reachable_tmp_path(request, tmp_path_factory):
+    """Local sandboxes run commands as an unprivileged user, who must pass through to workspaces under tmp_path
+    (pytest makes its folders 0700)."""
+    base = tmp_path_factory.getbasetemp()
+    folders = [base, base.parent] + ([request.getfixturevalue("tmp_path")] if "tmp_path" in request.fixturenames else [])
+    for folder in folders:
+        folder.chmod(folder.stat().st_mode | 0o011)
+
+
 @pytest.fixture(scope="session")
 def postgres_dsn():
     """HARNESSLAB_POSTGRES_DSN if set, else a throwaway local cluster for this test session."""

@@ -12,9 +12,9 @@ Builder = Callable[[random.Random], Task]
 
 
 def suites() -> dict[str, list[Builder]]:
-    from experiments.tasks import long_horizon, smoke
+    from experiments.tasks import credentials, long_horizon, smoke
 
-    return {"smoke": smoke.TASKS, "long_horizon": long_horizon.TASKS}
+    return {"smoke": smoke.TASKS, "long_horizon": long_horizon.TASKS, "credentials": credentials.TASKS}
 
 
 def load_suite(

@@ -43,10 +43,12 @@ class Task:
     files: dict[str, str] = field(default_factory=dict)
     commands: tuple[str, ...] = ()
     tools: tuple[str, ...] | None = None  # None: every tool the sandbox offers
+    repos: tuple[dict[str, str], ...] = ()  # {url, dest}: cloned through the credential proxy at setup
+    credentials: dict[str, list[str]] | None = None  # {tools, targets} the proxy is to grant the session
 
     def meta(self, suite: str, instance: int = 0) -> dict[str, Any]:
         """What the session log records about the task (`session.created` data)."""
-        return {
+        meta = {
             "task": self.name,
             "suite": suite,
             "instance": instance,
@@ -54,6 +56,11 @@ class Task:
             "tools": list(self.tools) if self.tools is not None else None,
             "setup": {"files": self.files, "commands": list(self.commands)},
         }
+        if self.repos:
+            meta["setup"]["repos"] = [dict(repo) for repo in self.repos]
+        if self.credentials:
+            meta["credentials"] = {key: list(value) for key, value in self.credentials.items()}
+        return meta
 
 
 # -- checks -----------------------------------------------------------------------------------

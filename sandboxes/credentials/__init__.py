@@ -1,0 +1,1 @@
+"""Credentials outside every sandbox: the vault that holds secrets and the proxy that uses them."""
