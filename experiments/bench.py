@@ -80,7 +80,7 @@ async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[f
         store = MemoryStore() if store_name == "memory" else SqliteStore(Path(tmp) / "bench.sqlite")
         policy = reader_policy(turns)
         for _ in range(sessions):
-            hands = TimedProvider(root=str(Path(tmp) / "hands"))
+            hands = TimedProvider()  # its own folder under /tmp, which its unprivileged user can reach
             model = TimedModel(ScriptedModel(lambda messages: policy))
             harness = DecoupledHarness(store, model, hands, FullContext(), max_turns=turns + 1)
             sid = await store.create_session({"system": "", "setup": {"files": {"data.txt": "x" * 200}}})

@@ -3,6 +3,7 @@ the SDK's exec_run and the `docker exec` CLI on the same container."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import tempfile
 import time
@@ -89,6 +90,7 @@ async def main(quick: bool) -> None:
 
     repeats = 10 if quick else 40
     with tempfile.TemporaryDirectory(prefix="harnesslab-bench-sandboxes-") as root:
+        os.chmod(root, 0o711)  # local sandboxes run as an unprivileged user, who must reach their workspaces
         makers = providers(root)
         if not (engine_answers() and image_present()):
             print("\n(docker skipped: run `make docker` first)")
