@@ -20,6 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import invariants, results
+from experiments.leaks import leak_violations
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
@@ -50,9 +51,11 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         if cfg.get("credentials"):
             raise ValueError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
         records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
+        leaks = []
     else:
-        records, logs = asyncio.run(_run(cfg, cell))
-    saved = save_run(cfg, output_dir, choices, started, records, logs, faults, recovery.violations() if recovery else [])
+        records, logs, leaks = asyncio.run(_run(cfg, cell))
+    found = leaks + (recovery.violations() if recovery else [])
+    saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found)
     if recovery is not None:
         from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
 
@@ -144,7 +147,8 @@ async def start_parts(parts: Parts) -> None:
             await start()
 
 
-async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], dict[str, list]]:
+async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], dict[str, list], list]:
+    """The sessions' records and logs, and any planted secret found in the logs."""
     tasks = instantiate(cfg.tasks)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
@@ -159,7 +163,8 @@ async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], di
 
         records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress, parts.credentials)
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
-    return records, logs
+        leaks = leak_violations(logs, parts.credentials.planted) if parts.credentials else []
+    return records, logs, leaks
 
 
 def tables_for(records: list[SessionRecord], logs: dict[str, list], parts: dict[str, str]) -> dict[str, list[dict[str, Any]]]:

@@ -13,6 +13,7 @@ import copy
 import json
 import random
 import sys
+import shutil
 import tempfile
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -126,7 +127,7 @@ async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncItera
         workers_cfg.pop(section, None)
     async with AsyncExitStack() as stack:
         postgres = await _place_store(workers_cfg["store"], folder, stack)
-        _share_sandboxes(_provider_config(workers_cfg["sandbox"]), folder)
+        _share_sandboxes(_provider_config(workers_cfg["sandbox"]), folder, stack)
         for fault in faults:
             fault.configure_workers(workers_cfg)
         OmegaConf.save(OmegaConf.create(workers_cfg), folder / "worker.yaml")
@@ -153,11 +154,13 @@ async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExit
     return postgres
 
 
-def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path) -> None:
-    """Sandboxes that outlive the worker that made them, journaled, in the run's folder or label."""
+def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path, stack: AsyncExitStack) -> None:
+    """Sandboxes that outlive the worker that made them, journaled, in a folder or label of the run's own."""
     provider_cfg.update(keep=True, journal=str(folder / JOURNAL))
-    if "root" in provider_cfg:
-        provider_cfg["root"] = str(folder / "hands")
+    if "root" in provider_cfg:  # under /tmp: local commands run as a user who may not pass through the job's folder
+        root = tempfile.mkdtemp(prefix="harnesslab-hands-")
+        stack.callback(shutil.rmtree, root, ignore_errors=True)
+        provider_cfg["root"] = root
     if "run_label" in provider_cfg:
         provider_cfg["run_label"] = f"faults-{time.time_ns()}"
 

@@ -18,7 +18,8 @@ from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
 from tests.experiments.custom_parts import CountingContext
 
-GROUPS = ["harness", "model", "sandbox", "store", "context", "tasks", "experiment"]
+GROUPS = ["harness", "model", "sandbox", "store", "context", "credentials", "tasks", "experiment"]
+NEEDS_CREDENTIALS = {"credentials", "security"}  # task suites whose tasks need credentials=proxy
 
 
 def options(group: str) -> list[str]:
@@ -59,7 +60,8 @@ async def test_every_option_composes_and_builds(group, option, tmp_path, request
         from tests.harnesses.test_replay import recording
 
         recorded, _, _ = await recording(tmp_path)
-    cfg = composed([f"{group}={option}"], tmp_path, request, emulator, recorded)
+    overrides = [f"{group}={option}"] + (["credentials=proxy"] if group == "tasks" and option in NEEDS_CREDENTIALS else [])
+    cfg = composed(overrides, tmp_path, request, emulator, recorded)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
         await start_parts(parts)
@@ -70,7 +72,7 @@ async def test_every_option_composes_and_builds(group, option, tmp_path, request
         assert isinstance(parts.harness, Harness)
         tasks = instantiate(cfg.tasks)
         assert tasks, "the task suite is empty"
-        record = await run_task(parts.store, parts.harness, parts.sandboxes, *tasks[0])
+        record = await run_task(parts.store, parts.harness, parts.sandboxes, *tasks[0], credentials=parts.credentials)
         assert record.verdict.success, record.verdict.detail
 
 

@@ -69,10 +69,10 @@ def test_sandboxes_killed_under_tool_calls_are_replaced_by_the_decoupled_harness
 @pytest.mark.slow
 @pytest.mark.docker
 def test_docker_sandboxes_killed_under_tool_calls(tmp_path, docker_image):
-    out, sessions, faults = fault_run(tmp_path, "faults=sandbox_kill", "faults.sandbox_kill.count=2", "sandbox=docker",
-                                      "tasks.only=[greeting,fix_bug,count_rows]")
-    assert_nothing_lost(out, sessions)
-    assert len(faults) == 2 and faults["recovered_after_ms"].notna().all()
+    out, sessions, faults = fault_run(tmp_path, "faults=sandbox_kill", "faults.sandbox_kill.count=2", "faults.sandbox_kill.rate=1.0",
+                                      "sandbox=docker", "tasks.only=[greeting,fix_bug,count_rows]")
+    assert_nothing_lost(out, sessions)  # at rate 1 the first logged calls are hit: 2 kills (workers racing may add one)
+    assert len(faults) >= 2 and faults["recovered_after_ms"].notna().all()
 
 
 @pytest.mark.slow

@@ -95,8 +95,10 @@ def test_postgres_start_prints_a_working_dsn_and_stop_stops_it(tmp_path, postgre
 
     from stores.postgres_server import free_loopback_port
 
-    if os.geteuid() == 0:  # pytest's tmp_path is private to root: the server's user cannot reach it
-        refused = harnesslab("postgres", "start", "--dir", str(tmp_path / "pg"), cwd=tmp_path)
+    if os.geteuid() == 0:  # a folder private to root: the server's user cannot reach it
+        private = tmp_path / "private"
+        private.mkdir(mode=0o700)
+        refused = harnesslab("postgres", "start", "--dir", str(private / "pg"), cwd=tmp_path)
         assert refused.returncode == 1 and "cannot reach" in refused.stderr and "is not searchable" in refused.stderr
     folder, port = Path(tempfile.mkdtemp(prefix="harnesslab-pg-test-")), free_loopback_port()
     started = harnesslab("postgres", "start", "--dir", str(folder), "--port", str(port), cwd=tmp_path)
