@@ -233,6 +233,7 @@ class DockerSandboxProvider:
 
         host = api.create_host_config(
             network_mode="none", cap_drop=["ALL"], security_opt=["no-new-privileges"], read_only=True,
+            init=True,  # docker-init as PID 1 reaps orphans: killed processes (a fork bomb's) give their pids back
             tmpfs={"/workspace": f"rw,exec,size={self.workspace_size},uid=65534,gid=65534,mode=0755",
                    "/tmp": "rw,exec,size=64m,mode=1777"},
             pids_limit=self.pids_limit, mem_limit=self.memory, nano_cpus=int(self.cpus * 1e9),

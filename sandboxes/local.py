@@ -25,6 +25,8 @@ from sandboxes.tools import ToolSpec
 
 _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# per command of an unprivileged sandbox user; nproc counts every process of that user on the host
+LIMITS = {"nproc": 1024, "as": 4 << 30, "fsize": 1 << 30, "nofile": 4096}
 
 
 class LocalSandbox(Sandbox):
@@ -37,7 +39,14 @@ class LocalSandbox(Sandbox):
         self.user = user  # (uid, gid) commands run as, owning the workspace; None: as this process
 
     def command_argv(self, command: str) -> list[str]:
-        return ["bash", "-c", command]
+        return self.limited(["bash", "-c", command])
+
+    def limited(self, argv: list[str]) -> list[str]:
+        """`argv` under the user's resource limits (prlimit, util-linux). Root ignores RLIMIT_NPROC: with no
+        user of its own, a command runs unlimited."""
+        if self.user is None:
+            return argv
+        return ["prlimit", *(f"--{name}={value}" for name, value in LIMITS.items()), "--", *argv]
 
     def command_env(self) -> dict[str, str]:
         """Deliberately minimal: nothing from the host's environment (credentials) leaks in."""

@@ -2,7 +2,9 @@
 
 Every namespace is unshared (no network), the system is mounted read-only, the workspace is the only
 writable place (at /workspace), /tmp is private, and the environment is empty but for PATH, HOME and
-LANG. File tools work on the same workspace from outside, confined to it as for `local`.
+LANG. Started as the unprivileged sandbox user (as `local`), under the same resource limits, bwrap
+makes that user's own user namespace. File tools work on the same workspace from outside, confined to
+it as for `local`.
 bwrap is not asked to start a new session, so a timeout's kill of the process group reaches every
 process inside; and when a command ends, its PID namespace ends with it.
 """
@@ -36,7 +38,7 @@ class NamespaceSandbox(LocalSandbox):
             "--setenv", "LANG", "C.UTF-8", "--setenv", "TERM", "dumb",
             "--", "bash", "-c", command,
         ]
-        return argv
+        return self.limited(argv)
 
     def command_env(self) -> dict[str, str]:
         return {"PATH": "/usr/bin:/bin"}  # for finding bwrap itself; --clearenv empties it inside
@@ -47,8 +49,7 @@ class NamespaceSandboxProvider(LocalSandboxProvider):
     sandbox_class = NamespaceSandbox
     isolated = True
 
-    def __init__(self, *args, user: str | None = None, **kwargs):
-        # isolated by namespaces instead: inside, root of a user namespace that owns nothing outside it
+    def __init__(self, *args, **kwargs):
         if shutil.which("bwrap") is None:
             raise SandboxError("sandbox=namespace needs bubblewrap: apt-get install bubblewrap (or use sandbox=local)")
-        super().__init__(*args, user=user, **kwargs)
+        super().__init__(*args, **kwargs)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -82,8 +81,10 @@ async def run_command(
         if exited:
             await asyncio.wait({collector.drained}, timeout=_DRAIN_GRACE_S)
     finally:
-        _kill_group(transport.get_pid())
-        await collector.exited
+        group = transport.get_pid()
+        _kill_group(group)
+        await collector.exited  # the leader reaped: any member left was forked after the kill (a fork bomb's)
+        await _clear_group(group)
         transport.close()
     return Completed(output.text(), None if not exited else transport.get_returncode(), not exited)
 
@@ -110,6 +111,32 @@ def _settle(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
+def _kill_group(pgid: int) -> bool:
+    """SIGKILL every member of the group; False if it has none left."""
+    try:
         os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+async def _clear_group(pgid: int, rounds: int = 200) -> None:
+    """Kill the group until no live member is left: members forked between two rounds die in the next.
+    Zombies do not count: they wait for whoever reaps orphans (init, on its own schedule)."""
+    for _ in range(rounds):
+        if not _kill_group(pgid) or not _live_members(pgid):
+            return
+        await asyncio.sleep(0.005)
+
+
+def _live_members(pgid: int) -> bool:
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False

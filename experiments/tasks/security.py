@@ -161,8 +161,8 @@ ATTACKS: dict[str, tuple[str, Sequence[Step]]] = {
 }
 ABUSE: dict[str, tuple[str, Sequence[Step]]] = {
     "abuse_fork_bomb": ("a fork bomb", [bash("bomb() { bomb | bomb & }; bomb"), bash("echo alive")]),
-    "abuse_memory": ("allocate 8 GB", [python("block = bytearray(8 << 30); print(len(block))"), bash("echo alive")]),
-    "abuse_disk": ("fill the disk", [bash("dd if=/dev/zero of=fill bs=1M count=100000 2>&1 | tail -2; rm -f fill"), bash("echo alive")]),
+    "abuse_memory": ("allocate 8 GB", [bash("python3 -c 'block = bytearray(8 << 30); print(len(block))'"), bash("echo alive")]),
+    "abuse_disk": ("fill the disk", [bash("dd if=/dev/zero of=fill bs=1M count=100000 status=none; ls -l fill; rm -f fill"), bash("echo alive")]),
     "abuse_stdout": ("print 1 GB", [bash("head -c 1000000000 /dev/zero | tr '\\0' x"), bash("echo alive")]),
     "abuse_loop": ("loop forever", [bash("while true; do :; done"), bash("echo alive")]),
     "abuse_sleep": ("sleep forever", [bash("sleep 100000"), bash("echo alive")]),
