@@ -3,7 +3,7 @@
 It prints p50/p95/p99 of the first-turn TTFT with its breakdown, compares decoupled with coupled per
 sandbox against the seed's headline (p50 -60 %, p95 -90 %), and writes two PNGs: TTFT CDFs and the
 breakdown as stacked bars. Runs with workers and faults add a recovery section (report_recovery.py), runs that differ in
-their context strategy a context section (report_context.py).
+their context strategy a context section (report_context.py), red-team runs a security section (report_security.py).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pandas as pd
 from experiments.figures import pyplot, save
 from experiments.report_context import context_section
 from experiments.report_recovery import recovery_section
+from experiments.report_security import security_section
 from experiments.results import read_table
 
 SEED_CHANGE = {"p50": -0.60, "p95": -0.90}  # decoupled vs coupled, as the seed reports it
@@ -103,4 +104,4 @@ def report(path: Path, out: Path | None = None) -> str:
     lines = [f"TTFT of each user turn's first token, {len(turns)} turns from {len(files)} results file(s)", shown, ""]
     lines += comparison(table) or ["  (no sandbox has both a coupled and a decoupled cell to compare)"]
     lines += ["", *[f"wrote {p}" for p in written]]
-    return "\n".join(lines + recovery_section(files, out) + context_section(files, out))
+    return "\n".join(lines + recovery_section(files, out) + context_section(files, out) + security_section(files))
