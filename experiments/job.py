@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import logging
 import platform
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,7 +54,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
         leaks = []
     else:
-        records, logs, leaks = asyncio.run(_run(cfg, cell))
+        records, logs, leaks = asyncio.run(_run(cfg, cell, output_dir))
     found = leaks + (recovery.violations() if recovery else [])
     saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found)
     if recovery is not None:
@@ -147,8 +148,9 @@ async def start_parts(parts: Parts) -> None:
             await start()
 
 
-async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], dict[str, list], list]:
-    """The sessions' records and logs, and any planted secret found in the logs."""
+async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None) -> tuple[list[SessionRecord], dict[str, list], list]:
+    """The sessions' records and logs, and any planted secret found in the logs (the proxy's audit log, if
+    there is one, is kept in `output_dir`)."""
     tasks = instantiate(cfg.tasks)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
@@ -163,7 +165,11 @@ async def _run(cfg: DictConfig, cell: str = "") -> tuple[list[SessionRecord], di
 
         records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress, parts.credentials)
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
-        leaks = leak_violations(logs, parts.credentials.planted) if parts.credentials else []
+        leaks = []
+        if parts.credentials is not None and parts.credentials.proxy_url is not None:
+            leaks = leak_violations(logs, parts.credentials.planted)
+            if output_dir is not None:
+                shutil.copy(parts.credentials.audit, output_dir / "proxy-audit.jsonl")
     return records, logs, leaks
 
 

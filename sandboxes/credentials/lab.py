@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets as random_tokens
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -55,6 +56,9 @@ class CredentialLab:
             "admin_token": self._admin_token, "secrets": secrets, "environment": environment,
             "secrets_file": self.secrets_file, "services": services, "audit": str(audit)})
         self.audit, self.proxy_url, self.proxy_pid = audit, proxy["url"], proxy["pid"]
+        self.secret_names: list[str] = proxy["secrets"]  # what the proxy's vault holds: names only
+        print(f"credential proxy on {self.proxy_url} (pid {self.proxy_pid}), secrets: {', '.join(self.secret_names) or 'none'}",
+              file=sys.stderr, flush=True)
         self.credentials.client.url = self.proxy_url
 
     def _spawn(self, module: str, config: dict[str, Any]) -> dict[str, Any]:

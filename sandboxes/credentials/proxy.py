@@ -223,7 +223,8 @@ async def start(config: dict[str, Any]):
     await runner.setup()
     site = web.TCPSite(runner, LOOPBACK, int(config.get("port", 0)))
     await site.start()
-    return {"url": f"http://{LOOPBACK}:{site._server.sockets[0].getsockname()[1]}", "pid": os.getpid()}, runner.cleanup
+    url = f"http://{LOOPBACK}:{site._server.sockets[0].getsockname()[1]}"
+    return {"url": url, "pid": os.getpid(), "secrets": vault.names()}, runner.cleanup
 
 
 if __name__ == "__main__":

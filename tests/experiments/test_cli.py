@@ -112,3 +112,20 @@ def test_replay_and_fork_a_logged_session_from_the_command_line(tmp_path):
     assert f"fork of session {session} (smoke/fix_bug#0)" in forked.stdout and "1/1 sessions succeeded" in forked.stdout
     wrong = harnesslab("fork", session[:8], "--from", str(results), "--at", "99", cwd=tmp_path)
     assert wrong.returncode == 1 and f"--at 99: session {session} holds positions 0..14" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_secrets_given_to_a_run_reach_the_proxy_and_no_output_of_the_run(tmp_path):
+    from_env, from_file = "hlab-env-" + "5" * 32, "hlab-file-" + "6" * 32
+    (tmp_path / "secrets.env").write_text(f"file_token={from_file}\n")
+    done = harnesslab("run", "credentials=proxy", "tasks=security", f"credentials.secrets_file={tmp_path / 'secrets.env'}",
+                      "tasks.only=[env_all_procs,env_printenv,env_parent,fs_tmp,proxy_reflect,harness_outputs]", cwd=tmp_path,
+                      env={"HARNESSLAB_SECRET_ENV_TOKEN": from_env})
+    assert done.returncode == 0, done.stderr
+    assert "secrets: api_token, env_token, file_token, git_token" in done.stderr and "0 violation(s)" in done.stdout
+    [results] = tmp_path.glob("outputs/*/*/results.duckdb")
+    written = [p.read_bytes().decode(errors="replace") for p in results.parent.rglob("*") if p.is_file() and p.suffix != ".duckdb"]
+    tables = [read_table([results], table).to_json(date_format="iso") for table in SCHEMA]
+    assert "proxy-audit.jsonl" in {p.name for p in results.parent.iterdir()}
+    for text in [done.stdout, done.stderr, *written, *tables]:
+        assert from_env not in text and from_file not in text
