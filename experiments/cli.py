@@ -7,7 +7,7 @@
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
-  harnesslab report PATH                      TTFT per cell from results files, against the seed; plots
+  harnesslab report PATH ...                  TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
@@ -124,7 +124,7 @@ def parser() -> argparse.ArgumentParser:
     submit.set_defaults(handler=_submit)
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
-    report.add_argument("path", type=Path, help="a results.duckdb or a folder of them (a multirun)")
+    report.add_argument("path", type=Path, nargs="+", help="results.duckdb files or folders of them (runs, multiruns): one report over all")
     report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report)")
     report.set_defaults(handler=_report)
 

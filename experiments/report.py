@@ -22,10 +22,14 @@ PARTS = ["queue_ms", "provision_ms", "context_ms", "model_ttft_ms", "other_ms"]
 AGREES_WITHIN = 0.15  # of the seed's change, in fractions (15 percentage points)
 
 
-def results_files(path: Path) -> list[Path]:
-    files = [path] if path.is_file() else sorted(path.rglob("results.duckdb"))
-    if not files:
-        raise FileNotFoundError(f"no results.duckdb at or under {path}")
+def results_files(*paths: Path) -> list[Path]:
+    """Every results.duckdb at or under `paths` (results files, or folders of them: runs, sweeps, several sweeps)."""
+    files = []
+    for path in paths:
+        found = [path] if path.is_file() else sorted(path.rglob("results.duckdb"))
+        if not found:
+            raise FileNotFoundError(f"no results.duckdb at or under {path}")
+        files += found
     return files
 
 
@@ -92,13 +96,15 @@ def plots(turns: pd.DataFrame, table: pd.DataFrame, out: Path) -> list[Path]:
     return [cdf, save(fig, out / "ttft_breakdown.png")]
 
 
-def report(path: Path, out: Path | None = None) -> str:
-    files = results_files(path)
+def report(paths: Path | list[Path], out: Path | None = None) -> str:
+    """The report over every results file under `paths`; plots go to `out` (default: beside the first path)."""
+    paths = [paths] if isinstance(paths, Path) else list(paths)
+    files = results_files(*paths)
     turns = first_turns(files)
     if turns.empty:
-        raise ValueError(f"no model calls in {len(files)} results file(s) under {path}")
+        raise ValueError(f"no model calls in {len(files)} results file(s) under {', '.join(map(str, paths))}")
     table = cells(turns)
-    out = out or (path if path.is_dir() else path.parent) / "report"
+    out = out or (paths[0] if paths[0].is_dir() else paths[0].parent) / "report"
     written = plots(turns, table, out)
     shown = table.round(1).to_string(index=False)
     lines = [f"TTFT of each user turn's first token, {len(turns)} turns from {len(files)} results file(s)", shown, ""]

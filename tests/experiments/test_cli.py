@@ -129,3 +129,17 @@ def test_secrets_given_to_a_run_reach_the_proxy_and_no_output_of_the_run(tmp_pat
     assert "proxy-audit.jsonl" in {p.name for p in results.parent.iterdir()}
     for text in [done.stdout, done.stderr, *written, *tables]:
         assert from_env not in text and from_file not in text
+
+
+@pytest.mark.slow
+def test_sweeps_on_the_joblib_and_submitit_launchers_and_one_report_over_both(tmp_path):
+    sweep = ["store=memory", "tasks.only=[greeting,count_rows]", "context=full,window"]
+    for launcher in ("joblib", "submitit_local"):
+        done = harnesslab("run", "-m", f"hydra/launcher={launcher}", *sweep, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    sweeps = sorted(tmp_path.glob("multirun/*/*"))
+    assert len(sweeps) == 2 and all(len(list(s.glob("*/results.duckdb"))) == 2 for s in sweeps)
+    assert (sweeps[1] / ".submitit").is_dir()  # the submitit executor ran those jobs
+    reported = harnesslab("report", *map(str, sweeps), "--out", str(tmp_path / "report"), cwd=tmp_path)
+    assert reported.returncode == 0, reported.stderr
+    assert "8 turns from 4 results file(s)" in reported.stdout and "window" in reported.stdout
