@@ -1,7 +1,7 @@
 """The `harnesslab` command line.
 
   harnesslab run [-m] [OVERRIDE ...]          run an experiment (Hydra overrides; -m sweeps)
-  harnesslab sessions ls|show|export ...      list, read or archive session logs from any source
+  harnesslab sessions ls|show|export|traces   list, read, archive or trace session logs from any source
   harnesslab replay SESSION [--from R]        re-drive a logged session with no model, under any config
   harnesslab fork SESSION --at N [OVERRIDE]   continue events [0, N) of a logged session another way
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
@@ -87,7 +87,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("source", help=SOURCES_HELP)
     export.add_argument("--to", required=True, type=Path, help="the results.duckdb to write (created if missing)")
     export.set_defaults(handler=lambda a: _sessions(a, _export))
-    for action in (ls, show, export):
+    traces = sessions.add_parser("traces", help="write sessions as OpenTelemetry traces (GenAI conventions), one span per JSON line")
+    traces.add_argument("source", nargs="?", help=SOURCES_HELP)
+    traces.add_argument("--to", type=Path, default=Path("traces.jsonl"), help="the JSON-lines file to write (default: traces.jsonl)")
+    traces.set_defaults(handler=lambda a: _sessions(a, _traces))
+    for action in (ls, show, export, traces):
         action.add_argument("--schema", default="harnesslab", help="PostgreSQL schema of the store")
 
     emulator = commands.add_parser("emulator", help="serve the Messages-API emulator until interrupted")
@@ -257,6 +261,14 @@ async def _export(store, args) -> int:
 
     count = await export_sessions(store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
     print(f"exported {count} session(s) to {args.to}")
+    return 0
+
+
+async def _traces(store, args) -> int:
+    from experiments.traces import export_traces
+
+    sessions, spans = await export_traces(store, args.to)
+    print(f"wrote {spans} span(s) of {sessions} session(s) to {args.to}")
     return 0
 
 
