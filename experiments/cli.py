@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "run":
         return run(argv[1:])
     if argv and argv[0] in ("replay", "fork"):
-        return fork(argv[0], argv[1:])
+        from experiments.fork_job import command
+
+        return command(argv[0], argv[1:], run)
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
@@ -168,58 +170,6 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
     sys.argv = [f"harnesslab {command}", *args]
     job()
     return 0
-
-
-def fork(command: str, argv: list[str]) -> int:
-    """`harnesslab replay|fork SESSION [options] [OVERRIDE ...]`: the options here, the rest goes to Hydra."""
-    from experiments.fork import ForkError, check_fork_point
-    from experiments.fork_job import ForkRequest, run_fork_job
-    from stores.base import StoreError
-    from experiments.sources import SOURCES_HELP, newest_results, open_source
-
-    replay = command == "replay"
-    options = argparse.ArgumentParser(
-        prog=f"harnesslab {command}",
-        description=("re-drive a logged session with model=replay under any harness, context or sandbox: tools run again "
-                     "for real and each result is compared with the logged one" if replay else
-                     "create a session from events [0, N) of a logged one (its sandbox restored) and continue it under "
-                     "the configured model, harness and context"),
-        epilog="Other arguments are Hydra overrides, as for `harnesslab run` (-m sweeps them).",
-    )
-    options.add_argument("session", help="a session id, or a unique prefix of one")
-    options.add_argument("--from", dest="source", help=SOURCES_HELP)
-    options.add_argument("--at", type=int, required=not replay,
-                         help="keep events [0, N) of the logged session" + ("; default: just after the task" if replay else ""))
-    if not replay:
-        options.add_argument("--message", help="a new user message after the prefix (to continue a session that ended)")
-    args, overrides = options.parse_known_args(argv)
-    try:
-        source = str(Path(args.source).resolve()) if args.source and "://" not in args.source else args.source
-        source = source or str(newest_results(Path.cwd()))
-        origin = asyncio.run(_origin(open_source(source), args.session))
-        check_fork_point(origin, origin.task_start if args.at is None else args.at, getattr(args, "message", None))
-    except (ForkError, StoreError) as exc:
-        print(f"harnesslab {command}: {exc}", file=sys.stderr)
-        return 1
-    if replay and any(o.split("=")[0].lstrip("+~") == "model" for o in overrides):
-        print("harnesslab replay: the recording answers every model call; to continue with a model, use "
-              "`harnesslab fork SESSION --at N model=...`", file=sys.stderr)
-        return 2
-    if replay or "model=replay" in overrides:
-        overrides = [o for o in overrides if o != "model=replay"]
-        overrides += ["model=replay", f"model.session={origin.info.id}", f"model.after={args.at or 0}",
-                      f"model.recording.spec='{source}'"]
-    request = ForkRequest(source, origin.info.id, args.at, getattr(args, "message", None))
-    return run(overrides, command, lambda cfg, output_dir, choices: run_fork_job(cfg, output_dir, choices, request))
-
-
-async def _origin(store, prefix: str):
-    from experiments.fork import load_origin
-
-    try:
-        return await load_origin(store, prefix)
-    finally:
-        await store.close()
 
 
 def _sessions(args: argparse.Namespace, action) -> int:

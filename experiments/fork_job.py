@@ -5,25 +5,28 @@ context, and the job writes a results.duckdb (with a `divergences` table) in its
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
+import sys
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.fork import Origin, ToolDivergence, load_origin, replay_divergences, start_fork, stream_digest
+from experiments.fork import ForkError, Origin, ToolDivergence, check_fork_point, load_origin, replay_divergences, start_fork, stream_digest
 from experiments.job import PARTS, build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
 from experiments.runner import SessionRecord, check
-from experiments.sources import open_source
+from experiments.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict
 from harnesses.models.replay import ReplayModel
 from sandboxes.base import Setup
 from stores import archive
-from stores.base import Event, SessionStore
+from stores.base import Event, SessionStore, StoreError
 
 DIVERGENCES_TABLE = {
     "run_id": "VARCHAR", "session_id": "VARCHAR", "origin_session": "VARCHAR", "position": "INTEGER",
@@ -147,3 +150,49 @@ def recorded_task(source: SessionStore, origin: Origin) -> tuple[Task | None, st
 
 async def _length(store: SessionStore, session_id: str) -> int:
     return (await store.session(session_id)).length
+
+
+def command(command: str, argv: list[str], run: Callable[..., int]) -> int:
+    """`harnesslab replay|fork SESSION [options] [OVERRIDE ...]`: the options here, the rest goes to Hydra
+    (`run(overrides, command, job)` is the CLI's Hydra runner)."""
+    replay = command == "replay"
+    options = argparse.ArgumentParser(
+        prog=f"harnesslab {command}",
+        description=("re-drive a logged session with model=replay under any harness, context or sandbox: tools run again "
+                     "for real and each result is compared with the logged one" if replay else
+                     "create a session from events [0, N) of a logged one (its sandbox restored) and continue it under "
+                     "the configured model, harness and context"),
+        epilog="Other arguments are Hydra overrides, as for `harnesslab run` (-m sweeps them).",
+    )
+    options.add_argument("session", help="a session id, or a unique prefix of one")
+    options.add_argument("--from", dest="source", help=SOURCES_HELP)
+    options.add_argument("--at", type=int, required=not replay,
+                         help="keep events [0, N) of the logged session" + ("; default: just after the task" if replay else ""))
+    if not replay:
+        options.add_argument("--message", help="a new user message after the prefix (to continue a session that ended)")
+    args, overrides = options.parse_known_args(argv)
+    try:
+        source = str(Path(args.source).resolve()) if args.source and "://" not in args.source else args.source
+        source = source or str(newest_results(Path.cwd()))
+        origin = asyncio.run(_origin(open_source(source), args.session))
+        check_fork_point(origin, origin.task_start if args.at is None else args.at, getattr(args, "message", None))
+    except (ForkError, StoreError) as exc:
+        print(f"harnesslab {command}: {exc}", file=sys.stderr)
+        return 1
+    if replay and any(o.split("=")[0].lstrip("+~") == "model" for o in overrides):
+        print("harnesslab replay: the recording answers every model call; to continue with a model, use "
+              "`harnesslab fork SESSION --at N model=...`", file=sys.stderr)
+        return 2
+    if replay or "model=replay" in overrides:
+        overrides = [o for o in overrides if o != "model=replay"]
+        overrides += ["model=replay", f"model.session={origin.info.id}", f"model.after={args.at or 0}",
+                      f"model.recording.spec='{source}'"]
+    request = ForkRequest(source, origin.info.id, args.at, getattr(args, "message", None))
+    return run(overrides, command, lambda cfg, output_dir, choices: run_fork_job(cfg, output_dir, choices, request))
+
+
+async def _origin(store: SessionStore, prefix: str) -> Origin:
+    try:
+        return await load_origin(store, prefix)
+    finally:
+        await store.close()
