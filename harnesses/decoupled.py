@@ -6,7 +6,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
 from harnesses.hands import Hands
@@ -14,9 +14,11 @@ from harnesses.log import SessionLog
 from harnesses.messages import stable_prefix
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
 from sandboxes.base import SandboxError, SandboxProvider, ToolResult
-from sandboxes.credentials.client import SessionCredentials
 from sandboxes.tools import TOOLS
 from stores.base import Conflict, Event, SessionStore, StoreUnavailable
+
+if TYPE_CHECKING:
+    from sandboxes.credentials.client import SessionCredentials
 
 log = logging.getLogger(__name__)
 
