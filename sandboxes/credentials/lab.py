@@ -24,7 +24,8 @@ DEMO_REPOSITORY = {"README.md": "# demo\n\nA repository served by the lab's git 
 class CredentialLab:
     def __init__(self, test_services: bool = True, services: Mapping[str, Mapping[str, str]] | None = None,
                  secrets_file: str | None = None, audit: str | None = None):
-        self.test_services, self.services, self.secrets_file = test_services, dict(services or {}), secrets_file
+        self.test_services, self.services = test_services, dict(services or {})
+        self.secrets_file = str(Path(secrets_file).resolve()) if secrets_file else None  # the proxy starts elsewhere
         self.audit = Path(audit) if audit else None
         self.planted: dict[str, str] = {}  # the test services' secrets: what the red team checks every output for
         self._children: list[Child] = []

@@ -114,8 +114,14 @@ class CredentialProxy:
     async def _grant(self, request: web.Request) -> web.Response:
         if not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.admin_token}"):
             return self._refuse(401, "grants need the proxy's admin token", None, "grant", None)
-        body = await request.json()
-        tools, targets = set(body.get("tools") or []), set(body.get("targets") or [])
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        lists = isinstance(body, dict) and all(isinstance(body.get(k, []), list) for k in ("tools", "targets"))
+        if not lists or not isinstance(body.get("session_id"), str):
+            return self._refuse(400, "a grant is {session_id: string, tools: [names], targets: [service names]}", None, "grant", None)
+        tools, targets = set(map(str, body.get("tools", []))), set(map(str, body.get("targets", [])))
         if unknown := tools - PROXY_TOOLS.keys():
             return self._refuse(400, f"unknown tools {sorted(unknown)}; the proxy runs {sorted(PROXY_TOOLS)}", None, "grant", None)
         if unknown := targets - self.services.keys():

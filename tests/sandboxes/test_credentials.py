@@ -74,11 +74,13 @@ async def test_a_capability_allows_only_its_tools_and_none_is_no_capability(lab)
             assert refused.is_error and "no valid capability" in refused.output
         with pytest.raises(PermissionError, match="grants need the proxy's admin token"):
             await client.grant("not-the-admin-token", "mallory", ["http_request"], ["api"])
+        with pytest.raises(PermissionError, match=r"unknown services \['vault'\]; the proxy knows \['api', 'git'\]"):
+            await client.grant(lab._admin_token, "mallory", ["http_request"], ["vault"])
     finally:
         await client.close()
     unheld = SessionCredentials(ProxyClient(lab.proxy_url))
     assert "this session was granted no credentials" in (await unheld.run_tool("http_request", {"url": "http://api.lab/"}, "eve")).output
-    assert [e["outcome"] for e in audit(lab)[-4:]] == ["refused"] * 4
+    assert [e["outcome"] for e in audit(lab)[-5:]] == ["refused"] * 5
 
 
 async def test_bad_tool_input_is_named(lab):
