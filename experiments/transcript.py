@@ -70,6 +70,8 @@ _DESCRIBERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
     ),
     "sandbox.provisioned": lambda d: ("sandbox", f"provisioned {d.get('sandbox_id')} ({d.get('provision_ms', 0):.1f} ms)"),
     "sandbox.lost": lambda d: ("sandbox", f"LOST {d.get('sandbox_id')}: {d.get('reason')}"),
+    "sandbox.handed": lambda d: ("sandbox", f"handed {d.get('sandbox_id')} to session {d.get('to')}"),
+    "sandbox.received": lambda d: ("sandbox", f"received {d.get('sandbox_id')} from session {d.get('from')}"),
     "session.completed": lambda d: ("completed", d.get("reason", "")),
     "session.failed": lambda d: ("FAILED", d.get("reason", "")),
 }

@@ -5,18 +5,32 @@ import time
 
 from harnesses.log import SessionLog
 from sandboxes.base import Fetch, Sandbox, SandboxError, SandboxLost, SandboxProvider, Setup, ToolResult
-from stores.base import Event
+from stores.base import Event, SessionStore
 
 
 def live_sandbox_id(events: list[Event]) -> str | None:
-    """The sandbox the log says this session holds, unless it was lost since."""
+    """The sandbox the log says this session holds: provisioned or received, and not lost or handed on since."""
     current = None
     for event in events:
-        if event.type == "sandbox.provisioned":
+        if event.type in ("sandbox.provisioned", "sandbox.received"):
             current = event.data.get("sandbox_id")
-        elif event.type == "sandbox.lost" and event.data.get("sandbox_id") == current:
+        elif event.type in ("sandbox.lost", "sandbox.handed") and event.data.get("sandbox_id") == current:
             current = None
     return current
+
+
+async def hand_over(store: SessionStore, giver: str, taker: str) -> str:
+    """Pass the sandbox session `giver` holds to session `taker` (a sub-agent, or a second brain), logging it on both:
+    `sandbox.handed` on the giver, which holds no sandbox after it, and `sandbox.received` on the taker, whose next
+    tool call attaches to it by id. Returns the sandbox id."""
+    given = await SessionLog.open(store, giver)
+    sandbox_id = live_sandbox_id(given.events)
+    if sandbox_id is None:
+        raise SandboxError(f"session {giver} holds no sandbox to hand over (none provisioned yet, or lost)")
+    taken = await SessionLog.open(store, taker)
+    await given.append(Event("sandbox.handed", {"sandbox_id": sandbox_id, "to": taker}))
+    await taken.append(Event("sandbox.received", {"sandbox_id": sandbox_id, "from": giver}))
+    return sandbox_id
 
 
 class PetLost(SandboxError, ConnectionError):

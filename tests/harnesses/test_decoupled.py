@@ -313,3 +313,31 @@ async def test_a_tool_the_session_does_not_offer_is_refused(tmp_path):
     assert result.data["is_error"] and "not offered in this session; offered: read_file" in result.data["output"]
     assert not [e for e in await store.events(sid) if e.type in ("tool.call", "sandbox.provisioned")]
     await provider.close()
+
+
+async def test_a_hand_passed_to_another_brain_keeps_its_workspace_and_both_logs_say_so(tmp_path):
+    from harnesses.hands import hand_over, live_sandbox_id
+    from sandboxes.base import SandboxError
+
+    store = MemoryStore()
+    first, second = LocalSandboxProvider(root=str(tmp_path), keep=True), LocalSandboxProvider(root=str(tmp_path))
+    giver = await harness(store, first).wake(await start_session(store, SMOKE["greeting"][2]))  # brain A writes hello.txt
+    taker = await store.create_session({"task": "read", "system": ""})
+    await store.append(taker, [Event("user.message", {"text": "What does hello.txt say?"})], expect=1)
+    sandbox_id = await hand_over(store, giver.session_id, taker)
+
+    def reader(c):
+        if c.last is not None:
+            return Reply(c.last.output)
+        return Call("read_file", {"path": "hello.txt"})
+
+    outcome = await harness(store, second, ScriptedModel(lambda messages: reader)).wake(taker)  # brain B, other hands object
+    assert (outcome.status, outcome.final_text, outcome.sandbox_id) == ("completed", "hello, harnesslab\n", sandbox_id)
+    given, taken = await store.events(giver.session_id), await store.events(taker)
+    assert given[-1].type == "sandbox.handed" and given[-1].data == {"sandbox_id": sandbox_id, "to": taker}
+    assert [e.data for e in taken if e.type.startswith("sandbox.")] == [{"sandbox_id": sandbox_id, "from": giver.session_id}]
+    assert live_sandbox_id(given) is None and check_session(taker, taken) == []
+    with pytest.raises(SandboxError, match="holds no sandbox to hand over"):
+        await hand_over(store, giver.session_id, taker)
+    await first.close()
+    await second.close()
