@@ -24,6 +24,9 @@ class StreamCut(ModelError):
     """The stream ended before message_stop."""
 
 
+HTTP_CLIENTS = ("httpx", "aiohttp")  # the SDK's default transport, or its aiohttp one (cheaper with many connections)
+
+
 class AnthropicModel:
     name = "anthropic"
 
@@ -37,9 +40,13 @@ class AnthropicModel:
         backoff_max_s: float = 30.0,
         timeout_s: float = 600.0,
         seed: int | None = None,
+        http: str = "httpx",
     ):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        if http not in HTTP_CLIENTS:
+            raise ValueError(f"model.http={http!r}; valid: {', '.join(HTTP_CLIENTS)}")
+        self.http = http
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.max_attempts, self.backoff_base_s, self.backoff_max_s = max_attempts, backoff_base_s, backoff_max_s
         self.timeout_s = timeout_s
@@ -84,7 +91,8 @@ class AnthropicModel:
         import anthropic
 
         key, base_url = await self._endpoint()
-        return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s)
+        http = {"http_client": anthropic.DefaultAioHttpClient(timeout=self.timeout_s)} if self.http == "aiohttp" else {}
+        return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s, **http)
 
     async def _endpoint(self) -> tuple[str, str | None]:
         """The API key and base URL the client uses."""

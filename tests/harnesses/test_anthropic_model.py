@@ -167,3 +167,12 @@ async def test_an_error_event_mid_stream_is_retried(monkeypatch):
         await model.close()
         await runner.cleanup()
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("http", ["httpx", "aiohttp"])
+async def test_either_of_the_sdks_http_clients_streams_every_smoke_task(tmp_path, http):
+    model = emulated(http=http)
+    _, records = await run_smoke(model, tmp_path)
+    assert all(r.verdict.success for r in records), [r.verdict.detail for r in records if not r.verdict.success]
+    with pytest.raises(ValueError, match="model.http='curl'; valid: httpx, aiohttp"):
+        emulated(http="curl")
