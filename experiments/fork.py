@@ -20,6 +20,7 @@ from sandboxes.base import SandboxProvider
 from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionStore
 
 BRIEF = 300  # characters of an expected or got output shown in a divergence
+NOT_IN_SANDBOX = ("harness", "proxy")  # tool.call hands that never touched the workspace: nothing to restore
 
 
 class ForkError(ValueError):
@@ -115,7 +116,7 @@ async def restore_hands(log: SessionLog, sandboxes: SandboxProvider, origin: Ori
     if live_sandbox_id(prefix) is None:
         return 0, []  # no hands yet (or they were lost): the harness provisions them when a tool needs them
     since = max(e.position for e in prefix if e.type == "sandbox.provisioned")
-    calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") != "harness"}
+    calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") not in NOT_IN_SANDBOX}
     ran = [e for e in prefix[since:] if e.type == "tool.result" and e.data.get("tool_use_id") in calls]
     hands = Hands(sandboxes, log)
     await hands.fresh(restored={"from": origin.info.id, "calls": len(ran)})
