@@ -16,7 +16,7 @@ from typing import Any
 
 from harnesses.hands import Hands, live_sandbox_id
 from harnesses.log import SessionLog
-from sandboxes.base import SandboxProvider
+from sandboxes.base import Fetch, SandboxProvider
 from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionStore
 
 BRIEF = 300  # characters of an expected or got output shown in a divergence
@@ -96,21 +96,29 @@ def check_fork_point(origin: Origin, at: int, message: str | None = None) -> Non
 
 
 async def start_fork(
-    store: SessionStore, sandboxes: SandboxProvider, origin: Origin, at: int, message: str | None = None
+    store: SessionStore, sandboxes: SandboxProvider, origin: Origin, at: int, message: str | None = None,
+    credentials: Any = None,
 ) -> tuple[str, int, list[ToolDivergence]]:
-    """Create the fork from events [0, at); return its id, how many of the prefix's tool calls ran again to
-    restore its sandbox, and where their results differed from the log."""
+    """Create the fork from events [0, at) (granted its credentials by `credentials`, a CredentialLab, if the task
+    asks for some); return its id, how many of the prefix's tool calls ran again to restore its sandbox, and where
+    their results differed from the log."""
     check_fork_point(origin, at, message)
     meta = {**origin.info.meta, "forked_from": {"session_id": origin.info.id, "at": at}}
     log = await SessionLog.open(store, await store.create_session(meta))
+    fetch = None
+    if credentials is not None:
+        await credentials.grant(log.session_id, meta)
+        fetch = credentials.credentials.fetcher(log.session_id)
     await log.append(*(Event(e.type, e.data) for e in origin.events[1:at]))
-    restored, divergences = await restore_hands(log, sandboxes, origin)
+    restored, divergences = await restore_hands(log, sandboxes, origin, fetch)
     if message is not None:
         await log.append(Event("user.message", {"text": message}))
     return log.session_id, restored, divergences
 
 
-async def restore_hands(log: SessionLog, sandboxes: SandboxProvider, origin: Origin) -> tuple[int, list[ToolDivergence]]:
+async def restore_hands(
+    log: SessionLog, sandboxes: SandboxProvider, origin: Origin, fetch: Fetch | None = None
+) -> tuple[int, list[ToolDivergence]]:
     """Give the fork a sandbox of its own in the state the prefix left, if the prefix holds a live one."""
     prefix = log.events
     if live_sandbox_id(prefix) is None:
@@ -118,7 +126,7 @@ async def restore_hands(log: SessionLog, sandboxes: SandboxProvider, origin: Ori
     since = max(e.position for e in prefix if e.type == "sandbox.provisioned")
     calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") not in NOT_IN_SANDBOX}
     ran = [e for e in prefix[since:] if e.type == "tool.result" and e.data.get("tool_use_id") in calls]
-    hands = Hands(sandboxes, log)
+    hands = Hands(sandboxes, log, fetch=fetch)
     await hands.fresh(restored={"from": origin.info.id, "calls": len(ran)})
     divergences = []
     for result in ran:

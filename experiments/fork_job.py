@@ -97,7 +97,8 @@ async def fork_and_run(cfg: DictConfig, request: ForkRequest) -> ForkResult:
         parts = build_parts(cfg, stack)
         await start_parts(parts)
         replay = isinstance(parts.model, ReplayModel) and parts.model.session == origin.info.id
-        session_id, restored, divergences = await start_fork(parts.store, parts.sandboxes, origin, at, request.message)
+        session_id, restored, divergences = await start_fork(
+            parts.store, parts.sandboxes, origin, at, request.message, parts.credentials)
         started = time.perf_counter()
         outcome = await parts.harness.wake(session_id)
         for message in origin.user_messages(after=at) if replay else []:  # the recording's later turns

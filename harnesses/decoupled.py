@@ -96,9 +96,7 @@ class DecoupledHarness:
 
     def _fetch(self, session: SessionLog):
         """How the session's setup clones repositories: through the proxy, with the session's capability."""
-        if self.credentials is None:
-            return None
-        return lambda url: self.credentials.run_tool("git_clone", {"url": url}, session.session_id)
+        return self.credentials.fetcher(session.session_id) if self.credentials is not None else None
 
     async def _before_loop(self, session: SessionLog, hands: Hands) -> None:
         """Nothing: the first model call does not wait for hands."""

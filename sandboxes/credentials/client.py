@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from sandboxes.base import ToolResult
+from sandboxes.base import Fetch, ToolResult
 from sandboxes.credentials.proxy import PROXY_TOOLS
 from sandboxes.tools import ToolSpec
 
@@ -72,6 +72,10 @@ class SessionCredentials:
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._capabilities
+
+    def fetcher(self, session_id: str) -> Fetch:
+        """How a sandbox of this session gets its setup's repositories: cloned by the proxy, with the session's capability."""
+        return lambda url: self.run_tool("git_clone", {"url": url}, session_id)
 
     async def run_tool(self, name: str, input: Any, session_id: str) -> ToolResult:
         if session_id not in self._capabilities:

@@ -140,3 +140,19 @@ async def test_fork_points_that_cannot_be_used_are_named_with_what_can(recording
     check_fork_point(origin, len(origin.events), message="and now?")
     with pytest.raises(ForkError, match="no session matching 'zzz'"):
         await load_origin(open_source(recording), "zzz")
+
+
+async def test_a_fork_of_a_credentialed_session_is_granted_its_credentials_and_clones_its_repository_again(tmp_path):
+    import asyncio
+
+    recorded = await asyncio.to_thread(  # run_job runs its own event loop
+        run_job, compose_config(["store=memory", "model=scripted", "credentials=proxy", "tasks=credentials"]), tmp_path, {})
+    session = await session_of(str(recorded), "cloned_version")
+    source = open_source(str(recorded))
+    origin = await load_origin(source, session)
+    await source.close()
+    read = next(e for e in origin.events if e.type == "tool.result" and e.data["name"] == "read_file")
+    cfg = config("model=scripted", "credentials=proxy")
+    result = await fork_and_run(cfg, ForkRequest(str(recorded), session, read.position + 1))
+    assert result.restored == 1 and result.divergences == []  # the clone came again through the proxy; read_file agrees
+    assert result.record.verdict.success, result.record.verdict.detail
