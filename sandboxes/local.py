@@ -1,8 +1,9 @@
 """Local hands: one fresh workspace directory per sandbox, commands run as host processes.
 
 Not an isolation boundary (bash sees the host's files, processes and network); file tools are confined
-to the workspace. When harnesslab runs as root, commands run as an unprivileged `user` (default nobody)
-who owns the workspace, so they cannot read other processes' environment or memory, or root's files.
+to the workspace. When harnesslab runs as root, commands run as an unprivileged user who owns the workspace
+(by default a uid of the sandbox's own), so they cannot read other processes' environment or memory, root's
+files, or another sandbox's workspace, and one sandbox's processes do not count against another's limits.
 Use sandbox=namespace or sandbox=docker for untrusted work.
 """
 from __future__ import annotations
@@ -25,6 +26,8 @@ from sandboxes.tools import ToolSpec
 
 _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PER_SANDBOX = "per_sandbox"  # sandbox.user: every sandbox a uid of its own, so one's processes and files are not another's
+PER_SANDBOX_UIDS = range(200_000, 200_000 + (1 << 24))  # no passwd entries; far above the host's own users
 # per command of an unprivileged sandbox user; nproc counts every process of that user on the host
 LIMITS = {"nproc": 1024, "as": 4 << 30, "fsize": 1 << 30, "nofile": 4096}
 
@@ -116,7 +119,7 @@ class LocalSandboxProvider:
         output_limit: int = 30_000,
         keep: bool = False,
         journal: str | None = None,
-        user: str | None = "nobody",
+        user: str | None = PER_SANDBOX,
     ):
         self._root = Path(root) if root else None  # one folder per sandbox below it
         self._owns_root = root is None
@@ -124,13 +127,22 @@ class LocalSandboxProvider:
             raise ValueError("sandbox.keep needs a sandbox.root that outlives this process")
         self.keep = keep  # leave workspaces on close: a worker's finished sessions are checked by someone else
         self.journal = Journal(journal) if journal else None
-        self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit,
-                             user=self._identity(user))
+        self._options = dict(timeout_s=timeout_s, max_timeout_s=max_timeout_s, output_limit=output_limit)
+        self._user = self._identity(user) if user != PER_SANDBOX else None
+        self._per_sandbox = user == PER_SANDBOX and os.geteuid() == 0
         self._provisioned: list[LocalSandbox] = []
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
         return DEFAULT_TOOLS
+
+    def _user_of(self, sandbox_id: str) -> tuple[int, int] | None:
+        """Who a sandbox's commands run as: a uid of its own (from its id, so another process attaching to it
+        finds the same), a named user, or nobody else (None) when this process cannot switch users."""
+        if self._per_sandbox:
+            uid = PER_SANDBOX_UIDS.start + int(sandbox_id.rpartition("-")[2], 16) % len(PER_SANDBOX_UIDS)
+            return uid, uid
+        return self._user
 
     def _identity(self, user: str | None) -> tuple[int, int] | None:
         """(uid, gid) of `user`, if this process may switch to it (it runs as root)."""
@@ -173,6 +185,6 @@ class LocalSandboxProvider:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
         root = Path(os.path.realpath(self._root))
-        sandbox = self.sandbox_class(sandbox_id, root / sandbox_id, **self._options)
+        sandbox = self.sandbox_class(sandbox_id, root / sandbox_id, user=self._user_of(sandbox_id), **self._options)
         sandbox.journal = self.journal
         return sandbox
