@@ -138,7 +138,7 @@ class LocalSandboxProvider:
 
     def _user_of(self, sandbox_id: str) -> tuple[int, int] | None:
         """Who a sandbox's commands run as: a uid of its own (from its id, so another process attaching to it
-        finds the same), a named user, or nobody else (None) when this process cannot switch users."""
+        finds the same), a named user, or None: as this process, which cannot switch users or was told not to."""
         if self._per_sandbox:
             uid = PER_SANDBOX_UIDS.start + int(sandbox_id.rpartition("-")[2], 16) % len(PER_SANDBOX_UIDS)
             return uid, uid
