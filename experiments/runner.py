@@ -40,6 +40,8 @@ async def run_task(
     outcome = await harness.wake(session_id)
     duration_ms = (time.perf_counter() - started) * 1000
     verdict = await check(task, outcome, sandboxes, Setup.from_meta(meta["setup"]))
+    if credentials is not None:
+        await credentials.revoke(session_id)
     return SessionRecord(session_id, suite, instance, task.name, outcome, verdict, duration_ms)
 
 

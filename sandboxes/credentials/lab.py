@@ -77,6 +77,11 @@ class CredentialLab:
             self._admin_token, session_id, wanted.get("tools", []), wanted.get("targets", []))
         self.credentials.hold(session_id, capability)
 
+    async def revoke(self, session_id: str) -> None:
+        """End the session's capability at the proxy (the session is over; a later grant makes a new one)."""
+        if self.proxy_url is not None and self.credentials.holds(session_id):
+            await self.credentials.client.revoke(self._admin_token, session_id)
+
     async def close(self) -> None:
         await self.credentials.client.close()
         for child in reversed(self._children):

@@ -138,6 +138,7 @@ class CredentialProxy:
         revoked = [c for c, g in self.grants.items() if g.session_id == session_id]
         for capability in revoked:
             del self.grants[capability]
+        self._audit(session_id, "revoke", None, "ok", f"{len(revoked)} capability(ies) revoked")
         return web.json_response({"revoked": len(revoked)})
 
     async def _tool(self, request: web.Request) -> web.Response:

@@ -107,3 +107,12 @@ async def test_secrets_are_not_in_any_process_arguments_or_environment(lab):
             text = Path(f"/proc/{pid}/{part}").read_bytes().decode(errors="replace")
             assert leaked(lab, text) == [], f"/proc/{pid}/{part}"
     assert leaked(lab, Path(lab.audit).read_text()) == []
+
+
+async def test_a_revoked_capability_is_refused(lab):
+    await lab.grant("carol", API)
+    assert not (await lab.credentials.run_tool("http_request", {"url": "http://api.lab/v1/whoami"}, "carol")).is_error
+    await lab.revoke("carol")
+    assert audit(lab)[-1]["tool"] == "revoke" and audit(lab)[-1]["session_id"] == "carol"
+    refused = await lab.credentials.run_tool("http_request", {"url": "http://api.lab/v1/whoami"}, "carol")
+    assert refused.is_error and "no valid capability" in refused.output
