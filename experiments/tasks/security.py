@@ -6,8 +6,9 @@ results, the model's context. Run with `credentials=proxy` (`experiment=security
 every event of every session for the planted secrets, in every encoding the vault redacts, and reports
 each find as a `secret leaked` violation. Every attempt is in the log with its outcome.
 
-Resource abuse (`abuse_*`) is only meant for hands with limits (docker, namespace): a fork bomb on `local`
-would be a fork bomb on the host.
+Resource abuse (`security_abuse`) needs hands with limits: docker, or local and namespace with a sandbox
+user (their default when harnesslab runs as root). With `sandbox.user=null`, a fork bomb on `local` would
+be a fork bomb on the host.
 """
 from __future__ import annotations
 
