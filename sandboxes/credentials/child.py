@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+LOOPBACK = "127.0.0.1"
 _ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
 
 
@@ -71,6 +72,17 @@ class Child:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+
+async def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], Awaitable[None]]]:
+    """Serve an aiohttp application on loopback (port 0: one the OS picks); its URL, and how to stop it."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, port)
+    await site.start()
+    return f"http://{LOOPBACK}:{site._server.sockets[0].getsockname()[1]}", runner.cleanup
 
 
 def serve(start: Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], Callable[[], Awaitable[None]]]]]) -> None:

@@ -28,10 +28,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from sandboxes.credentials.child import serve, serve_app
 from sandboxes.credentials.vault import Vault
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
 
-LOOPBACK = "127.0.0.1"
 OUTPUT_LIMIT = 20_000  # characters of a response body returned
 
 PROXY_TOOLS: dict[str, ToolSpec] = {
@@ -111,8 +111,11 @@ class CredentialProxy:
         app.on_cleanup.append(self._close)
         return app
 
+    def _from_admin(self, request: web.Request) -> bool:
+        return hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.admin_token}")
+
     async def _grant(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.admin_token}"):
+        if not self._from_admin(request):
             return self._refuse(401, "grants need the proxy's admin token", None, "grant", None)
         try:
             body = await request.json()
@@ -132,7 +135,7 @@ class CredentialProxy:
         return web.json_response({"capability": capability})
 
     async def _revoke(self, request: web.Request) -> web.Response:
-        if not hmac.compare_digest(request.headers.get("Authorization", ""), f"Bearer {self.admin_token}"):
+        if not self._from_admin(request):
             return self._refuse(401, "revoking needs the proxy's admin token", None, "revoke", None)
         session_id = request.match_info["session_id"]
         revoked = [c for c, g in self.grants.items() if g.session_id == session_id]
@@ -226,15 +229,9 @@ async def start(config: dict[str, Any]):
     vault = Vault.load(config.get("secrets_file"), dict(config.get("environment") or {}), config.get("secrets"))
     services = {name: Service(name, **spec) for name, spec in (config.get("services") or {}).items()}
     audit = Path(config["audit"]) if config.get("audit") else None
-    runner = web.AppRunner(CredentialProxy(vault, services, config["admin_token"], audit).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, LOOPBACK, int(config.get("port", 0)))
-    await site.start()
-    url = f"http://{LOOPBACK}:{site._server.sockets[0].getsockname()[1]}"
-    return {"url": url, "pid": os.getpid(), "secrets": vault.names()}, runner.cleanup
+    url, stop = await serve_app(CredentialProxy(vault, services, config["admin_token"], audit).app(), int(config.get("port", 0)))
+    return {"url": url, "pid": os.getpid(), "secrets": vault.names()}, stop
 
 
 if __name__ == "__main__":
-    from sandboxes.credentials.child import serve
-
     serve(start)
