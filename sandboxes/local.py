@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import os
 import pwd
 import re
@@ -91,10 +92,15 @@ def _check_reachable(folder: Path) -> None:
                 f"(mode {above.stat().st_mode & 0o777:o}); choose a root every user may pass through, or sandbox.user=null")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def as_user(user: tuple[int, int], function, *args):
     """`function(*args)` with this thread's file-system identity switched to `user` (Linux setfsuid/setfsgid:
     per thread, unlike setuid), so the kernel checks its file access as the sandbox user's."""
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     old_gid = libc.setfsgid(user[1])
     old_uid = libc.setfsuid(user[0])
     try:
