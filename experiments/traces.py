@@ -74,13 +74,13 @@ def session_spans(tracer: Any, info: SessionInfo, events: list[Event]) -> int:
     return len(children) + 1
 
 
-async def export_traces(store: SessionStore, path: Path, session_ids: Iterable[str] | None = None) -> tuple[int, int]:
-    """Write the traces of `session_ids` (default: every session) to `path`; returns (sessions, spans)."""
+async def export_traces(store: SessionStore, path: Path) -> tuple[int, int]:
+    """Write the traces of every session in `store` to `path`; returns (sessions, spans)."""
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-    infos = [info for info in await store.sessions() if session_ids is None or info.id in set(session_ids)]
+    infos = await store.sessions()
     path.parent.mkdir(parents=True, exist_ok=True)
     spans = 0
     with path.open("w") as out:
