@@ -46,11 +46,15 @@ class LocalSandbox(Sandbox):
         return self.limited(["bash", "-c", command])
 
     def limited(self, argv: list[str]) -> list[str]:
-        """`argv` under the user's resource limits (prlimit, util-linux). Root ignores RLIMIT_NPROC: with no
-        user of its own, a command runs unlimited."""
+        """`argv` as the sandbox's user (setpriv) under its resource limits (prlimit), both util-linux. Root
+        ignores RLIMIT_NPROC: with no user of its own, a command runs unlimited. The switch happens in the
+        child's exec chain rather than in Python's fork: a fork that changes uid cannot use vfork, and
+        copying this process's page tables for every command was the largest cost of a busy harness."""
         if self.user is None:
             return argv
-        return ["prlimit", *(f"--{name}={value}" for name, value in LIMITS.items()), "--", *argv]
+        uid, gid = self.user
+        limits = [f"--{name}={value}" for name, value in LIMITS.items()]
+        return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "prlimit", *limits, "--", *argv]
 
     def command_env(self) -> dict[str, str]:
         """Deliberately minimal: nothing from the host's environment (credentials) leaks in."""
@@ -65,7 +69,6 @@ class LocalSandbox(Sandbox):
             result = await workspace.run_tool(
                 self.root, name, input, argv=self.command_argv, env=self.command_env(),
                 timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
-                user=self.user,
             )
         if not self.root.is_dir():  # destroyed while the tool ran: whatever it did went with it
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} vanished while {name} ran")
@@ -137,6 +140,8 @@ class LocalSandboxProvider:
         self._user = self._identity(user) if user != PER_SANDBOX else None
         self._per_sandbox = user == PER_SANDBOX and os.geteuid() == 0
         self._provisioned: list[LocalSandbox] = []
+        self._real_root: Path | None = None  # _root with its symlinks resolved
+        self._reachable: Path | None = None  # a root its sandboxes' users were found to reach
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
@@ -162,14 +167,19 @@ class LocalSandboxProvider:
 
     async def provision(self) -> LocalSandbox:
         sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
-        sandbox.root.mkdir(parents=True)
-        if sandbox.user is not None:
-            sandbox.root.parent.chmod(0o711)  # the user may pass through to its workspace, not list the others
-            _check_reachable(sandbox.root.parent)
-            os.chown(sandbox.root, *sandbox.user)
-            sandbox.root.chmod(0o700)
+        await asyncio.to_thread(self._make_workspace, sandbox)  # file system calls: not on the event loop
         self._provisioned.append(sandbox)
         return sandbox
+
+    def _make_workspace(self, sandbox: LocalSandbox) -> None:
+        sandbox.root.mkdir(parents=True)
+        if sandbox.user is not None:
+            if self._reachable != sandbox.root.parent:  # once per root
+                sandbox.root.parent.chmod(0o711)  # the user may pass through to its workspace, not list the others
+                _check_reachable(sandbox.root.parent)
+                self._reachable = sandbox.root.parent
+            os.chown(sandbox.root, *sandbox.user)
+            sandbox.root.chmod(0o700)
 
     async def attach(self, sandbox_id: str) -> LocalSandbox:
         if not _ID.match(sandbox_id) or not sandbox_id.startswith(f"{self.hand}-"):
@@ -185,12 +195,13 @@ class LocalSandboxProvider:
         self._provisioned.clear()
         if self._owns_root and self._root is not None:
             await asyncio.to_thread(shutil.rmtree, self._root, ignore_errors=True)
-            self._root = None
+            self._root = self._real_root = None
 
     def _sandbox(self, sandbox_id: str) -> LocalSandbox:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
-        root = Path(os.path.realpath(self._root))
-        sandbox = self.sandbox_class(sandbox_id, root / sandbox_id, user=self._user_of(sandbox_id), **self._options)
+        if self._real_root is None:
+            self._real_root = Path(os.path.realpath(self._root))
+        sandbox = self.sandbox_class(sandbox_id, self._real_root / sandbox_id, user=self._user_of(sandbox_id), **self._options)
         sandbox.journal = self.journal
         return sandbox

@@ -63,7 +63,8 @@ class PoolProvider:
         await self.inner.close()
 
     def _refill(self) -> None:
-        missing = self.size - len(self._ready) - len(self._filling)
+        # a finished task has added its sandbox to _ready already; its discard from _filling may not have run yet
+        missing = self.size - len(self._ready) - sum(not task.done() for task in self._filling)
         for _ in range(0 if self._closed else missing):
             task = asyncio.get_running_loop().create_task(self._add_one())
             self._filling.add(task)

@@ -58,11 +58,8 @@ class Completed:
 
 async def run_command(
     argv: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: float, output_limit: int,
-    user: tuple[int, int] | None = None,
 ) -> Completed:
-    """Run `argv` in a new session (as `user`: uid, gid, if given); on timeout, and always once it returns,
-    kill its whole group."""
-    identity = {"user": user[0], "group": user[1], "extra_groups": []} if user else {}
+    """Run `argv` in a new session; on timeout, and always once it returns, kill its whole group."""
     loop = asyncio.get_running_loop()
     output = CappedOutput(output_limit)
     transport, collector = await loop.subprocess_exec(
@@ -74,7 +71,6 @@ async def run_command(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
-        **identity,
     )
     try:
         exited, _ = await asyncio.wait({collector.exited}, timeout=timeout)

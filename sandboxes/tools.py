@@ -87,9 +87,12 @@ def validate_input(name: str, input: Any, tools: Mapping[str, ToolSpec] = TOOLS)
     spec = tools.get(name) if isinstance(name, str) else None
     if spec is None:
         raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(sorted(tools))}")
+    validator = _validator(spec)
+    if validator.is_valid(input):
+        return spec
     from jsonschema.exceptions import best_match
 
-    error = best_match(_validator(spec).iter_errors(input))
+    error = best_match(validator.iter_errors(input))
     if error is not None:
         where = "".join(f"[{p!r}]" for p in error.absolute_path)
         raise ToolError(

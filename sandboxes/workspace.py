@@ -14,14 +14,13 @@ MAX_LISTED = 2000
 
 async def run_tool(
     root: Path, name: str, input: dict, *, argv: Callable[[str], list[str]], env: Mapping[str, str],
-    timeout_s: float, output_limit: int, user: tuple[int, int] | None = None,
+    timeout_s: float, output_limit: int,
 ) -> tuple[str, bool]:
     """Run a validated tool call on the workspace at `root`: (output, is_error). `argv(command)` is how
-    bash runs (directly, under bwrap, ...), as `user` (uid, gid) if given; `timeout_s` is already the
-    effective timeout."""
+    bash runs (directly, under bwrap, as another user, ...); `timeout_s` is already the effective timeout."""
     if name == "bash":
         done = await run_command(argv(input["command"]), cwd=str(root), env=env, timeout=timeout_s,
-                                 output_limit=output_limit, user=user)
+                                 output_limit=output_limit)
         return done.report(timeout_s)
     return file_tool(root, name, input, output_limit), False
 

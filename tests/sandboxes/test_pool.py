@@ -12,7 +12,7 @@ async def test_hands_out_ready_sandboxes_once_each_and_refills(tmp_path):
     await pool.start()
     boxes = [await pool.provision() for _ in range(6)]
     assert len({box.id for box in boxes}) == 6 and pool.handed_out >= 3
-    await asyncio.sleep(0.05)
+    await asyncio.gather(*pool._filling)
     assert len(pool._ready) == 3  # refilled behind the hand-outs
     await pool.close()
 
