@@ -45,6 +45,7 @@ class ModelResponse:
     model: str = ""
     request_id: str | None = None
     retries: tuple[dict[str, Any], ...] = ()  # one entry per failed attempt before this answer
+    server_ttft_ms: float | None = None  # the TTFT the server says it took (the emulator does; the API does not)
 
     @property
     def tool_uses(self) -> list[dict[str, Any]]:

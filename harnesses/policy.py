@@ -53,8 +53,9 @@ BOOKKEEPING = (*RECALL, "memory_write", "memory_append")  # tools about the sess
 
 
 class Conversation:
-    def __init__(self, messages: Sequence[Mapping[str, Any]]):
+    def __init__(self, messages: Sequence[Mapping[str, Any]], hands: Sequence[str] = ()):
         self.messages = messages
+        self.hands = tuple(hands)  # the hands a tool call may name (the tools' `hand` input), if more than one
         self.user_texts = [b["text"] for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "text"]
         results = {
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
@@ -109,6 +110,20 @@ Policy = Callable[[Conversation], Action]
 PolicyBook = Callable[[Sequence[Mapping[str, Any]]], Policy | None]
 
 
+def load_policies(book: PolicyBook | str) -> PolicyBook:
+    """A policy book, or the import path of a function that builds one (`experiments.tasks.policy_book`)."""
+    if not isinstance(book, str):
+        return book
+    import importlib
+
+    module, _, name = book.rpartition(".")
+    try:
+        build = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise ValueError(f"policies={book!r}: not an importable function ({exc}); e.g. experiments.tasks.policy_book") from None
+    return build()
+
+
 def _blocks(message: Mapping[str, Any]) -> list[dict[str, Any]]:
     content = message.get("content")
     return [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
@@ -140,13 +155,15 @@ def estimate_tokens(payload: Any) -> int:
     return max(1, len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False)) // 4)
 
 
-def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """The content blocks an offline model answers `messages` with, from the task's solver policy.
+def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+    """The content blocks an offline model answers `messages` with, from the task's solver policy; `tools` are
+    the request's tool definitions (their names, and the hands their `hand` input may name).
 
     Tool-use ids derive from the conversation, so the same conversation always gets the same ids, and
     they stay unique in a session whose context shows only part of it (a window, a summary).
     """
-    conversation = Conversation(messages)
+    offered = [t.get("name") for t in tools]
+    conversation = Conversation(messages, offered_hands(tools))
     if conversation.user_texts and conversation.user_texts[-1] == COMPACT_PROMPT:
         return [{"type": "text", "text": summary(conversation)}]
     policy = book(messages)
@@ -159,6 +176,15 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], offered: Seq
     seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
     return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
+
+
+def offered_hands(tools: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The hand names a tool's `hand` input takes (the harness adds it to sandbox tools when it gives several)."""
+    for tool in tools:
+        hand = (tool.get("input_schema") or {}).get("properties", {}).get("hand")
+        if isinstance(hand, dict) and isinstance(hand.get("enum"), list):
+            return hand["enum"]
+    return []
 
 
 def summary(conversation: Conversation) -> str:

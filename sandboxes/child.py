@@ -1,4 +1,4 @@
-"""Processes of their own for the credential proxy and the test services.
+"""Processes of their own: the credential proxy, its test services, the model emulator.
 
 A child gets its config (with its secrets) as one JSON document on stdin, never in argv or the
 environment, which other processes can read in /proc; it answers with one JSON line on stdout once it
@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 _ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
 
@@ -62,6 +62,14 @@ class Child:
         self._stderr.seek(0)
         tail = self._stderr.read().decode(errors="replace")[-2000:]
         raise ChildFailed(f"{self.module} did not start within {self.ready_timeout_s:.0f} s: {tail or 'no output'}")
+
+    def peak_rss_mb(self) -> float | None:
+        """The most memory the child has held so far (VmHWM), while it runs."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except (OSError, TypeError):
+            return None
+        return next((int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

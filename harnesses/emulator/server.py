@@ -93,7 +93,7 @@ class EmulatorServer:
             status, kind, message = _FAULT_STATUS[fault]
             headers = {"retry-after": f"{self.faults.retry_after_s:g}"} if status == 429 else {}
             raise RequestError(status, kind, message, headers)
-        content = answer(self.policies, body["messages"], [t.get("name") for t in body.get("tools") or []])
+        content = answer(self.policies, body["messages"], body.get("tools") or [])
         usage = {**self.cache.usage(body), "output_tokens": estimate_tokens(content)}
         rng = self.latency.rng_for(body)
         ttft_s = self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng) / 1000

@@ -125,10 +125,12 @@ class AnthropicModel:
         if not builder.stopped:
             raise StreamCut("the stream ended before message_stop")
         done = time.perf_counter()
+        server_ttft = stream.response.headers.get("x-emulator-ttft-ms")
         return ModelResponse(
             content=builder.content, stop_reason=builder.stop_reason or "end_turn", usage=builder.usage(),
             ttft_ms=((first_token or done) - started) * 1000, latency_ms=(done - started) * 1000,
             model=builder.model or self.model, request_id=stream.response.headers.get("request-id"), retries=retries,
+            server_ttft_ms=float(server_ttft) if server_ttft else None,
         )
 
 

@@ -1,18 +1,22 @@
 """The `anthropic` backend, pointed at a Messages-API emulator it starts on a free loopback port.
 
-The SDK talks to the emulator over real HTTP, exactly as it would to the API. The server shares the
-caller's event loop (a thread of its own measured slower: GIL hand-offs); for a service that no work
-of the harness can delay, run `harnesslab emulator` in its own process and use model=anthropic with
-its base_url.
+The SDK talks to the emulator over real HTTP, exactly as it would to the API. With `serve: in_process`
+the server shares the caller's event loop (a thread of its own measured slower: GIL hand-offs); with
+`serve: process` it runs in a process of its own, which no work of the harness can delay — what a
+benchmark of the harness under load wants, since a real API is not slowed by its clients' CPU.
 """
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any, Mapping
 
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
 from harnesses.models.anthropic import AnthropicModel
-from harnesses.policy import PolicyBook
+from harnesses.policy import PolicyBook, load_policies
+
+SERVE = ("in_process", "process")
 
 
 class EmulatorModel(AnthropicModel):
@@ -20,22 +24,50 @@ class EmulatorModel(AnthropicModel):
 
     def __init__(
         self,
-        policies: PolicyBook,
+        policies: PolicyBook | str,
         latency: Mapping[str, Any] | None = None,
         faults: Mapping[str, Any] | None = None,
         latency_file: str | None = None,
         cache_min_tokens: int = 1024,
         model: str = "claude-emulated",
+        serve: str = "in_process",
         **options: Any,
     ):
+        if serve not in SERVE:
+            raise ValueError(f"model.serve={serve!r}; valid: {', '.join(SERVE)}")
+        if serve == "process" and not isinstance(policies, str):
+            raise ValueError("model.serve=process needs model.policies as an import path (e.g. experiments.tasks.policy_book)")
         super().__init__(model=model, api_key_env="", **options)
-        profile = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
-        self.server = EmulatorServer(policies, profile, FaultProfile(**(faults or {})), cache_min_tokens)
+        self.latency = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
+        self.faults, self.cache_min_tokens = FaultProfile(**(faults or {})), cache_min_tokens
+        self.policies, self.serve = policies, serve
+        self.server: EmulatorServer | None = None
+        self.child: Any = None  # a sandboxes.child.Child with serve=process
 
     async def _endpoint(self) -> tuple[str, str | None]:
-        self.base_url = await self.server.start()
+        if self.serve == "process":
+            self.base_url = await asyncio.to_thread(self._start_child)
+        else:
+            self.server = EmulatorServer(load_policies(self.policies), self.latency, self.faults, self.cache_min_tokens)
+            self.base_url = await self.server.start()
         return "emulator", self.base_url  # the emulator wants some key, as the API does; no real credential
+
+    def _start_child(self) -> str:
+        from sandboxes.child import Child
+
+        self.child = Child("harnesses.emulator.child", {
+            "policies": self.policies, "latency": dataclasses.asdict(self.latency),
+            "faults": dataclasses.asdict(self.faults), "cache_min_tokens": self.cache_min_tokens,
+        })
+        return self.child.start()["url"]
+
+    def server_peak_rss_mb(self) -> float | None:
+        """The emulator process's peak memory (serve=process); None in-process, where it is the caller's."""
+        return self.child.peak_rss_mb() if self.child is not None else None
 
     async def close(self) -> None:
         await super().close()
-        await self.server.stop()
+        if self.server is not None:
+            await self.server.stop()
+        if self.child is not None:
+            await asyncio.to_thread(self.child.stop)

@@ -22,7 +22,7 @@ class ScriptedModel:
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
         started = time.perf_counter()
-        content = answer(self._book, request.messages, [t["name"] for t in request.tools])
+        content = answer(self._book, request.messages, request.tools)
         output_tokens = estimate_tokens(content)
         if self.ttft_ms:
             await asyncio.sleep(self.ttft_ms / 1000)

@@ -1,0 +1,23 @@
+"""The Messages-API emulator in a process of its own (`model.serve=process`): no work of the harness
+can delay its answers, as none can delay a remote API's. Started by EmulatorModel through
+sandboxes.child.Child; its config (policies, latency, faults) comes on stdin as JSON."""
+from __future__ import annotations
+
+from typing import Any
+
+from harnesses.emulator.server import EmulatorServer
+from harnesses.emulator.service import FaultProfile, LatencyProfile
+from harnesses.policy import load_policies
+from sandboxes.child import serve
+
+
+async def start(config: dict[str, Any]):
+    server = EmulatorServer(
+        load_policies(config["policies"]), LatencyProfile(**config["latency"]), FaultProfile(**config["faults"]),
+        config["cache_min_tokens"],
+    )
+    return {"url": await server.start()}, server.stop
+
+
+if __name__ == "__main__":
+    serve(start)
