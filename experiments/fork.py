@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from harnesses.hands import Hands, live_sandbox_id
+from harnesses.hands import Hands, first_hand, hand_of, live_sandbox_id
 from harnesses.log import SessionLog
 from sandboxes.base import Fetch, SandboxProvider
 from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionStore
@@ -119,21 +119,25 @@ async def start_fork(
 async def restore_hands(
     log: SessionLog, sandboxes: SandboxProvider, origin: Origin, fetch: Fetch | None = None
 ) -> tuple[int, list[ToolDivergence]]:
-    """Give the fork a sandbox of its own in the state the prefix left, if the prefix holds a live one."""
-    prefix = log.events
-    if live_sandbox_id(prefix) is None:
-        return 0, []  # no hands yet (or they were lost): the harness provisions them when a tool needs them
-    since = max(e.position for e in prefix if e.type == "sandbox.provisioned")
+    """Give the fork sandboxes of its own in the state the prefix left, for every hand it holds a live one as."""
+    prefix, first = log.events, first_hand(log.events)
+    live = list(dict.fromkeys(hand_of(e) for e in prefix if e.type in ("sandbox.provisioned", "sandbox.received")))
+    live = [name for name in live if live_sandbox_id(prefix, name) is not None]  # lost ones: provisioned when needed
     calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") not in NOT_IN_SANDBOX}
-    ran = [e for e in prefix[since:] if e.type == "tool.result" and e.data.get("tool_use_id") in calls]
-    hands = Hands(sandboxes, log, fetch=fetch)
-    await hands.fresh(restored={"from": origin.info.id, "calls": len(ran)})
-    divergences = []
-    for result in ran:
-        call = calls[result.data["tool_use_id"]]
-        again = await hands.execute(call.get("name"), call.get("input"), f"{log.session_id}:{result.data['tool_use_id']}")
-        divergences += _differs(result, call, again.output, again.is_error)
-    return len(ran), divergences
+    hands = Hands(sandboxes, log, fetch=fetch, names=list(dict.fromkeys([first, *live])))
+    restored, divergences = 0, []
+    for name in live:
+        since = max(e.position for e in prefix if e.type in ("sandbox.provisioned", "sandbox.received") and hand_of(e) == name)
+        ran = [e for e in prefix[since:] if e.type == "tool.result"
+               and calls.get(e.data.get("tool_use_id"), {}).get("hand_name", first) == name]
+        await hands.fresh(name, restored={"from": origin.info.id, "calls": len(ran)})
+        for result in ran:
+            call = calls[result.data["tool_use_id"]]
+            input = {k: v for k, v in call.get("input").items() if k != "hand"} if "hand_name" in call else call.get("input")
+            again = await hands.execute(call.get("name"), input, f"{log.session_id}:{result.data['tool_use_id']}", name)
+            divergences += _differs(result, call, again.output, again.is_error)
+        restored += len(ran)
+    return restored, divergences
 
 
 def replay_divergences(origin: Origin, at: int, replayed: list[Event], outcome: str) -> list[ToolDivergence]:
@@ -165,7 +169,7 @@ def _shown(result: dict) -> str:
 
 def stream_digest(session_id: str, events: list[Event]) -> str:
     """sha256 of a session's event stream with what differs between identical runs normalized: timestamps
-    and timings (`ts`, every `*_ms` field), identities (the session's and its sandboxes' ids) and the process
+    and timings (`ts`, every `*_ms` and `*_at` field), identities (the session's and its sandboxes' ids) and the process
     (`pid`, `host`). Two replays of one session under one config have the same digest."""
     text = json.dumps([[e.position, e.type, _untimed(e.data)] for e in events], sort_keys=True, ensure_ascii=False)
     sandboxes = dict.fromkeys(e.data.get("sandbox_id") for e in events if e.type == "sandbox.provisioned")
@@ -177,7 +181,8 @@ def stream_digest(session_id: str, events: list[Event]) -> str:
 
 def _untimed(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if not k.endswith("_ms") and k not in ("pid", "host", "turn_breakdown")}
+        return {k: _untimed(v) for k, v in value.items()
+                if not k.endswith(("_ms", "_at")) and k not in ("pid", "host", "turn_breakdown")}
     if isinstance(value, list):
         return [_untimed(v) for v in value]
     return value

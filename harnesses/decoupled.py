@@ -1,15 +1,17 @@
 """The decoupled harness: a stateless loop over the session log; hands are provisioned lazily."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import os
 import socket
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
-from harnesses.hands import Hands
+from harnesses.hands import DEFAULT_HAND, Hands
 from harnesses.log import SessionLog
 from harnesses.messages import stable_prefix
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
@@ -51,11 +53,13 @@ class DecoupledHarness:
         interrupted: str = "idempotent",
         worker: str | None = None,
         credentials: SessionCredentials | None = None,
+        hands: Sequence[str] | None = None,
     ):
         if interrupted not in INTERRUPTED_POLICIES:
             raise ValueError(f"interrupted={interrupted!r}; valid: {', '.join(INTERRUPTED_POLICIES)}")
         if max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, got {max_turns}")
+        self.hand_names = hand_names(hands)  # the sandboxes a session may hold at once; calls name theirs
         self.store, self.model, self.sandboxes, self.context = store, model, sandboxes, context
         self.max_turns, self.max_tokens, self.interrupted = max_turns, max_tokens, interrupted
         self.worker = worker  # the worker slot driving this harness, recorded in harness.woke
@@ -74,7 +78,8 @@ class DecoupledHarness:
             return _outcome(session, hands, step)
         try:
             await session.append(
-                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker})
+                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
+                                       **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
             )
             await self._before_loop(session, hands)
             return await self._loop(Wake(session, hands, started))
@@ -92,7 +97,7 @@ class DecoupledHarness:
 
     def _hands(self, session: SessionLog) -> Hands:
         """Hands provisioned at the first tool call that needs them, and replaced when lost."""
-        return Hands(self.sandboxes, session, fetch=self._fetch(session))
+        return Hands(self.sandboxes, session, fetch=self._fetch(session), names=self.hand_names)
 
     def _fetch(self, session: SessionLog):
         """How the session's setup clones repositories: through the proxy, with the session's capability."""
@@ -135,7 +140,9 @@ class DecoupledHarness:
             "usage": response.usage.to_dict(),
             "model": response.model,
             "request_id": response.request_id,
+            "requested_at": requested,
             "ttft_ms": response.ttft_ms,
+            "server_ttft_ms": response.server_ttft_ms,
             "latency_ms": response.latency_ms,
             "context_ms": context_ms,
             "retries": list(response.retries),
@@ -157,13 +164,29 @@ class DecoupledHarness:
         await session.append(Event("model.response", data))
 
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
+        """Calls on one hand run in order; calls on different hands run at the same time."""
         offered = {tool["name"] for tool in self._offered(session.meta)}
+        queues: dict[str, list[dict]] = {}
         for call in step.calls:
-            result = await self._run_tool(session, hands, step, call, offered)
-            await session.append(Event("tool.result", {
-                "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
-                "is_error": result.is_error, "duration_ms": result.duration_ms,
-            }))
+            queues.setdefault(self._route(call), []).append(call)
+
+        async def run_in_order(calls: list[dict]) -> None:
+            for call in calls:
+                result = await self._run_tool(session, hands, step, call, offered)
+                await session.append(Event("tool.result", {
+                    "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
+                    "is_error": result.is_error, "duration_ms": result.duration_ms,
+                }))
+
+        await asyncio.gather(*(run_in_order(calls) for calls in queues.values()))
+
+    def _route(self, call: dict) -> str:
+        """The queue a call waits in: the hand it names (the first if none), or the harness's own tools'."""
+        name, input = call.get("name"), call.get("input")
+        if name in self._context_tools or name in self._proxy_tools:
+            return f"({name})"
+        asked = input.get("hand") if isinstance(input, dict) and len(self.hand_names) > 1 else None
+        return asked if asked in self.hand_names else self.hand_names[0]
 
     async def _run_tool(self, session: SessionLog, hands: Hands, step: RunTools, call: dict, offered: set[str]) -> ToolResult:
         tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
@@ -171,6 +194,7 @@ class DecoupledHarness:
             return ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
         own = name in self._context_tools  # the session reading itself: answered from the log, not by the hands
         proxied = name in self._proxy_tools
+        hand, input = (None, input) if own or proxied else self._hand_of(input)
         if tool_use_id in step.logged and not own and not self._may_rerun(name):
             return ToolResult(
                 "interrupted: this tool call started before a crash and its outcome is unknown; "
@@ -180,14 +204,27 @@ class DecoupledHarness:
         key = f"{session.session_id}:{tool_use_id}"
         if tool_use_id not in step.logged:
             await session.append(Event("tool.call", {
-                "tool_use_id": tool_use_id, "name": name, "input": input,
+                "tool_use_id": tool_use_id, "name": name, "input": call.get("input"),
                 "hand": "harness" if own else "proxy" if proxied else self.sandboxes.hand, "idempotency_key": key,
+                **({"hand_name": hand} if isinstance(hand, str) else {}),
             }))
         if own:
             return await self.context.run_tool(name, input, session.events)
         if proxied:
             return await self.credentials.run_tool(name, input, session.session_id)
-        return await hands.execute(name, input, key)
+        if isinstance(hand, ToolResult):
+            return hand
+        return await hands.execute(name, input, key, hand)
+
+    def _hand_of(self, input: Any) -> tuple[str | ToolResult, Any]:
+        """(the hand a sandbox call runs on, its input without the `hand` field), or (an error result, input)."""
+        if len(self.hand_names) == 1 or not isinstance(input, dict):
+            return self.hand_names[0], input
+        input = dict(input)
+        hand = input.pop("hand", self.hand_names[0])
+        if hand not in self.hand_names:
+            return ToolResult(f"hand {hand!r} is not one of this session's hands; valid: {', '.join(self.hand_names)}", True), input
+        return hand, input
 
     def _may_rerun(self, name: str) -> bool:
         if self.interrupted == "idempotent":
@@ -199,7 +236,7 @@ class DecoupledHarness:
         and the proxy's that the session was granted."""
         wanted = meta.get("tools")
         granted = (meta.get("credentials") or {}).get("tools") or ()
-        return [t.to_api() for t in self.sandboxes.tools if wanted is None or t.name in wanted] + [
+        return [with_hands(t.to_api(), self.hand_names) for t in self.sandboxes.tools if wanted is None or t.name in wanted] + [
             t.to_api() for t in self._context_tools.values()] + [
             t.to_api() for t in self._proxy_tools.values() if t.name in granted]
 
@@ -218,6 +255,32 @@ class DecoupledHarness:
         except Conflict:
             return Outcome(session.session_id, "conflict", reason, sandbox_id=hands.sandbox_id)
         return Outcome(session.session_id, "failed", reason, sandbox_id=hands.sandbox_id)
+
+
+_HAND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def hand_names(hands: Sequence[str] | None) -> tuple[str, ...]:
+    """The hands a harness gives each session: `main` alone, or several distinct names (the first is the default)."""
+    if hands is None:
+        return (DEFAULT_HAND,)
+    names = tuple(hands) if not isinstance(hands, str) else (hands,)
+    bad = [n for n in names if not isinstance(n, str) or not _HAND_NAME.match(n)]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(f"harness.hands={list(names)}: give one or more distinct names of lowercase letters, digits, "
+                         f"_ or - (starting with a letter), e.g. [main] or [a, b]" + (f"; not valid: {bad}" if bad else ""))
+    return names
+
+
+def with_hands(tool: dict[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """A sandbox tool's API entry; with several hands, its input gains `hand`: which one runs the call."""
+    if len(names) == 1:
+        return tool
+    schema = tool["input_schema"]
+    hand = {"type": "string", "enum": list(names),
+            "description": f"Which hand (sandbox, with a workspace of its own) runs this call; default {names[0]}. "
+                           "Calls on different hands run at the same time."}
+    return {**tool, "input_schema": {**schema, "properties": {**schema["properties"], "hand": hand}}}
 
 
 def _outcome(session: SessionLog, hands: Hands, step: Finish | Ended) -> Outcome:

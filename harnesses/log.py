@@ -1,6 +1,7 @@
 """A harness's view of one session log: read once at wake, then kept in step by its own appends."""
 from __future__ import annotations
 
+import asyncio
 from typing import Awaitable, Callable
 
 from stores.base import Event, SessionStore
@@ -13,6 +14,7 @@ class SessionLog:
     def __init__(self, store: SessionStore, session_id: str, events: list[Event]):
         self.store, self.session_id, self.events = store, session_id, events
         self.observers: list[Callable[[list[Event]], Awaitable[None]]] = []  # told of each durable append
+        self._appending = asyncio.Lock()  # tool calls on several hands run at once: their appends take turns
 
     @classmethod
     async def open(cls, store: SessionStore, session_id: str) -> SessionLog:
@@ -23,9 +25,10 @@ class SessionLog:
         return self.events[0].data if self.events else {}
 
     async def append(self, *events: Event) -> None:
-        start = len(self.events)
-        await self.store.append(self.session_id, events, expect=start)
-        appended = [event.at(start + i) for i, event in enumerate(events)]
-        self.events.extend(appended)
-        for observer in self.observers:
-            await observer(appended)
+        async with self._appending:
+            start = len(self.events)
+            await self.store.append(self.session_id, events, expect=start)
+            appended = [event.at(start + i) for i, event in enumerate(events)]
+            self.events.extend(appended)
+            for observer in self.observers:
+                await observer(appended)

@@ -61,7 +61,12 @@ def _add_user_block(messages: list[dict[str, Any]], block: dict[str, Any]) -> No
         messages.append({"role": "user", "content": []})
     content = messages[-1]["content"]
     if block["type"] == "tool_result":  # the API wants tool results before any text in a user turn
-        index = next((i for i, b in enumerate(content) if b["type"] != "tool_result"), len(content))
+        # ... and in the order of their tool uses, whatever order they finished in (calls on several hands run at once)
+        asked = messages[-2]["content"] if len(messages) > 1 and messages[-2]["role"] == "assistant" else []
+        order = {b.get("id"): i for i, b in enumerate(asked) if isinstance(b, dict) and b.get("type") == "tool_use"}
+        rank = order.get(block["tool_use_id"], len(order))
+        index = next((i for i, b in enumerate(content)
+                      if b["type"] != "tool_result" or order.get(b["tool_use_id"], len(order)) > rank), len(content))
         content.insert(index, block)
     else:
         content.append(block)

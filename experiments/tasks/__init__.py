@@ -12,10 +12,10 @@ Builder = Callable[[random.Random], Task]
 
 
 def suites() -> dict[str, list[Builder]]:
-    from experiments.tasks import credentials, long_horizon, security, smoke
+    from experiments.tasks import credentials, hands, long_horizon, security, smoke
 
     return {"smoke": smoke.TASKS, "long_horizon": long_horizon.TASKS, "credentials": credentials.TASKS,
-            "security": security.TASKS, "security_abuse": security.ABUSE_TASKS}
+            "security": security.TASKS, "security_abuse": security.ABUSE_TASKS, "hands": hands.TASKS}
 
 
 def load_suite(

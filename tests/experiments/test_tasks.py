@@ -33,7 +33,7 @@ async def test_check_fails_before_the_task_is_done(task, tmp_path):
 
 
 def test_suite_options_are_validated():
-    with pytest.raises(ValueError, match="unknown task suite 'nope'; valid: credentials, long_horizon, security, security_abuse, smoke"):
+    with pytest.raises(ValueError, match="unknown task suite 'nope'; valid: credentials, hands, long_horizon, security, security_abuse, smoke"):
         load_suite("nope")
     with pytest.raises(ValueError, match="unknown task.* bogus in suite 'smoke'; valid: greeting"):
         load_suite("smoke", only=["bogus"])
