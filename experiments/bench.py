@@ -1,4 +1,4 @@
-"""`make bench`: harness overhead per turn, then sandboxes, the emulator and the stores (bench_*.py).
+"""`make bench`: harness overhead per turn, then sandboxes, the emulator, the stores and scale (bench_*.py).
 
 Benchmarks compare alternatives side by side in one run and report medians, p95 and ratios;
 they assert nothing (tests do that). Run: `make bench` or `python -m experiments.bench [--quick]`.
@@ -109,6 +109,10 @@ async def main(quick: bool, only: str | None) -> None:
         from experiments import bench_stores
 
         await bench_stores.main(quick)
+    if only in (None, "scale"):
+        from experiments import bench_scale
+
+        await asyncio.to_thread(bench_scale.main, quick)
 
 
 async def report_harness(quick: bool) -> None:
@@ -126,6 +130,6 @@ async def report_harness(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke check")
-    parser.add_argument("--only", choices=["harness", "sandboxes", "emulator", "stores"], help="run one group of benchmarks")
+    parser.add_argument("--only", choices=["harness", "sandboxes", "emulator", "stores", "scale"], help="run one group of benchmarks")
     arguments = parser.parse_args()
     asyncio.run(main(arguments.quick, arguments.only))

@@ -6,7 +6,7 @@
   harnesslab fork SESSION --at N [OVERRIDE]   continue events [0, N) of a logged session another way
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
-  harnesslab submit / worker [OVERRIDES]      sessions in a shared store, driven by restartable workers
+  harnesslab submit / worker / collect [OVERRIDES]   sessions in a shared store, driven by restartable workers
   harnesslab report PATH ...                  TTFT per cell from results files, against the seed; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
@@ -115,6 +115,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--slot", default="w0", help="this worker's slot: a restarted worker keeps its slot")
     worker.add_argument("--forever", action="store_true", help="keep waiting for sessions instead of exiting when idle")
     worker.add_argument("--config", type=Path, help="a resolved config file to use instead of composing one (a fault run writes it)")
+    worker.add_argument("--check", action="store_true", help="check each session this worker ends, in its sandbox; log the verdict")
     worker.add_argument("--acks", type=Path, help="record every append the store acknowledged in this file (fault runs check it)")
     faults = worker.add_argument_group("fault points (fault runs start workers with these; see experiments/failpoints.py)")
     faults.add_argument("--crash-at", choices=POINTS, help="SIGKILL this worker at this point of its work")
@@ -128,6 +129,10 @@ def parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
     submit.add_argument("overrides", nargs="*", help="Hydra overrides, as for run; the store must be shared")
     submit.set_defaults(handler=_submit)
+    collect = commands.add_parser("collect", help="one results.duckdb of every session in a shared store (checked by `worker --check`)")
+    collect.add_argument("--out", type=Path, help="its folder (default: outputs/collect-<time>)")
+    collect.add_argument("overrides", nargs="*", help="Hydra overrides naming the store, as for the workers")
+    collect.set_defaults(handler=_collect)
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
     report.add_argument("path", type=Path, nargs="+", help="results.duckdb files or folders of them (runs, multiruns): one report over all")
@@ -299,7 +304,8 @@ def _worker(args: argparse.Namespace) -> int:
     failpoints = None
     if args.crash_at or args.sandbox_kills:
         failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
-    return asyncio.run(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints))
+    return asyncio.run(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints,
+                             check=args.check))
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -323,6 +329,20 @@ def _submit(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import time
+
+    from experiments.collect import collect_job
+    from experiments.job import PARTS, compose_config
+
+    cfg = compose_config(args.overrides)
+    out = args.out or Path("outputs") / f"collect-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
+    out.mkdir(parents=True, exist_ok=True)
+    choices = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in PARTS)
+    collect_job(cfg, out, choices)
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:

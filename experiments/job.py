@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import invariants, results
 from experiments.leaks import leak_violations
+from experiments.load import LoadMeter, load_line
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
@@ -45,7 +46,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     faults = "+".join(cfg.get("faults") or {}) or "none"
     cell = " ".join(f"{group}={choices[group]}" for group in ("harness", "sandbox") if group in choices)
     cell += f" faults={faults}" if faults != "none" else ""
-    recovery = None
+    recovery, meter = None, None
     if cfg.get("faults") or cfg.run.get("workers"):
         from experiments.recovery import run_with_faults
 
@@ -54,9 +55,10 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
         leaks = []
     else:
-        records, logs, leaks = asyncio.run(_run(cfg, cell, output_dir))
+        meter = LoadMeter()  # a run with workers spends its CPU in their processes, not this one
+        records, logs, leaks = asyncio.run(_run(cfg, cell, output_dir, meter))
     found = leaks + (recovery.violations() if recovery else [])
-    saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found)
+    saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found, meter)
     if recovery is not None:
         from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
 
@@ -83,6 +85,7 @@ class SavedRun:
 def save_run(
     cfg: DictConfig, output_dir: Path, choices: dict[str, str], started: dt.datetime,
     records: list[SessionRecord], logs: dict[str, list], faults: str = "none", violations: list = (),
+    meter: LoadMeter | None = None,
 ) -> SavedRun:
     """Write the run's results.duckdb: its sessions, model and tool calls, events, run row and invariant checks."""
     run = {
@@ -94,6 +97,8 @@ def save_run(
     tables = tables_for(records, logs, {**{part: choices.get(part, "") for part in PARTS}, "faults": faults})
     found = invariants.check_logs(logs) + list(violations)
     tables["runs"], tables["violations"] = [run], invariants.violation_rows(found)
+    if meter is not None:
+        tables["load"] = [meter.row(tables, cfg.run.concurrency, cfg.run.get("arrivals_per_s"))]
     path = output_dir / cfg.run.results
     run_id = uuid.uuid4().hex
     results.write_results(path, run_id, tables)
@@ -105,6 +110,8 @@ def print_run(saved: SavedRun, heading: str, extra: str | None = None) -> None:
     calls = pd.DataFrame(saved.tables["model_calls"], columns=list(results.SCHEMA["model_calls"]))
     print(heading)
     print(summary_table(sessions, calls))
+    if saved.tables.get("load"):
+        print(load_line(saved.tables["load"][0], calls["overhead_ms"]))
     if extra:
         print(extra)
     print(f"invariants: {len(saved.violations)} violation(s) in {len(saved.tables['sessions'])} session log(s)")
@@ -148,7 +155,8 @@ async def start_parts(parts: Parts) -> None:
             await start()
 
 
-async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None) -> tuple[list[SessionRecord], dict[str, list], list]:
+async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None, meter: LoadMeter | None = None,
+               ) -> tuple[list[SessionRecord], dict[str, list], list]:
     """The sessions' records and logs, and any planted secret found in the logs (the proxy's audit log, if
     there is one, is kept in `output_dir`)."""
     tasks = instantiate(cfg.tasks)
@@ -163,7 +171,12 @@ async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None) 
             mark = "ok" if record.verdict.success else "FAILED"
             print(f"[{cell}] {done}/{len(tasks)} {record.task}#{record.instance} {mark}", file=sys.stderr, flush=True)
 
-        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress, parts.credentials)
+        meter = meter or LoadMeter()
+        meter.start()
+        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress,
+                                  parts.credentials, cfg.run.get("arrivals_per_s"), cfg.run.get("seed", 0), meter)
+        meter.stop()
+        meter.model_server_rss_mb = getattr(parts.model, "server_peak_rss_mb", lambda: None)()
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
         leaks = []
         if parts.credentials is not None and parts.credentials.proxy_url is not None:

@@ -25,12 +25,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.acks import AckedStore, lost_events
+from experiments.collect import outcome_of
 from experiments.faults import Fault, HarnessKill, faults_from_config
 from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.runner import SessionRecord, check
 from experiments.supervisor import Supervisor
-from harnesses.base import Outcome
-from harnesses.hands import live_sandbox_id
 from sandboxes.base import SandboxProvider, Setup
 from sandboxes.journal import starts
 from sandboxes.tools import TOOLS
@@ -189,7 +188,7 @@ async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list
     records, logs = [], {}
     for session_id, (suite, instance, task) in tasks.items():
         events = logs[session_id] = await lab.store.events(session_id)
-        outcome = _outcome(session_id, events)
+        outcome = outcome_of(session_id, events)
         verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(events[0].data.get("setup")))
         records.append(SessionRecord(session_id, suite, instance, task.name, outcome, verdict, (events[-1].ts - events[0].ts) * 1000))
     found = Recovery(faults=[f.kind for f in faults], reruns_allowed=reruns_allowed)
@@ -209,13 +208,3 @@ async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list
         found.rows += fault.rows_from_logs(logs)
     found.add_sessions(records)
     return records, logs, found
-
-
-def _outcome(session_id: str, events: list[Event]) -> Outcome:
-    """What the log says the session ended with, for the task's check."""
-    last = next((e for e in reversed(events) if e.type in ("session.completed", "session.failed")), None)
-    if last is None:
-        return Outcome(session_id, "active", "the session never ended")
-    return Outcome(session_id, last.type.removeprefix("session."), last.data.get("reason", ""),
-                   last.data.get("final_text", ""), live_sandbox_id(events))
-

@@ -3,7 +3,9 @@
 It prints p50/p95/p99 of the first-turn TTFT with its breakdown, compares decoupled with coupled per
 sandbox against the seed's headline (p50 -60 %, p95 -90 %), and writes two PNGs: TTFT CDFs and the
 breakdown as stacked bars. Runs with workers and faults add a recovery section (report_recovery.py), runs that differ in
-their context strategy a context section (report_context.py), red-team runs a security section (report_security.py).
+their context strategy a context section (report_context.py), red-team runs a security section (report_security.py),
+runs with several hands a hands section (report_hands.py), runs of 100 sessions or more a load section
+(report_load.py).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ import pandas as pd
 
 from experiments.figures import pyplot, save
 from experiments.report_context import context_section
+from experiments.report_hands import hands_section
+from experiments.report_load import load_section
 from experiments.report_recovery import recovery_section
 from experiments.report_security import security_section
 from experiments.results import read_table
@@ -110,4 +114,6 @@ def report(paths: Path | list[Path], out: Path | None = None) -> str:
     lines = [f"TTFT of each user turn's first token, {len(turns)} turns from {len(files)} results file(s)", shown, ""]
     lines += comparison(table) or ["  (no sandbox has both a coupled and a decoupled cell to compare)"]
     lines += ["", *[f"wrote {p}" for p in written]]
-    return "\n".join(lines + recovery_section(files, out) + context_section(files, out) + security_section(files))
+    sections = recovery_section(files, out) + context_section(files, out) + security_section(files) + hands_section(files)
+    sections += load_section(files)
+    return "\n".join(lines + sections)

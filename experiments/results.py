@@ -6,6 +6,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from experiments.load import LOAD_TABLE
 from stores.archive import EVENTS_TABLE, attach_read_only, write_table
 from stores.base import Event
 
@@ -25,7 +26,8 @@ SCHEMA = {
     },
     "model_calls": {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "call": "INTEGER", "model": "VARCHAR",
-        "stop_reason": "VARCHAR", "ttft_ms": "DOUBLE", "turn_ttft_ms": "DOUBLE", "latency_ms": "DOUBLE",
+        "stop_reason": "VARCHAR", "ttft_ms": "DOUBLE", "server_ttft_ms": "DOUBLE", "turn_ttft_ms": "DOUBLE",
+        "overhead_ms": "DOUBLE", "latency_ms": "DOUBLE",
         "context_ms": "DOUBLE", "input_tokens": "BIGINT", "output_tokens": "BIGINT",
         "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT", "request_id": "VARCHAR",
         "retries": "INTEGER", "queue_ms": "DOUBLE", "provision_ms": "DOUBLE", "other_ms": "DOUBLE",
@@ -33,20 +35,34 @@ SCHEMA = {
     },
     "tool_calls": {
         "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
-        "name": "VARCHAR", "hand": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
+        "name": "VARCHAR", "hand": "VARCHAR", "hand_name": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
     },
     "violations": {"run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "rule": "VARCHAR", "detail": "VARCHAR"},
+    "load": LOAD_TABLE,
     "events": EVENTS_TABLE,
 }
 
 
+DUE_TYPES = ("user.message", "tool.result", "context.compacted")  # events after which a model call is due
+
+
 def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
-    rows = []
-    for event in (e for e in events if e.type in ("model.response", "context.compacted")):  # a compaction is a model call too
+    rows, due = [], None
+    for event in events:
+        if event.type == "model.response" and due is not None and event.data.get("requested_at") is not None:
+            overhead_ms = (event.data["requested_at"] - due) * 1000  # the call was due -> its request was sent
+        else:
+            overhead_ms = None
+        if event.type in DUE_TYPES:
+            due = event.ts
+        if event.type not in ("model.response", "context.compacted"):  # a compaction is a model call too
+            continue
         d, usage = event.data, event.data.get("usage", {})
         rows.append({
             "session_id": session_id, "position": event.position, "call": len(rows) + 1, "model": d.get("model"),
-            "stop_reason": d.get("stop_reason", "compaction" if event.type == "context.compacted" else None), "ttft_ms": d.get("ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
+            "stop_reason": d.get("stop_reason", "compaction" if event.type == "context.compacted" else None),
+            "ttft_ms": d.get("ttft_ms"), "server_ttft_ms": d.get("server_ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
+            "overhead_ms": overhead_ms,
             "latency_ms": d.get("latency_ms"), "context_ms": d.get("context_ms"),
             "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
             "cache_read_tokens": usage.get("cache_read_input_tokens", 0),
@@ -60,16 +76,17 @@ def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, 
 
 def tool_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
     """One row per tool.result, joined to the tool.call that started it (if the log has one)."""
-    hands: dict[str, str] = {}
+    calls: dict[str, dict] = {}
     rows = []
     for event in events:
         d = event.data
         if event.type == "tool.call":
-            hands[d.get("tool_use_id")] = d.get("hand")
+            calls[d.get("tool_use_id")] = d
         elif event.type == "tool.result":
+            call = calls.get(d.get("tool_use_id"), {})
             rows.append({
                 "session_id": session_id, "position": event.position, "tool_use_id": d.get("tool_use_id"),
-                "name": d.get("name"), "hand": hands.get(d.get("tool_use_id")),
+                "name": d.get("name"), "hand": call.get("hand"), "hand_name": call.get("hand_name"),
                 "duration_ms": d.get("duration_ms"), "is_error": bool(d.get("is_error")),
             })
     return rows

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Sequence
 
+from experiments.load import LoadMeter
 from experiments.tasks.base import CheckContext, Task, Verdict
 from harnesses.base import Harness, Outcome
 from sandboxes.base import Sandbox, SandboxError, SandboxProvider, Setup
@@ -78,18 +80,43 @@ async def run_suite(
     concurrency: int,
     on_done: Callable[[SessionRecord], Any] = lambda record: None,
     credentials: Any = None,
+    arrivals_per_s: float | None = None,
+    seed: int = 0,
+    meter: LoadMeter | None = None,
 ) -> list[SessionRecord]:
+    """Run every task, at most `concurrency` at once. `arrivals_per_s`: sessions arrive as a Poisson process
+    at that rate (seeded), an open-loop load like users starting sessions; None: all at once."""
     if concurrency < 1:
         raise ValueError(f"run.concurrency must be at least 1, got {concurrency}")
+    if arrivals_per_s is not None and arrivals_per_s <= 0:
+        raise ValueError(f"run.arrivals_per_s must be positive (or null: all at once), got {arrivals_per_s}")
     gate = asyncio.Semaphore(concurrency)
+    arrivals = poisson_arrivals(len(tasks), arrivals_per_s, seed)
+    start, meter = time.perf_counter(), meter or LoadMeter()
 
-    async def one(suite: str, instance: int, task: Task) -> SessionRecord:
+    async def one(arrival_s: float, suite: str, instance: int, task: Task) -> SessionRecord:
+        await asyncio.sleep(max(0.0, start + arrival_s - time.perf_counter()))
         async with gate:
-            record = await run_task(store, harness, sandboxes, suite, instance, task, credentials)
+            meter.session_started()
+            try:
+                record = await run_task(store, harness, sandboxes, suite, instance, task, credentials)
+            finally:
+                meter.session_ended()
         on_done(record)
         return record
 
-    return list(await asyncio.gather(*(one(*entry) for entry in tasks)))
+    return list(await asyncio.gather(*(one(at, *entry) for at, entry in zip(arrivals, tasks))))
+
+
+def poisson_arrivals(count: int, per_s: float | None, seed: int) -> list[float]:
+    """Seconds from the start at which each of `count` sessions arrives (all at 0 without a rate)."""
+    if per_s is None:
+        return [0.0] * count
+    rng, at, times = random.Random(seed), 0.0, []
+    for _ in range(count):
+        times.append(at)
+        at += rng.expovariate(per_s)
+    return times
 
 
 def close_on_exit(stack: AsyncExitStack, part: Any) -> Any:

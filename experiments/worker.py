@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from experiments.acks import AckedStore
 from experiments.failpoints import Failpoints
@@ -31,8 +31,10 @@ class Worker:
     max_pause_s = 1.0  # the longest wait between polls of an unavailable store
     window = 256  # active sessions looked at per poll, oldest first: a backlog of thousands costs nothing
 
-    def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0):
+    def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0,
+                 ended: Callable[[str], Awaitable[None]] | None = None):
         self.store, self.harness, self.slot = store, harness, slot
+        self.ended = ended  # told of each session this worker ended (experiments.collect.Checker checks it)
         self.concurrency, self.poll_s, self.stale_s = concurrency, poll_s, stale_s
         self.running: dict[str, asyncio.Task] = {}
         self.woken = self.conflicts = self.interrupted = 0
@@ -72,6 +74,8 @@ class Worker:
             self.woken += 1
             outcome = await self.harness.wake(session_id)
             self.conflicts += outcome.status == "conflict"
+            if self.ended is not None and outcome.status in ("completed", "failed"):
+                await self.ended(session_id)
         except StoreUnavailable as exc:  # the session stays active and this slot's: the next poll wakes it again
             self.interrupted += 1
             log.warning("worker %s: session %s interrupted: %s", self.slot, session_id, exc)
@@ -79,10 +83,12 @@ class Worker:
             del self.running[session_id]
 
 
-async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = None, failpoints: Failpoints | None = None) -> int:
+async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = None, failpoints: Failpoints | None = None,
+                check: bool = False) -> int:
     """Build the configured parts and work until the store has no active session (or forever).
 
-    `acks`: record every acknowledged append there; `failpoints`: faults this worker injects into itself."""
+    `acks`: record every acknowledged append there; `failpoints`: faults this worker injects into itself;
+    `check`: check each session this worker ends, in its sandbox, and log the verdict (task.checked)."""
     from contextlib import AsyncExitStack
 
     from experiments.job import build_parts, start_parts
@@ -96,7 +102,14 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
         parts = build_parts(cfg, stack, harness_options={"worker": slot}, wrap=wrap)
         await _start(parts, start_parts)
         print(f"worker {slot} ready {time.time():.3f}", flush=True)
-        worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency)
+        checker = None
+        if check:
+            from hydra.utils import instantiate
+
+            from experiments.collect import Checker
+
+            checker = Checker(parts.store, parts.sandboxes, instantiate(cfg.tasks), slot)
+        worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency, ended=checker)
         await worker.run(exit_when_idle)
         print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
               f"{worker.interrupted} interrupted by the store", file=sys.stderr)
