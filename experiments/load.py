@@ -13,8 +13,8 @@ from typing import Any
 LOAD_TABLE = {
     "run_id": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "errors": "INTEGER", "model_calls": "INTEGER",
     "tool_calls": "INTEGER", "wall_s": "DOUBLE", "cpu_s": "DOUBLE", "turns_per_s": "DOUBLE",
-    "peak_rss_mb": "DOUBLE", "model_server_rss_mb": "DOUBLE", "concurrency": "INTEGER", "arrivals_per_s": "DOUBLE",
-    "peak_sessions": "INTEGER",
+    "peak_rss_mb": "DOUBLE", "model_server_rss_mb": "DOUBLE", "model_server_cpu_s": "DOUBLE", "concurrency": "INTEGER",
+    "arrivals_per_s": "DOUBLE", "peak_sessions": "INTEGER",
 }
 
 
@@ -28,6 +28,7 @@ class LoadMeter:
     in_flight: int = 0
     peak_sessions: int = 0
     model_server_rss_mb: float | None = None  # a model server of the run's own, in its own process (the emulator)
+    model_server_cpu_s: float | None = None
     _cpu: float = field(default=0.0, repr=False)
 
     def start(self) -> None:
@@ -52,7 +53,7 @@ class LoadMeter:
             "tool_calls": len(tables["tool_calls"]), "wall_s": self.wall_s, "cpu_s": self.cpu_s,
             "turns_per_s": calls / self.wall_s if self.wall_s else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kilobytes on Linux
-            "model_server_rss_mb": self.model_server_rss_mb,
+            "model_server_rss_mb": self.model_server_rss_mb, "model_server_cpu_s": self.model_server_cpu_s,
             "concurrency": concurrency, "arrivals_per_s": arrivals_per_s, "peak_sessions": self.peak_sessions,
         }
 
@@ -64,4 +65,5 @@ def load_line(row: dict[str, Any], overhead_ms: Any) -> str:
     return (f"load: {row['sessions']} sessions ({row['peak_sessions']} at once at most, {row['errors']} errors) in "
             f"{row['wall_s']:.1f} s, {row['turns_per_s'] or 0:.1f} model calls/s · harness overhead per call p50 / p95 "
             f"{overhead} · CPU {row['cpu_s']:.1f} s · peak RSS {row['peak_rss_mb']:.0f} MB" + (
-                f" (model server {row['model_server_rss_mb']:.0f} MB)" if row["model_server_rss_mb"] else ""))
+                f" (model server: {row['model_server_rss_mb']:.0f} MB, CPU {row['model_server_cpu_s']:.1f} s)"
+                if row["model_server_rss_mb"] else ""))

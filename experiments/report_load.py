@@ -31,7 +31,7 @@ def load_table(files: list[Path]) -> pd.DataFrame:
     })
     table = load.join(sessions, on="run_id").join(stats, on="run_id")
     columns = ["store", "sandbox", "harness", "sessions", "peak_sessions", "errors", "turns_per_s", "overhead_p50_ms",
-               "overhead_p95_ms", "lag_p95_ms", "cpu_s", "peak_rss_mb", "model_server_rss_mb"]
+               "overhead_p95_ms", "lag_p95_ms", "cpu_s", "peak_rss_mb", "model_server_cpu_s", "model_server_rss_mb"]
     return table[columns].sort_values(["store", "sandbox", "harness"]).reset_index(drop=True)
 
 
@@ -40,7 +40,8 @@ def load_section(files: list[Path], min_sessions: int = 100) -> list[str]:
     table = load_table(files)
     if table.empty or (table := table[table["sessions"] >= min_sessions]).empty:
         return []
-    shown = table.rename(columns={"peak_sessions": "in flight", "turns_per_s": "calls/s", "model_server_rss_mb": "server_rss_mb"})
+    shown = table.rename(columns={"peak_sessions": "in flight", "turns_per_s": "calls/s", "model_server_rss_mb": "server_rss_mb",
+                                 "model_server_cpu_s": "server_cpu_s"})
     lines = ["", "Load: what the harness adds to each model call, and what it costs (runs of >= "
              f"{min_sessions} sessions)", shown.round(1).to_string(index=False)]
     worst_overhead, worst_rss = table["overhead_p95_ms"].max(), table["peak_rss_mb"].max()

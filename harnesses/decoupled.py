@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import os
+import re
 import socket
 import time
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ class Wake:
     session: SessionLog
     hands: Hands
     started: float  # time.time() when the harness woke
+    claim: asyncio.Future | None = None  # appending harness.woke: this wake's claim on the session
     context: list[dict[str, Any]] | None = None  # the messages of this wake's last model call
 
 
@@ -76,13 +77,13 @@ class DecoupledHarness:
         step = next_step(session.events, self.max_turns)
         if isinstance(step, Ended):
             return _outcome(session, hands, step)
+        woke = Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
+                                      **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
+        # the claim commits while the first request goes out (appends queue behind it); a lost claim cancels that request
+        claim = asyncio.ensure_future(session.append(woke))
         try:
-            await session.append(
-                Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
-                                       **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
-            )
             await self._before_loop(session, hands)
-            return await self._loop(Wake(session, hands, started))
+            return await self._loop(Wake(session, hands, started, claim))
         except Conflict as exc:
             return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
         except StoreUnavailable:  # not the session's fault: it stays active, and a later wake carries on
@@ -92,6 +93,8 @@ class DecoupledHarness:
         except Exception as exc:  # a bug in a part must fail the session, not hang it
             log.exception("harness error in session %s", session_id)
             return await self._fail(session, hands, f"harness error: {type(exc).__name__}: {exc}")
+        finally:
+            await asyncio.gather(claim, return_exceptions=True)  # settled, and its failure (if any) retrieved
 
     # -- what another design changes (see harnesses/coupled.py) ----------------------------------
 
@@ -133,7 +136,7 @@ class DecoupledHarness:
         context_ms = (time.perf_counter() - started) * 1000
         request = ModelRequest(session.meta.get("system", ""), messages, self._offered(session.meta), self.max_tokens)
         requested = time.time()
-        response = await self.model.respond(request)
+        response = await self._respond(request, wake.claim)
         data: dict[str, Any] = {
             "content": response.content,
             "stop_reason": response.stop_reason,
@@ -163,6 +166,20 @@ class DecoupledHarness:
             data["turn_breakdown"] = {**parts, "other_ms": max(0.0, turn_ttft - sum(parts.values()))}
         await session.append(Event("model.response", data))
 
+    async def _respond(self, request: ModelRequest, claim: asyncio.Future | None) -> Any:
+        """The model's response; if this wake's claim on the session fails meanwhile, its error instead."""
+        if claim is None or claim.done():
+            if claim is not None:
+                claim.result()
+            return await self.model.respond(request)
+        call = asyncio.ensure_future(self.model.respond(request))
+        await asyncio.wait({call, claim}, return_when=asyncio.FIRST_COMPLETED)
+        if claim.done() and claim.exception() is not None:
+            call.cancel()
+            await asyncio.gather(call, return_exceptions=True)
+            claim.result()
+        return await call
+
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
         """Calls on one hand run in order; calls on different hands run at the same time."""
         offered = {tool["name"] for tool in self._offered(session.meta)}
@@ -178,15 +195,24 @@ class DecoupledHarness:
                     "is_error": result.is_error, "duration_ms": result.duration_ms,
                 }))
 
-        await asyncio.gather(*(run_in_order(calls) for calls in queues.values()))
+        if len(queues) == 1:
+            return await run_in_order(*queues.values())
+        running = [asyncio.create_task(run_in_order(calls)) for calls in queues.values()]
+        try:
+            await asyncio.gather(*running)
+        except BaseException:  # the session fails (or the harness stops): no hand goes on writing to its log
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
 
     def _route(self, call: dict) -> str:
-        """The queue a call waits in: the hand it names (the first if none), or the harness's own tools'."""
-        name, input = call.get("name"), call.get("input")
+        """The queue a call waits in: its hand's (a wrong hand name: the first's), or that of a harness tool."""
+        name = call.get("name")
         if name in self._context_tools or name in self._proxy_tools:
             return f"({name})"
-        asked = input.get("hand") if isinstance(input, dict) and len(self.hand_names) > 1 else None
-        return asked if asked in self.hand_names else self.hand_names[0]
+        hand, _ = self._hand_of(call.get("input"))
+        return hand if isinstance(hand, str) else self.hand_names[0]
 
     async def _run_tool(self, session: SessionLog, hands: Hands, step: RunTools, call: dict, offered: set[str]) -> ToolResult:
         tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")

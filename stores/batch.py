@@ -85,9 +85,10 @@ class BatchWriter:
     With group commit, concurrent writes share a batch; without it, each write is its own batch.
     """
 
-    def __init__(self, commit: Callable[[Sequence[Write]], Awaitable[list[Any]]], group_commit: bool, max_batch: int):
+    def __init__(self, commit: Callable[[Sequence[Write]], Awaitable[list[Any]]], group_commit: bool, max_batch: int,
+                 in_flight: int = 1):
         self._commit_writes = commit
-        self._group = GroupCommit(commit, max_batch) if group_commit else None
+        self._group = GroupCommit(commit, max_batch, in_flight) if group_commit else None
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         session_id = session_id or uuid.uuid4().hex

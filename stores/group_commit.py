@@ -12,26 +12,31 @@ CommitBatch = Callable[[Sequence[Request]], Awaitable[Sequence[Any]]]
 
 
 class GroupCommit(Generic[Request]):
-    def __init__(self, commit: CommitBatch, max_batch: int = 1024):
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
-        self._commit, self._max_batch = commit, max_batch
+    """`in_flight`: batches that may commit at once (a server store with row locks and a connection pool can
+    take several; an embedded one has a single writer). A request waits for at most the batches ahead of it."""
+
+    def __init__(self, commit: CommitBatch, max_batch: int = 1024, in_flight: int = 1):
+        if max_batch < 1 or in_flight < 1:
+            raise ValueError(f"max_batch and in_flight must be at least 1, got {max_batch} and {in_flight}")
+        self._commit, self._max_batch, self._in_flight = commit, max_batch, in_flight
         self._queue: list[tuple[Request, asyncio.Future]] = []
-        self._flusher: asyncio.Task | None = None
+        self._flushers: set[asyncio.Task] = set()
 
     async def submit(self, request: Request) -> Any:
         """Resolves once the batch holding `request` has committed (or raises what it failed with)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._queue.append((request, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = loop.create_task(self._flush())
+        if sum(not flusher.done() for flusher in self._flushers) < self._in_flight:  # a done one may await its discard
+            flusher = loop.create_task(self._flush())
+            self._flushers.add(flusher)
+            flusher.add_done_callback(self._flushers.discard)
         return await future
 
     async def drain(self) -> None:
         """Wait until every submitted request is committed (before closing the store)."""
-        while self._flusher is not None and not self._flusher.done():
-            await asyncio.wait({self._flusher})
+        while running := {flusher for flusher in self._flushers if not flusher.done()}:
+            await asyncio.wait(running)
 
     async def _flush(self) -> None:
         while self._queue:

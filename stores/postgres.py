@@ -28,6 +28,7 @@ class PostgresStore(BatchWriter):
         group_commit: bool = True,
         max_batch: int = 1024,
         connect_timeout_s: float = 10.0,
+        commits_in_flight: int = 4,
     ):
         self.dsn = dsn or os.environ.get("HARNESSLAB_POSTGRES_DSN")
         if not self.dsn:
@@ -37,7 +38,11 @@ class PostgresStore(BatchWriter):
             )
         if not _IDENTIFIER.match(schema):
             raise StoreError(f"schema {schema!r} must be a lowercase SQL identifier like 'harnesslab'")
-        super().__init__(self._commit, group_commit, max_batch)
+        if not 1 <= commits_in_flight <= pool_size:
+            raise StoreError(f"commits_in_flight={commits_in_flight} must be between 1 and pool_size ({pool_size})")
+        # batches on disjoint sessions commit side by side (rows are locked in id order: no deadlock); one on a
+        # session another holds waits for its lock and sees its length, so `expect` still decides
+        super().__init__(self._commit, group_commit, max_batch, commits_in_flight)
         self.schema, self.pool_size, self.connect_timeout_s = schema, pool_size, connect_timeout_s
         self.channel = f"{schema}_events"
         self._pool: Any = None

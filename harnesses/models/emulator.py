@@ -61,9 +61,10 @@ class EmulatorModel(AnthropicModel):
         })
         return self.child.start()["url"]
 
-    def server_peak_rss_mb(self) -> float | None:
-        """The emulator process's peak memory (serve=process); None in-process, where it is the caller's."""
-        return self.child.peak_rss_mb() if self.child is not None else None
+    def server_usage(self) -> tuple[float | None, float | None]:
+        """The emulator process's peak memory (MB) and CPU time (s) with serve=process; None in-process, where
+        they are the caller's."""
+        return (self.child.peak_rss_mb(), self.child.cpu_s()) if self.child is not None else (None, None)
 
     async def close(self) -> None:
         await super().close()

@@ -28,7 +28,8 @@ async def test_the_emulator_serves_from_a_process_of_its_own():
         assert response.stop_reason == "end_turn" and response.server_ttft_ms == pytest.approx(5, abs=1)
         assert response.ttft_ms >= response.server_ttft_ms
         assert model.child.pid is not None and model.server is None
-        assert 10 < model.server_peak_rss_mb() < 1024
+        rss_mb, cpu_s = model.server_usage()
+        assert 10 < rss_mb < 1024 and 0 < cpu_s < 60
     finally:
         await model.close()
     assert model.child.process.poll() is not None  # stopped with the model
@@ -55,7 +56,7 @@ def test_a_small_scale_run_records_its_load_and_reports_it(tmp_path):
     [load] = read_table([results], "load").to_dict("records")
     assert load["sessions"] == 104 and load["errors"] == 0 and 1 < load["peak_sessions"] <= 60
     assert load["model_calls"] == len(read_table([results], "model_calls")) and load["turns_per_s"] > 0
-    assert 50 < load["peak_rss_mb"] < 2048 and 10 < load["model_server_rss_mb"] < 1024
+    assert 50 < load["peak_rss_mb"] < 2048 and 10 < load["model_server_rss_mb"] < 1024 and load["model_server_cpu_s"] > 0
     calls = read_table([results], "model_calls")
     assert calls["overhead_ms"].notna().all() and (calls["overhead_ms"] >= 0).all()
     assert (calls["server_ttft_ms"] > 0).all() and (calls["ttft_ms"] >= calls["server_ttft_ms"]).all()

@@ -220,6 +220,41 @@ async def test_two_brains_on_one_session_one_backs_off(tmp_path):
     await provider.close()
 
 
+async def test_a_brain_that_loses_its_claim_cancels_the_model_call_it_had_started(tmp_path):
+    """The first request goes out while harness.woke commits; a lost claim cancels it at once."""
+    class SlowClaims(MemoryStore):
+        release = asyncio.Event()
+
+        async def append(self, session_id, events, *, expect=None):
+            if events[0].type == "harness.woke" and events[0].data["harness"] == "decoupled":
+                await self.release.wait()
+            return await super().append(session_id, events, expect=expect)
+
+    called, cancelled = asyncio.Event(), asyncio.Event()
+
+    class SlowModel:
+        name = "slow"
+
+        async def respond(self, request):
+            called.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+
+    store, provider = SlowClaims(), LocalSandboxProvider(root=str(tmp_path))
+    sid = await start_session(store, SMOKE["greeting"][2])
+    waking = asyncio.ensure_future(harness(store, provider, SlowModel()).wake(sid))
+    await asyncio.wait_for(called.wait(), 5)  # the request is out before the claim has committed
+    await store.append(sid, [Event("harness.woke", {"harness": "other"})], expect=2)  # another brain claims first
+    store.release.set()
+    outcome = await asyncio.wait_for(waking, 5)
+    assert outcome.status == "conflict" and cancelled.is_set()
+    assert [e.data["harness"] for e in await store.events(sid) if e.type == "harness.woke"] == ["other"]
+    await provider.close()
+
+
 class LosingProvider(LocalSandboxProvider):
     """Hands whose first sandbox dies right after it is provisioned."""
 

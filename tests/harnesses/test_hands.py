@@ -1,6 +1,8 @@
 """Several named hands per brain: routing by name, calls on different hands at once, hand-over by name."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from experiments.invariants import check_session
@@ -102,3 +104,34 @@ async def test_a_named_hand_is_handed_to_another_brain(tmp_path):
     assert live_sandbox_id(given, "b") is None and live_sandbox_id(given, "a") is not None
     await first.close()
     await second.close()
+
+
+async def test_a_hand_that_fails_the_session_stops_the_others_writing_to_its_log(tmp_path):
+    from sandboxes.base import SandboxError
+
+    class BrokenOnBoom(LocalSandboxProvider):
+        async def provision(self):
+            sandbox = await super().provision()
+            execute = sandbox.execute
+
+            async def refusing(name, input, key=None):
+                if input.get("path") == "boom":
+                    raise SandboxError("the engine refused the call")
+                return await execute(name, input, key)
+
+            sandbox.execute = refusing
+            return sandbox
+
+    def policy(c):
+        return [Call("bash", {"command": "sleep 1; echo slow", "hand": "a"}), Call("read_file", {"path": "boom", "hand": "b"})]
+
+    store, provider = MemoryStore(), BrokenOnBoom(root=str(tmp_path))
+    sid = await session(store, "go")
+    outcome = await harness(store, provider, ["a", "b"], ScriptedModel(lambda messages: policy)).wake(sid)
+    assert outcome.status == "failed" and "the engine refused the call" in outcome.reason
+    await asyncio.sleep(1.5)  # long enough for the slow call to have finished, had it not been stopped
+    events = await store.events(sid)
+    assert events[-1].type == "session.failed" and check_session(sid, events) == []
+    slow = [e.data["output"] for e in events if e.type == "tool.result" and e.data["name"] == "bash"]
+    assert slow == [f"not completed: the session failed ({outcome.reason})"]
+    await provider.close()

@@ -101,3 +101,25 @@ async def test_closing_a_store_lets_submitted_writes_commit_first(store_factory)
     await asyncio.sleep(0)  # submitted, not yet committed
     await store.close()
     assert [await p for p in pending][-1] == 21
+
+
+async def test_with_two_in_flight_a_second_batch_commits_while_the_first_is_held_and_drain_waits_for_both():
+    recorder = Recorder()
+    group = GroupCommit(recorder.commit, in_flight=2)
+    recorder.release.clear()
+    first = asyncio.create_task(group.submit(0))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0)
+    third = [asyncio.create_task(group.submit(i)) for i in (2, 3)]
+    await asyncio.sleep(0)
+    assert recorder.batches == [[0], [1]]  # two batches open at once; the next requests wait for a free one
+    drained = asyncio.create_task(group.drain())
+    await asyncio.sleep(0)
+    assert not drained.done()
+    recorder.release.set()
+    assert await asyncio.gather(first, second, *third) == [f"ok {i}" for i in range(4)]
+    await drained
+    assert sorted(map(tuple, recorder.batches)) == [(0,), (1,), (2, 3)]
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommit(recorder.commit, in_flight=0)
