@@ -129,7 +129,7 @@ class EmulatorServer:
             opening = {**block, "input": {}} if block["type"] == "tool_use" else {"type": "text", "text": ""}
             pending.append(_event("content_block_start", {"index": index, "content_block": opening}))
             for delta in _deltas(block):
-                await _sleep_until(due)
+                await _sleep_until(due, spin=due == first_delta_at)  # only the TTFT is worth a spin's CPU
                 if due == first_delta_at:
                     self.lateness_ms.append((time.perf_counter() - first_delta_at) * 1000)
                 await response.write(b"".join(pending + [_event("content_block_delta", {"index": index, "delta": delta})]))
@@ -161,14 +161,15 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 
 # asyncio's sleeps overshoot: epoll rounds timeouts up to whole milliseconds and a VM wakes late from
-# idle (measured here: 0.3 to 1.5 ms). So the last stretch before a deadline is spent yielding to the
-# loop instead: other requests still run, and the deadline is met to within a few tens of microseconds.
+# idle (measured here: 0.3 to 1.5 ms). So the last stretch before a first delta's deadline is spent yielding
+# to the loop instead: other requests still run, and the TTFT is met to within a few tens of microseconds.
+# Later deltas just sleep: with a thousand streams open, spinning for each of them took most of the CPU.
 _SPIN_S = 0.0015
 
 
-async def _sleep_until(deadline: float) -> None:
+async def _sleep_until(deadline: float, spin: bool = True) -> None:
     """Wait for a perf_counter() deadline: the service's own work counts towards the latency it emulates."""
-    coarse = deadline - time.perf_counter() - _SPIN_S
+    coarse = deadline - time.perf_counter() - (_SPIN_S if spin else 0.0)
     if coarse > 0:
         await asyncio.sleep(coarse)
     while time.perf_counter() < deadline:
