@@ -135,3 +135,21 @@ async def test_a_hand_that_fails_the_session_stops_the_others_writing_to_its_log
     slow = [e.data["output"] for e in events if e.type == "tool.result" and e.data["name"] == "bash"]
     assert slow == [f"not completed: the session failed ({outcome.reason})"]
     await provider.close()
+
+
+async def test_a_fork_restores_every_hand_in_the_state_the_prefix_left(tmp_path):
+    from experiments.fork import load_origin, start_fork
+
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    record = await run_task(store, harness(store, provider, ["a", "b"]), provider, *SHARDS)
+    origin = await load_origin(store, record.session_id)
+    end = next(e.position for e in origin.events if e.type == "session.completed")
+    fork, restored, divergences = await start_fork(store, provider, origin, end)
+    assert divergences == [] and restored == 10  # shards.txt read on a, 8 shards over both hands, results.txt on a
+    events = await store.events(fork)
+    fresh = {e.data["name"]: e.data["sandbox_id"] for e in events[end:] if e.type == "sandbox.provisioned"}
+    assert sorted(fresh) == ["a", "b"] and live_sandbox_id(events, "a") == fresh["a"]
+    a, b = await provider.attach(fresh["a"]), await provider.attach(fresh["b"])
+    assert not (await a.execute("read_file", {"path": "results.txt"})).is_error
+    assert (await b.execute("read_file", {"path": "results.txt"})).is_error  # written on a only, as in the origin
+    await provider.close()
