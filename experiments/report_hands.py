@@ -11,8 +11,11 @@ from experiments.results import read_table
 
 
 def hands_table(files: list[Path]) -> pd.DataFrame:
+    """Per task, sandbox and number of hands; empty when no run held several hands (its tables are not read)."""
     runs = read_table(files, "runs")
     runs["hands"] = runs["config"].map(lambda text: len(json.loads(text).get("harness", {}).get("hands") or ["main"]))
+    if runs["hands"].max() < 2:
+        return pd.DataFrame()
     sessions = read_table(files, "sessions").merge(runs[["run_id", "hands"]], on="run_id")
     tools = read_table(files, "tool_calls").groupby(["run_id", "session_id"])["hand_name"].nunique().rename("hands_used")
     sessions = sessions.join(tools, on=["run_id", "session_id"])
@@ -30,7 +33,7 @@ def hands_table(files: list[Path]) -> pd.DataFrame:
 def hands_section(files: list[Path]) -> list[str]:
     """Only for results with a run of several hands."""
     table = hands_table(files)
-    if table.empty or table["hands"].max() < 2:
+    if table.empty:
         return []
     return ["", "Hands: one brain, several sandboxes; tool calls on different hands run at the same time",
             table.round(2).to_string(index=False)]

@@ -16,11 +16,12 @@ from experiments.results import read_table
 TARGETS = {"overhead_p95_ms": 20.0, "peak_rss_mb": 2048.0}  # issue 11: 1,000 concurrent sessions on one machine
 
 
-def load_table(files: list[Path]) -> pd.DataFrame:
-    """One row per run: its cell, sessions, throughput, overhead p50/p95, client lag p95, memory."""
+def load_table(files: list[Path], min_sessions: int = 1) -> pd.DataFrame:
+    """One row per run of at least `min_sessions` sessions: its cell, sessions, throughput, overhead p50/p95,
+    client lag p95, memory (the other tables are read only if a run qualifies)."""
     load = read_table(files, "load", missing_ok=True)
-    if load.empty:
-        return load
+    if load.empty or (load := load[load["sessions"] >= min_sessions]).empty:
+        return pd.DataFrame()
     sessions = read_table(files, "sessions").groupby("run_id")[["store", "sandbox", "harness"]].first()
     calls = read_table(files, "model_calls")
     calls["lag_ms"] = calls["ttft_ms"] - calls["server_ttft_ms"]
@@ -37,8 +38,8 @@ def load_table(files: list[Path]) -> pd.DataFrame:
 
 def load_section(files: list[Path], min_sessions: int = 100) -> list[str]:
     """The section, for runs of at least `min_sessions` sessions (smaller runs say little about load)."""
-    table = load_table(files)
-    if table.empty or (table := table[table["sessions"] >= min_sessions]).empty:
+    table = load_table(files, min_sessions)
+    if table.empty:
         return []
     shown = table.rename(columns={"peak_sessions": "in flight", "turns_per_s": "calls/s", "model_server_rss_mb": "server_rss_mb",
                                  "model_server_cpu_s": "server_cpu_s"})
