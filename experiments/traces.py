@@ -50,6 +50,8 @@ def _tool_calls(events: list[Event]) -> Iterable[tuple[str, dict[str, Any], int,
             "gen_ai.tool.call.id": result.data.get("tool_use_id") or "", "harnesslab.hand": (call.data.get("hand") if call else None) or "",
             "harnesslab.is_error": bool(result.data.get("is_error")), "harnesslab.position": result.position,
         }
+        if call is not None and call.data.get("hand_name"):  # which of the session's hands ran it
+            attributes["harnesslab.hand_name"] = call.data["hand_name"]
         end = _ns(result.ts)
         start = _ns(call.ts) if call else end - _ns((result.data.get("duration_ms") or 0) / 1000)
         yield f"execute_tool {name}", attributes, start, end

@@ -34,7 +34,6 @@ class Wake:
     session: SessionLog
     hands: Hands
     started: float  # time.time() when the harness woke
-    claim: asyncio.Future | None = None  # appending harness.woke: this wake's claim on the session
     context: list[dict[str, Any]] | None = None  # the messages of this wake's last model call
 
 
@@ -79,11 +78,10 @@ class DecoupledHarness:
             return _outcome(session, hands, step)
         woke = Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
                                       **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
-        # the claim commits while the first request goes out (appends queue behind it); a lost claim cancels that request
-        claim = asyncio.ensure_future(session.append(woke))
+        session.write(woke)  # the claim commits while the first request goes out; a lost claim cancels that request
         try:
             await self._before_loop(session, hands)
-            return await self._loop(Wake(session, hands, started, claim))
+            return await self._loop(Wake(session, hands, started))
         except Conflict as exc:
             return Outcome(session_id, "conflict", str(exc), sandbox_id=hands.sandbox_id)
         except StoreUnavailable:  # not the session's fault: it stays active, and a later wake carries on
@@ -94,7 +92,7 @@ class DecoupledHarness:
             log.exception("harness error in session %s", session_id)
             return await self._fail(session, hands, f"harness error: {type(exc).__name__}: {exc}")
         finally:
-            await asyncio.gather(claim, return_exceptions=True)  # settled, and its failure (if any) retrieved
+            await session.settled()
 
     # -- what another design changes (see harnesses/coupled.py) ----------------------------------
 
@@ -136,7 +134,7 @@ class DecoupledHarness:
         context_ms = (time.perf_counter() - started) * 1000
         request = ModelRequest(session.meta.get("system", ""), messages, self._offered(session.meta), self.max_tokens)
         requested = time.time()
-        response = await self._respond(request, wake.claim)
+        response = await session.meanwhile(self.model.respond(request))  # the log commits what made it due meanwhile
         data: dict[str, Any] = {
             "content": response.content,
             "stop_reason": response.stop_reason,
@@ -166,20 +164,6 @@ class DecoupledHarness:
             data["turn_breakdown"] = {**parts, "other_ms": max(0.0, turn_ttft - sum(parts.values()))}
         await session.append(Event("model.response", data))
 
-    async def _respond(self, request: ModelRequest, claim: asyncio.Future | None) -> Any:
-        """The model's response; if this wake's claim on the session fails meanwhile, its error instead."""
-        if claim is None or claim.done():
-            if claim is not None:
-                claim.result()
-            return await self.model.respond(request)
-        call = asyncio.ensure_future(self.model.respond(request))
-        await asyncio.wait({call, claim}, return_when=asyncio.FIRST_COMPLETED)
-        if claim.done() and claim.exception() is not None:
-            call.cancel()
-            await asyncio.gather(call, return_exceptions=True)
-            claim.result()
-        return await call
-
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
         """Calls on one hand run in order; calls on different hands run at the same time."""
         offered = {tool["name"] for tool in self._offered(session.meta)}
@@ -190,7 +174,7 @@ class DecoupledHarness:
         async def run_in_order(calls: list[dict]) -> None:
             for call in calls:
                 result = await self._run_tool(session, hands, step, call, offered)
-                await session.append(Event("tool.result", {
+                session.write(Event("tool.result", {  # the next model call need not wait for it to commit
                     "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
                     "is_error": result.is_error, "duration_ms": result.duration_ms,
                 }))

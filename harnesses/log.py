@@ -2,19 +2,28 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from stores.base import Event, SessionStore
+
+T = TypeVar("T")
 
 
 class SessionLog:
     """Every append passes `expect`, so a successful append proves the local copy equals the log;
-    if another brain wrote in between, the store raises Conflict and this copy is abandoned."""
+    if another brain wrote in between, the store raises Conflict and this copy is abandoned.
+
+    `write` lets the harness go on while an append commits (a model request need not wait for the tool
+    result before it to be durable: a model call changes nothing). Appends commit in the order written;
+    one that fails takes those written after it down too, and the local copy goes back to what is durable.
+    """
 
     def __init__(self, store: SessionStore, session_id: str, events: list[Event]):
         self.store, self.session_id, self.events = store, session_id, events
         self.observers: list[Callable[[list[Event]], Awaitable[None]]] = []  # told of each durable append
-        self._appending = asyncio.Lock()  # tool calls on several hands run at once: their appends take turns
+        self.durable = len(events)  # how much of the local copy the store holds
+        self._last: asyncio.Future | None = None  # the last append written, committing or done
+        self._failures = 0  # appends that failed (a store error, an observer's): those written before it fail too
 
     @classmethod
     async def open(cls, store: SessionStore, session_id: str) -> SessionLog:
@@ -25,10 +34,53 @@ class SessionLog:
         return self.events[0].data if self.events else {}
 
     async def append(self, *events: Event) -> None:
-        async with self._appending:
-            start = len(self.events)
-            await self.store.append(self.session_id, events, expect=start)
-            appended = [event.at(start + i) for i, event in enumerate(events)]
-            self.events.extend(appended)
+        """Append and wait until the events (and every append written before them) are durable."""
+        await self.write(*events)
+
+    def write(self, *events: Event) -> asyncio.Future:
+        """Append without waiting: the events join the local copy now; the future resolves once they are durable."""
+        start = len(self.events)
+        appended = [event.at(start + i) for i, event in enumerate(events)]
+        self.events.extend(appended)
+        self._last = asyncio.ensure_future(self._commit(self._last, self._failures, start, appended))
+        return self._last
+
+    async def meanwhile(self, work: Coroutine[Any, Any, T]) -> T:
+        """The result of `work`, run while the appends written so far commit; if one of them fails first,
+        `work` is cancelled and that failure raised."""
+        writing = self._last
+        if writing is None or writing.done():
+            if writing is not None and (writing.cancelled() or writing.exception() is not None):
+                work.close()
+                writing.result()
+            return await work
+        running = asyncio.ensure_future(work)
+        try:
+            await asyncio.wait({running, writing}, return_when=asyncio.FIRST_COMPLETED)
+            if writing.done() and (writing.cancelled() or writing.exception() is not None):
+                writing.result()
+            return await running
+        finally:
+            if not running.done():
+                running.cancel()
+                await asyncio.gather(running, return_exceptions=True)
+
+    async def settled(self) -> None:
+        """Wait for every append written to commit or fail (a failure is raised where it is awaited, not here)."""
+        if self._last is not None:
+            await asyncio.gather(self._last, return_exceptions=True)
+
+    async def _commit(self, before: asyncio.Future | None, failures_seen: int, start: int, appended: list[Event]) -> None:
+        if before is not None:
+            await asyncio.wait({before})
+            if self._failures > failures_seen:  # one written before this failed: this was built on it
+                before.result()  # raises what it failed with
+        try:
+            await self.store.append(self.session_id, appended, expect=start)
+            self.durable = start + len(appended)
             for observer in self.observers:
                 await observer(appended)
+        except BaseException:
+            self._failures += 1
+            del self.events[self.durable:]  # appends written after this one go too: each fails in turn
+            raise

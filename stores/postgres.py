@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import select
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
@@ -55,14 +56,19 @@ class PostgresStore(BatchWriter):
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
         async with self._connection() as conn:
-            length = (await self._session_row(conn, session_id))[2]
-            lo, hi = slice_bounds(length, start, stop)
+            if start >= 0 and (stop is None or stop >= 0):  # bounds that need no length: one round trip (a wake)
+                lo, hi = start, stop
+            else:
+                lo, hi = slice_bounds((await self._session_row(conn, session_id))[2], start, stop)
             cur = await conn.execute(
                 f"SELECT position, type, data, ts, v FROM {self.schema}.events "
-                "WHERE session_id = %s AND position >= %s AND position < %s ORDER BY position",
-                (session_id, lo, hi),
+                "WHERE session_id = %s AND position >= %s AND (%s::bigint IS NULL OR position < %s) ORDER BY position",
+                (session_id, lo, hi, hi),
             )
-            return [decode_event(session_id, *row) for row in await cur.fetchall()]
+            rows = await cur.fetchall()
+            if not rows:
+                await self._session_row(conn, session_id)  # raises SessionNotFound for a session that does not exist
+            return [decode_event(session_id, *row) for row in rows]
 
     async def session(self, session_id: str) -> SessionInfo:
         async with self._connection() as conn:
@@ -231,7 +237,7 @@ class PostgresStore(BatchWriter):
         await probe.close()
         # check: a connection handed out is tested first, so one left broken by a server restart is replaced
         pool = AsyncConnectionPool(self.dsn, min_size=1, max_size=self.pool_size, open=False, kwargs={"autocommit": True},
-                                   check=AsyncConnectionPool.check_connection)
+                                   check=_check_idle)
         try:
             await pool.open(wait=True, timeout=self.connect_timeout_s)
             async with pool.connection() as conn, conn.transaction():
@@ -254,6 +260,15 @@ class PostgresStore(BatchWriter):
         if row is None:
             raise SessionNotFound(session_id)
         return row
+
+
+async def _check_idle(conn: Any) -> None:
+    """Raise for a pooled connection the server has closed. An idle connection has nothing to read unless the
+    server closed it (a restart, a kill): only then is the round trip of a real check spent."""
+    from psycopg_pool import AsyncConnectionPool
+
+    if conn.closed or select.select([conn.pgconn.socket], [], [], 0)[0]:
+        await AsyncConnectionPool.check_connection(conn)
 
 
 def _schema(s: str) -> list[str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sqlite3
@@ -199,8 +200,9 @@ def require_postgres_server() -> None:
         require("postgres", str(exc))
 
 
-@pytest.mark.postgres
-async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_the_store_carries_on():
+@contextlib.asynccontextmanager
+async def store_on_own_server():
+    """(a throwaway PostgreSQL server, a store on it): for tests that stop and restart the server."""
     from stores.postgres import PostgresStore
     from stores.postgres_server import LocalPostgres
 
@@ -208,6 +210,15 @@ async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_
     server = LocalPostgres()
     store = PostgresStore(await asyncio.to_thread(server.start), connect_timeout_s=3)
     try:
+        yield server, store
+    finally:
+        await store.close()
+        server.remove()
+
+
+@pytest.mark.postgres
+async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_the_store_carries_on():
+    async with store_on_own_server() as (server, store):
         session = await store.create_session({"task": "restart"})
         await store.append(session, [Event("user.message", {"n": 0})], expect=1)
         await asyncio.to_thread(server.stop, "immediate")  # a crash: no shutdown checkpoint
@@ -216,6 +227,14 @@ async def test_postgres_restarted_under_a_store_loses_no_acknowledged_event_and_
         await asyncio.to_thread(server.start)
         await store.append(session, [Event("user.message", {"n": 2})], expect=2)  # the same store, new connections
         assert [e.data.get("n") for e in await store.events(session)] == [None, 0, 2]
-    finally:
-        await store.close()
-        server.remove()
+
+
+@pytest.mark.postgres
+async def test_a_postgres_restart_while_the_store_is_idle_goes_unnoticed_by_its_next_call():
+    """Pooled connections the restart closed are replaced when handed out, not failed on."""
+    async with store_on_own_server() as (server, store):
+        session = await store.create_session({"task": "restart"})
+        await asyncio.to_thread(server.stop, "fast")
+        await asyncio.to_thread(server.start)
+        await store.append(session, [Event("user.message", {"n": 1})], expect=1)
+        assert [e.data.get("n") for e in await store.events(session)] == [None, 1]

@@ -1,0 +1,115 @@
+"""SessionLog: appends written without waiting commit in order, and a failure leaves the local copy as stored."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from harnesses.log import SessionLog
+from stores.base import Event, StoreError, StoreUnavailable
+from stores.memory import MemoryStore
+
+
+class GatedStore(MemoryStore):
+    """Appends of events whose type is in `held` wait for `release`; those in `broken` fail."""
+
+    def __init__(self, held=(), broken=()):
+        super().__init__()
+        self.held, self.broken, self.release = set(held), set(broken), asyncio.Event()
+
+    async def append(self, session_id, events, *, expect=None):
+        if events[0].type in self.held:
+            await self.release.wait()
+        if events[0].type in self.broken:
+            raise StoreUnavailable(f"cannot append {events[0].type}")
+        return await super().append(session_id, events, expect=expect)
+
+
+async def open_log(store) -> SessionLog:
+    return await SessionLog.open(store, await store.create_session({"system": ""}))
+
+
+def types(events) -> list[str]:
+    return [e.type for e in events]
+
+
+async def test_written_events_join_the_local_copy_at_once_and_commit_in_order():
+    store = GatedStore(held={"test.a"})
+    log = await open_log(store)
+    first, second = log.write(Event("test.a", {})), log.write(Event("test.b", {}))
+    assert types(log.events) == ["session.created", "test.a", "test.b"] and log.durable == 1
+    await asyncio.sleep(0.01)
+    assert not first.done() and not second.done()  # b waits for a, which waits for the store
+    store.release.set()
+    await second
+    assert types(await store.events(log.session_id)) == ["session.created", "test.a", "test.b"] and log.durable == 3
+
+
+async def test_a_failed_append_takes_those_written_before_it_failed_down_and_later_ones_commit():
+    store = GatedStore(held={"test.a"}, broken={"test.a"})
+    log = await open_log(store)
+    failing, built_on_it = log.write(Event("test.a", {})), log.write(Event("test.b", {}))
+    store.release.set()
+    with pytest.raises(StoreUnavailable):
+        await built_on_it
+    assert failing.exception() is built_on_it.exception()
+    assert types(log.events) == ["session.created"] and log.durable == 1  # back to what is stored
+    await log.append(Event("test.c", {}))
+    assert types(await store.events(log.session_id)) == ["session.created", "test.c"] == types(log.events)
+
+
+async def test_an_observer_that_fails_fails_the_appends_written_before_it_but_its_events_stay():
+    store = MemoryStore()
+    log = await open_log(store)
+
+    async def mirror(events):
+        if events[0].type == "test.a":
+            raise StoreError("mirror lost")
+
+    log.observers.append(mirror)
+    first, second = log.write(Event("test.a", {})), log.write(Event("test.b", {}))
+    with pytest.raises(StoreError, match="mirror lost"):
+        await second
+    assert first.exception() is second.exception()
+    assert types(log.events) == ["session.created", "test.a"] == types(await store.events(log.session_id))
+
+
+async def test_work_runs_while_appends_commit_and_is_cancelled_when_one_fails():
+    store = GatedStore(held={"test.a"}, broken={"test.a"})
+    log = await open_log(store)
+    log.write(Event("test.a", {}))
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def work():
+        started.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    meanwhile = asyncio.ensure_future(log.meanwhile(work()))
+    await asyncio.wait_for(started.wait(), 5)  # the work began before the append committed
+    store.release.set()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(meanwhile, 5)
+    assert cancelled.is_set()
+
+
+async def test_work_is_not_started_after_an_append_has_failed_and_its_result_comes_back_otherwise():
+    store = GatedStore(broken={"test.a"})
+    log = await open_log(store)
+    await log.settled()  # nothing written: returns at once
+    assert await log.meanwhile(asyncio.sleep(0, "answer")) == "answer"
+    log.write(Event("test.a", {}))
+    await log.settled()
+    started = []
+
+    async def work():
+        started.append(True)
+
+    with pytest.raises(StoreUnavailable):
+        await log.meanwhile(work())
+    assert started == []
+    log.write(Event("test.b", {}))  # written after the failure: commits, and work carries on after it
+    assert await log.meanwhile(asyncio.sleep(0.01, "later")) == "later" and log.durable == 2
