@@ -119,9 +119,14 @@ def encode_data(session_id: str, event: Event) -> str:
     if not isinstance(event.data, dict):
         raise InvalidEvent(f"session {session_id}: {event.type} data must be a dict, got {type(event.data).__name__}")
     try:
-        return _ENCODER.encode(event.data)
+        text = _ENCODER.encode(event.data)
+        text.encode("utf-8")  # a lone surrogate (e.g. from "\udc80" in a model's JSON) cannot be stored as text
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"session {session_id}: {event.type} data is not valid Unicode text: a lone surrogate "
+                           f"{exc.object[exc.start:exc.end]!r} at character {exc.start} of its JSON") from None
     except (TypeError, ValueError) as exc:
         raise InvalidEvent(f"session {session_id}: {event.type} data is not JSON-serialisable: {exc}") from None
+    return text
 
 
 def encode_row(session_id: str, event: Event) -> tuple[str, str, float, int]:

@@ -98,6 +98,7 @@ async def test_unknown_session_is_named(store):
         (Event("tool.result", {"x": object()}), "not JSON-serialisable"),
         (Event("tool.result", {"x": float("nan")}), "not JSON-serialisable"),
         (Event("tool.result", ["not", "a", "dict"]), "must be a dict"),  # type: ignore[arg-type]
+        (Event("tool.result", {"output": "half a pair: \udc80"}), "not valid Unicode text: a lone surrogate"),
     ],
 )
 async def test_invalid_event_rejected_and_batch_is_atomic(store, bad, message):
@@ -153,3 +154,21 @@ async def test_duplicate_session_id_rejected(store):
         await store.create_session({}, session_id="fixed")
     assert len(await store.events("fixed")) == 1
 
+
+
+async def test_concurrent_appends_without_expect_all_land_whole_and_in_some_order(store):
+    a, b = await store.create_session({}), await store.create_session({})
+    lengths = await asyncio.gather(*(store.append(sid, [ev(n), ev(n)]) for n in range(6) for sid in (a, b)))
+    assert sorted(lengths) == sorted([3, 5, 7, 9, 11, 13] * 2)
+    for sid in (a, b):
+        events = await store.events(sid)
+        assert [e.position for e in events] == list(range(13))
+        pairs = [e.data["i"] for e in events[1:]]
+        assert pairs[::2] == pairs[1::2] and sorted(pairs[::2]) == list(range(6))  # each append's events together
+
+
+async def test_creating_one_session_id_at_once_twice_makes_one_session(store):
+    outcomes = await asyncio.gather(*(store.create_session({"n": n}, session_id="twice") for n in range(2)),
+                                    return_exceptions=True)
+    assert "twice" in outcomes and sum(isinstance(o, SessionExists) for o in outcomes) == 1
+    assert len(await store.events("twice")) == 1
