@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments import invariants, results
 from experiments.leaks import leak_violations
-from experiments.load import LoadMeter, load_line
+from experiments.load import LoadMeter, load_line, startup_frozen
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite
 from experiments.summary import summary_table
@@ -173,8 +173,9 @@ async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None, 
 
         meter = meter or LoadMeter()
         meter.start()
-        records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress,
-                                  parts.credentials, cfg.run.get("arrivals_per_s"), cfg.run.get("seed", 0), meter)
+        with startup_frozen():
+            records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress,
+                                      parts.credentials, cfg.run.get("arrivals_per_s"), cfg.run.get("seed", 0), meter)
         meter.stop()
         meter.model_server_rss_mb, meter.model_server_cpu_s = getattr(parts.model, "server_usage", lambda: (None, None))()
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}

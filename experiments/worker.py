@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from experiments.acks import AckedStore
 from experiments.failpoints import Failpoints
+from experiments.load import startup_frozen
 from stores.base import Event, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
 
             checker = Checker(parts.store, parts.sandboxes, instantiate(cfg.tasks), slot)
         worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency, ended=checker)
-        await worker.run(exit_when_idle)
+        with startup_frozen():
+            await worker.run(exit_when_idle)
         print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
               f"{worker.interrupted} interrupted by the store", file=sys.stderr)
     return 0

@@ -2,8 +2,11 @@
 records (overhead per model call, in-flight sessions, memory) and reports."""
 from __future__ import annotations
 
+import gc
+
 import pytest
 
+from experiments.load import startup_frozen
 from experiments.report import report
 from experiments.results import read_table
 from experiments.runner import poisson_arrivals
@@ -19,6 +22,15 @@ def test_arrivals_are_seeded_poisson_or_all_at_once():
     assert arrivals[0] == 0 and all(gap >= 0 for gap in gaps)
     assert 0.009 < sum(gaps) / len(gaps) < 0.011  # a mean gap of 1 / rate
     assert poisson_arrivals(3, None, seed=0) == [0.0, 0.0, 0.0]
+
+
+def test_while_sessions_run_what_the_process_held_before_is_out_of_the_collectors_sight():
+    held = [["loaded before the sessions"]]
+    with startup_frozen():
+        assert gc.get_freeze_count() > 0 and not any(o is held for o in gc.get_objects())
+        during = [["made by a session"]]
+        assert any(o is during for o in gc.get_objects())
+    assert gc.get_freeze_count() == 0 and any(o is held for o in gc.get_objects())  # collected as usual again
 
 
 async def test_the_emulator_serves_from_a_process_of_its_own():
