@@ -252,7 +252,7 @@ class DecoupledHarness:
 
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
         """End the session, first answering every logged tool call still open: the log says how each ended."""
-        session.observers.clear()  # whatever mirrored the log may be what failed; the store has it
+        session = await session.durable_copy()  # without observers: whatever mirrored the log may be what failed
         answered = {e.data.get("tool_use_id") for e in session.events if e.type == "tool.result"}
         open_calls = [e.data for e in session.events if e.type == "tool.call" and e.data.get("tool_use_id") not in answered]
         closing = [

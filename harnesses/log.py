@@ -14,16 +14,17 @@ class SessionLog:
     if another brain wrote in between, the store raises Conflict and this copy is abandoned.
 
     `write` lets the harness go on while an append commits (a model request need not wait for the tool
-    result before it to be durable: a model call changes nothing). Appends commit in the order written;
-    one that fails takes those written after it down too, and the local copy goes back to what is durable.
+    result before it to be durable: a model call changes nothing). Appends commit in the order written. Once
+    one fails, the local copy goes back to what is durable and every later append fails with the same error:
+    whatever was decided after it was decided on events the log does not hold. `durable_copy` goes on from there.
     """
 
     def __init__(self, store: SessionStore, session_id: str, events: list[Event]):
         self.store, self.session_id, self.events = store, session_id, events
         self.observers: list[Callable[[list[Event]], Awaitable[None]]] = []  # told of each durable append
         self.durable = len(events)  # how much of the local copy the store holds
+        self.failure: BaseException | None = None  # what the first failed append failed with
         self._last: asyncio.Future | None = None  # the last append written, committing or done
-        self._failures = 0  # appends that failed (a store error, an observer's): those written before it fail too
 
     @classmethod
     async def open(cls, store: SessionStore, session_id: str) -> SessionLog:
@@ -42,45 +43,56 @@ class SessionLog:
         start = len(self.events)
         appended = [event.at(start + i) for i, event in enumerate(events)]
         self.events.extend(appended)
-        self._last = asyncio.ensure_future(self._commit(self._last, self._failures, start, appended))
+        self._last = asyncio.ensure_future(self._commit(self._last, start, appended))
         return self._last
 
     async def meanwhile(self, work: Coroutine[Any, Any, T]) -> T:
         """The result of `work`, run while the appends written so far commit; if one of them fails first,
         `work` is cancelled and that failure raised."""
         writing = self._last
-        if writing is None or writing.done():
-            if writing is not None and (writing.cancelled() or writing.exception() is not None):
+        if self.failure is not None or writing is None or writing.done():
+            if self.failure is not None:
                 work.close()
-                writing.result()
+                raise self.failure
             return await work
         running = asyncio.ensure_future(work)
-        try:
-            await asyncio.wait({running, writing}, return_when=asyncio.FIRST_COMPLETED)
-            if writing.done() and (writing.cancelled() or writing.exception() is not None):
-                writing.result()
-            return await running
-        finally:
-            if not running.done():
+
+        def stop_if_failed(_: asyncio.Future) -> None:
+            if self.failure is not None:
                 running.cancel()
-                await asyncio.gather(running, return_exceptions=True)
+
+        writing.add_done_callback(stop_if_failed)
+        try:
+            return await running
+        except asyncio.CancelledError:
+            if self.failure is not None and not asyncio.current_task().cancelling():  # cancelled by the failure
+                raise self.failure from None
+            raise
+        finally:
+            writing.remove_done_callback(stop_if_failed)
 
     async def settled(self) -> None:
         """Wait for every append written to commit or fail (a failure is raised where it is awaited, not here)."""
         if self._last is not None:
             await asyncio.gather(self._last, return_exceptions=True)
 
-    async def _commit(self, before: asyncio.Future | None, failures_seen: int, start: int, appended: list[Event]) -> None:
-        if before is not None:
+    async def durable_copy(self) -> SessionLog:
+        """Once every append written has settled: a log of what is durable, with no observers, that can be
+        appended to even if this one failed (to end the session, say)."""
+        await self.settled()
+        return SessionLog(self.store, self.session_id, self.events[: self.durable])
+
+    async def _commit(self, before: asyncio.Future | None, start: int, appended: list[Event]) -> None:
+        if before is not None and not before.done():
             await asyncio.wait({before})
-            if self._failures > failures_seen:  # one written before this failed: this was built on it
-                before.result()  # raises what it failed with
+        if self.failure is not None:
+            raise self.failure
         try:
             await self.store.append(self.session_id, appended, expect=start)
             self.durable = start + len(appended)
             for observer in self.observers:
                 await observer(appended)
-        except BaseException:
-            self._failures += 1
-            del self.events[self.durable:]  # appends written after this one go too: each fails in turn
+        except BaseException as exc:
+            self.failure = exc
+            del self.events[self.durable:]
             raise

@@ -45,20 +45,23 @@ async def test_written_events_join_the_local_copy_at_once_and_commit_in_order():
     assert types(await store.events(log.session_id)) == ["session.created", "test.a", "test.b"] and log.durable == 3
 
 
-async def test_a_failed_append_takes_those_written_before_it_failed_down_and_later_ones_commit():
+async def test_once_an_append_fails_every_later_one_fails_with_it_and_a_durable_copy_goes_on():
     store = GatedStore(held={"test.a"}, broken={"test.a"})
     log = await open_log(store)
     failing, built_on_it = log.write(Event("test.a", {})), log.write(Event("test.b", {}))
     store.release.set()
     with pytest.raises(StoreUnavailable):
         await built_on_it
-    assert failing.exception() is built_on_it.exception()
+    assert failing.exception() is built_on_it.exception() is log.failure
     assert types(log.events) == ["session.created"] and log.durable == 1  # back to what is stored
-    await log.append(Event("test.c", {}))
-    assert types(await store.events(log.session_id)) == ["session.created", "test.c"] == types(log.events)
+    with pytest.raises(StoreUnavailable):  # written after the failure, but on whatever the failed events led to
+        await log.append(Event("test.c", {}))
+    copy = await log.durable_copy()
+    await copy.append(Event("test.d", {}))
+    assert types(await store.events(log.session_id)) == ["session.created", "test.d"] == types(copy.events)
 
 
-async def test_an_observer_that_fails_fails_the_appends_written_before_it_but_its_events_stay():
+async def test_an_observer_that_fails_fails_the_appends_after_it_but_its_events_stay():
     store = MemoryStore()
     log = await open_log(store)
 
@@ -72,6 +75,8 @@ async def test_an_observer_that_fails_fails_the_appends_written_before_it_but_it
         await second
     assert first.exception() is second.exception()
     assert types(log.events) == ["session.created", "test.a"] == types(await store.events(log.session_id))
+    copy = await log.durable_copy()
+    assert copy.observers == [] and types(copy.events) == types(log.events)
 
 
 async def test_work_runs_while_appends_commit_and_is_cancelled_when_one_fails():
@@ -96,13 +101,15 @@ async def test_work_runs_while_appends_commit_and_is_cancelled_when_one_fails():
     assert cancelled.is_set()
 
 
-async def test_work_is_not_started_after_an_append_has_failed_and_its_result_comes_back_otherwise():
-    store = GatedStore(broken={"test.a"})
+async def test_work_done_before_an_append_fails_cannot_be_logged_and_later_work_is_not_started():
+    store = GatedStore(held={"test.a"}, broken={"test.a"})
     log = await open_log(store)
     await log.settled()  # nothing written: returns at once
-    assert await log.meanwhile(asyncio.sleep(0, "answer")) == "answer"
     log.write(Event("test.a", {}))
-    await log.settled()
+    assert await log.meanwhile(asyncio.sleep(0, "answer")) == "answer"  # done while test.a still commits
+    store.release.set()
+    with pytest.raises(StoreUnavailable):
+        await log.append(Event("test.b", {"answer": "answer"}))  # decided on test.a, which never committed
     started = []
 
     async def work():
@@ -110,6 +117,4 @@ async def test_work_is_not_started_after_an_append_has_failed_and_its_result_com
 
     with pytest.raises(StoreUnavailable):
         await log.meanwhile(work())
-    assert started == []
-    log.write(Event("test.b", {}))  # written after the failure: commits, and work carries on after it
-    assert await log.meanwhile(asyncio.sleep(0.01, "later")) == "later" and log.durable == 2
+    assert started == [] and types(await store.events(log.session_id)) == ["session.created"]
