@@ -83,8 +83,11 @@ class SessionLog:
         return SessionLog(self.store, self.session_id, self.events[: self.durable])
 
     async def _commit(self, before: asyncio.Future | None, start: int, appended: list[Event]) -> None:
-        if before is not None and not before.done():
-            await asyncio.wait({before})
+        if before is not None:
+            if not before.done():
+                await asyncio.wait({before})
+            if not before.cancelled():
+                before.exception()  # retrieved: its failure, if any, is this append's too (self.failure)
         if self.failure is not None:
             raise self.failure
         try:
