@@ -8,6 +8,7 @@ import pytest
 
 from experiments.load import startup_frozen
 from experiments.report import report
+from experiments.report_load import load_table
 from experiments.results import read_table
 from experiments.runner import poisson_arrivals
 from harnesses.base import ModelRequest
@@ -74,3 +75,6 @@ def test_a_small_scale_run_records_its_load_and_reports_it(tmp_path):
     assert (calls["server_ttft_ms"] > 0).all() and (calls["ttft_ms"] >= calls["server_ttft_ms"]).all()
     text = report(results)
     assert "Load: what the harness adds" in text and "worst cell: overhead p95" in text
+    [row] = load_table([results]).to_dict("records")
+    first = calls[calls["call"] == 1]["overhead_ms"]
+    assert len(first) == 104 and row["first_call_p95_ms"] == pytest.approx(first.quantile(0.95))
