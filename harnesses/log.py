@@ -88,14 +88,15 @@ class SessionLog:
                 await asyncio.wait({before})
             if not before.cancelled():
                 before.exception()  # retrieved: its failure, if any, is this append's too (self.failure)
-        if self.failure is not None:
-            raise self.failure
         try:
+            if self.failure is not None:
+                raise self.failure
             await self.store.append(self.session_id, appended, expect=start)
             self.durable = start + len(appended)
             for observer in self.observers:
                 await observer(appended)
         except BaseException as exc:
-            self.failure = exc
+            if self.failure is None:
+                self.failure = exc
             del self.events[self.durable:]
             raise

@@ -158,7 +158,7 @@ class PostgresStore(BatchWriter):
         written = [write for write in writes if write.rows]  # an empty write only checks its session
         # as two JSON documents: psycopg adapts one string far faster than a dozen arrays
         sessions = json.dumps([
-            (w.session_id, w.expect, len(w.rows), status_after((row[0] for row in w.rows), "active" if w.meta else None),
+            (w.session_id, w.expect, len(w.rows), status_after((row[0] for row in w.rows), "active" if w.meta is not None else None),
              w.rows[0][2], w.rows[-1][2], w.meta) for w in written])
         events = json.dumps([(w.session_id, i, *row) for w in written for i, row in enumerate(w.rows)])
         async with self._connection() as conn:

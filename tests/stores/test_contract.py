@@ -172,3 +172,11 @@ async def test_creating_one_session_id_at_once_twice_makes_one_session(store):
                                     return_exceptions=True)
     assert "twice" in outcomes and sum(isinstance(o, SessionExists) for o in outcomes) == 1
     assert len(await store.events("twice")) == 1
+
+
+async def test_any_text_round_trips_exactly(store):
+    text = 'quotes " \' back\\slash, tab\t newline\n NUL\x00 bell\x07 accents é ü, CJK 漢字, emoji 😀 \u2028 \ufeff'
+    sid = await store.create_session({"meta": text})
+    await store.append(sid, [Event("tool.result", {"output": text, text: [text]}, ts=1795551033.5369015)], expect=1)
+    first, event = await store.events(sid)
+    assert first.data == {"meta": text} and event.data == {"output": text, text: [text]} and event.ts == 1795551033.5369015
