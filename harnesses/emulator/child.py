@@ -3,6 +3,7 @@ can delay its answers, as none can delay a remote API's. Started by EmulatorMode
 sandboxes.child.Child; its config (policies, latency, faults) comes on stdin as JSON."""
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from harnesses.emulator.server import EmulatorServer
@@ -16,7 +17,9 @@ async def start(config: dict[str, Any]):
         load_policies(config["policies"]), LatencyProfile(**config["latency"]), FaultProfile(**config["faults"]),
         config["cache_min_tokens"],
     )
-    return {"url": await server.start()}, server.stop
+    url = await server.start()
+    gc.freeze()  # what it loaded lives as long as it does: a full collection then walks only the open streams
+    return {"url": url}, server.stop
 
 
 if __name__ == "__main__":
