@@ -3,7 +3,8 @@
 The new session copies the prefix into the run's store (same types, data and positions; fresh
 timestamps), with `forked_from` in its meta. Its hands are its own: if the prefix holds a live sandbox,
 a fresh one is provisioned and every tool call the prefix ran in that sandbox runs again, in order, so
-the fork starts from the workspace the prefix left. Then a harness wakes on it. With `model=replay` the
+the fork starts from the workspace the prefix left (for a sandbox the session received from another, the
+giver's calls in it run first, from the giver's setup). Then a harness wakes on it. With `model=replay` the
 rest of the recording drives it (a replay: tools run again for real, and each result is compared with
 the logged one); with any other model the session takes a path of its own (a fork).
 """
@@ -11,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harnesses.hands import Hands, first_hand, hand_of, live_sandbox_id
 from harnesses.log import SessionLog
-from sandboxes.base import Fetch, SandboxProvider
-from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionStore
+from sandboxes.base import Fetch, SandboxProvider, Setup
+from stores.base import TERMINAL_TYPES, Event, SessionInfo, SessionNotFound, SessionStore
 
 BRIEF = 300  # characters of an expected or got output shown in a divergence
 NOT_IN_SANDBOX = ("harness", "proxy")  # tool.call hands that never touched the workspace: nothing to restore
@@ -33,6 +34,7 @@ class Origin:
 
     info: SessionInfo
     events: list[Event]
+    givers: dict[str, list[Event]] = field(default_factory=dict)  # logs of the sessions that handed it a sandbox, and theirs
 
     @property
     def task_start(self) -> int:
@@ -75,7 +77,25 @@ async def find_session(store: SessionStore, prefix: str) -> SessionInfo:
 
 async def load_origin(store: SessionStore, prefix: str) -> Origin:
     info = await find_session(store, prefix)
-    return Origin(info, await store.events(info.id))
+    events = await store.events(info.id)
+    return Origin(info, events, await _givers(store, events))
+
+
+async def _givers(store: SessionStore, events: list[Event]) -> dict[str, list[Event]]:
+    """The logs of every session that handed this one a sandbox, and of those that handed them theirs (those the
+    store holds: a sandbox from elsewhere is restored from what this log says alone)."""
+    found: dict[str, list[Event]] = {}
+    pending = [events]
+    while pending:
+        for event in pending.pop():
+            giver = event.data.get("from") if event.type == "sandbox.received" else None
+            if isinstance(giver, str) and giver not in found:
+                try:
+                    found[giver] = await store.events(giver)
+                except SessionNotFound:
+                    continue
+                pending.append(found[giver])
+    return found
 
 
 def check_fork_point(origin: Origin, at: int, message: str | None = None) -> None:
@@ -120,24 +140,50 @@ async def restore_hands(
     log: SessionLog, sandboxes: SandboxProvider, origin: Origin, fetch: Fetch | None = None
 ) -> tuple[int, list[ToolDivergence]]:
     """Give the fork sandboxes of its own in the state the prefix left, for every hand it holds a live one as."""
-    prefix, first = log.events, first_hand(log.events)
-    live = list(dict.fromkeys(hand_of(e) for e in prefix if e.type in ("sandbox.provisioned", "sandbox.received")))
+    prefix = log.events
+    live = list(dict.fromkeys(hand_of(e) for e in prefix if e.type in HELD))
     live = [name for name in live if live_sandbox_id(prefix, name) is not None]  # lost ones: provisioned when needed
-    calls = {e.data.get("tool_use_id"): e.data for e in prefix if e.type == "tool.call" and e.data.get("hand") not in NOT_IN_SANDBOX}
-    hands = Hands(sandboxes, log, fetch=fetch, names=list(dict.fromkeys([first, *live])))
+    hands = Hands(sandboxes, log, fetch=fetch, names=list(dict.fromkeys([first_hand(prefix), *live])))
     restored, divergences = 0, []
     for name in live:
-        since = max(e.position for e in prefix if e.type in ("sandbox.provisioned", "sandbox.received") and hand_of(e) == name)
-        ran = [e for e in prefix[since:] if e.type == "tool.result"
-               and calls.get(e.data.get("tool_use_id"), {}).get("hand_name", first) == name]
-        await hands.fresh(name, restored={"from": origin.info.id, "calls": len(ran)})
-        for result in ran:
-            call = calls[result.data["tool_use_id"]]
+        setup, ran = hand_history(origin, origin.info.id, prefix, name)
+        await hands.fresh(name, Setup.from_meta(setup), restored={"from": origin.info.id, "calls": len(ran)})
+        for result, call in ran:
             input = {k: v for k, v in call.get("input").items() if k != "hand"} if "hand_name" in call else call.get("input")
             again = await hands.execute(call.get("name"), input, f"{log.session_id}:{result.data['tool_use_id']}", name)
             divergences += _differs(result, call, again.output, again.is_error)
         restored += len(ran)
     return restored, divergences
+
+
+HELD = ("sandbox.provisioned", "sandbox.received")
+
+
+def hand_history(origin: Origin, session_id: str, events: list[Event], hand: str) -> tuple[dict | None, list[tuple[Event, dict]]]:
+    """(the setup the sandbox `events` end up holding as `hand` was prepared with, and every (tool.result, tool.call)
+    that ran in it since, oldest first), back through each session that handed it on, as far as the origin's givers
+    go; `session_id`: whose log `events` is."""
+    since = [e for e in events if e.type in HELD and hand_of(e) == hand][-1]
+    ran = _calls_on(events, since.position, hand)
+    giver_id = since.data.get("from") if since.type == "sandbox.received" else None
+    giver, sandbox_id = origin.givers.get(giver_id, []), since.data.get("sandbox_id")
+    # the k-th time this session received the sandbox from the giver is the k-th time the giver handed it here
+    k = sum(1 for e in events[: since.position] if e.type == "sandbox.received" and e.data.get("from") == giver_id
+            and e.data.get("sandbox_id") == sandbox_id)
+    handed = [e for e in giver if e.type == "sandbox.handed" and e.data.get("sandbox_id") == sandbox_id and e.data.get("to") == session_id]
+    if len(handed) <= k:  # provisioned here, or received from a session the source does not hold
+        return events[0].data.get("setup"), ran
+    setup, earlier = hand_history(origin, giver_id, giver[: handed[k].position], hand_of(handed[k]))
+    return setup, earlier + ran
+
+
+def _calls_on(events: list[Event], since: int, hand: str) -> list[tuple[Event, dict]]:
+    """(tool.result, its tool.call's data) for every call whose result these events logged from `since` on, run in the
+    sandbox held as `hand` (a call is logged before its sandbox is provisioned: look for it in all of them)."""
+    first = first_hand(events)
+    calls = {e.data.get("tool_use_id"): e.data for e in events if e.type == "tool.call" and e.data.get("hand") not in NOT_IN_SANDBOX}
+    return [(e, calls[e.data.get("tool_use_id")]) for e in events[since:] if e.type == "tool.result"
+            and e.data.get("tool_use_id") in calls and calls[e.data.get("tool_use_id")].get("hand_name", first) == hand]
 
 
 def replay_divergences(origin: Origin, at: int, replayed: list[Event], outcome: str) -> list[ToolDivergence]:

@@ -102,18 +102,18 @@ class Hands:
                 self._sandboxes[hand] = await self._provision(hand)
         return self._sandboxes[hand]
 
-    async def fresh(self, hand: str | None = None, **note) -> Sandbox:
-        """A new sandbox as `hand` (the first by default), whatever the log says (a fork gets hands of its own);
-        `note` is logged."""
+    async def fresh(self, hand: str | None = None, setup: Setup | None = None, **note) -> Sandbox:
+        """A new sandbox as `hand` (the first by default), whatever the log says (a fork gets hands of its own),
+        prepared with `setup` (default: the session's); `note` is logged."""
         hand = hand or self.names[0]
-        self._sandboxes[hand] = await self._provision(hand, note)
+        self._sandboxes[hand] = await self._provision(hand, note, setup)
         return self._sandboxes[hand]
 
-    async def _provision(self, hand: str, note: dict | None = None) -> Sandbox:
+    async def _provision(self, hand: str, note: dict | None = None, setup: Setup | None = None) -> Sandbox:
         started = time.perf_counter()
         sandbox = await self.provider.provision()
         provisioned = time.perf_counter()
-        await sandbox.prepare(Setup.from_meta(self.log.meta.get("setup")), self.fetch)
+        await sandbox.prepare(setup or Setup.from_meta(self.log.meta.get("setup")), self.fetch)
         self.provision_ms += (time.perf_counter() - started) * 1000
         await self.log.append(
             Event(

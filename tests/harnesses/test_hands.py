@@ -153,3 +153,28 @@ async def test_a_fork_restores_every_hand_in_the_state_the_prefix_left(tmp_path)
     assert not (await a.execute("read_file", {"path": "results.txt"})).is_error
     assert (await b.execute("read_file", {"path": "results.txt"})).is_error  # written on a only, as in the origin
     await provider.close()
+
+
+async def test_a_fork_restores_a_received_hand_from_the_calls_of_the_session_that_handed_it_on(tmp_path):
+    from experiments.fork import load_origin, start_fork
+
+    def writes(path: str):
+        return lambda c: Call("write_file", {"path": path, "content": path.upper()}) if c.last is None else Reply("done")
+
+    store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path), keep=True)
+    giver = await store.create_session({"task": "a", "system": "", "setup": {"files": {"seed.txt": "A's setup"}}})
+    await store.append(giver, [Event("user.message", {"text": "write a.txt"})], expect=1)
+    await harness(store, provider, None, ScriptedModel(lambda messages: writes("a.txt"))).wake(giver)
+    taker = await session(store, "write b.txt")  # a session with no setup of its own
+    await hand_over(store, giver, taker)
+    await harness(store, provider, None, ScriptedModel(lambda messages: writes("b.txt"))).wake(taker)
+
+    origin = await load_origin(store, taker)
+    assert list(origin.givers) == [giver]
+    end = next(e.position for e in origin.events if e.type == "session.completed")
+    fork, restored, divergences = await start_fork(store, provider, origin, end)
+    assert (restored, divergences) == (2, [])  # a.txt written again as the giver did, then b.txt
+    workspace = await provider.attach(live_sandbox_id(await store.events(fork)))
+    files = {path: (await workspace.execute("read_file", {"path": path})).output for path in ("seed.txt", "a.txt", "b.txt")}
+    assert files == {"seed.txt": "A's setup", "a.txt": "A.TXT", "b.txt": "B.TXT"}
+    await provider.close()
