@@ -11,6 +11,7 @@ import json
 import os
 import re
 import select
+from collections import Counter
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
@@ -49,6 +50,7 @@ class PostgresStore(BatchWriter):
         super().__init__(self._commit, group_commit, max_batch, commits_in_flight)
         self.schema, self.pool_size, self.connect_timeout_s = schema, pool_size, connect_timeout_s
         self.channel = f"{schema}_events"
+        self._commit_statement = _commit_sql(schema)
         self._pool: Any = None
         self._closing: set[asyncio.Task] = set()  # pools given up on after a lost server, closing
         self._pool_lock = asyncio.Lock()
@@ -162,7 +164,7 @@ class PostgresStore(BatchWriter):
              w.rows[0][2], w.rows[-1][2], w.meta) for w in written])
         events = json.dumps([(w.session_id, i, *row) for w in written for i, row in enumerate(w.rows)])
         async with self._connection() as conn:
-            cur = await conn.execute(_commit_sql(self.schema), (sessions, events, self.channel))
+            cur = await conn.execute(self._commit_statement, (sessions, events, self.channel))
             done = dict(await cur.fetchall())
             failed = [write.session_id for write in writes if write.session_id not in done]
             if failed:
@@ -256,16 +258,15 @@ async def _check_idle(conn: Any) -> None:
 
 def _rounds(writes: Sequence[Write]) -> list[list[int]]:
     """Indices of `writes` in rounds of distinct sessions, each session's writes in order (a statement updates a
-    row once)."""
+    row once): a session's k-th write of the batch goes in round k."""
     rounds: list[list[int]] = []
-    seen: list[set[str]] = []
+    seen: Counter[str] = Counter()
     for i, write in enumerate(writes):
-        k = next((k for k in range(len(rounds) - 1, -1, -1) if write.session_id in seen[k]), -1) + 1
+        k = seen[write.session_id]
+        seen[write.session_id] += 1
         if k == len(rounds):
             rounds.append([])
-            seen.append(set())
         rounds[k].append(i)
-        seen[k].add(write.session_id)
     return rounds
 
 
