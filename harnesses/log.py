@@ -49,11 +49,11 @@ class SessionLog:
     async def meanwhile(self, work: Coroutine[Any, Any, T]) -> T:
         """The result of `work`, run while the appends written so far commit; if one of them fails first,
         `work` is cancelled and that failure raised."""
+        if self.failure is not None:
+            work.close()
+            raise self.failure
         writing = self._last
-        if self.failure is not None or writing is None or writing.done():
-            if self.failure is not None:
-                work.close()
-                raise self.failure
+        if writing is None or writing.done():
             return await work
         running = asyncio.ensure_future(work)
 
