@@ -17,6 +17,7 @@ from sandboxes.local import LocalSandboxProvider
 from stores.base import Event, StoreUnavailable
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
+from tests.harnesses.doubles import GatedStore, sleep_noting_cancel
 
 SMOKE = {suite_task.name: (suite, i, suite_task) for suite, i, suite_task in load_suite("smoke")}
 
@@ -237,11 +238,7 @@ async def test_a_brain_that_loses_its_claim_cancels_the_model_call_it_had_starte
 
         async def respond(self, request):
             called.set()
-            try:
-                await asyncio.sleep(30)
-            except asyncio.CancelledError:
-                cancelled.set()
-                raise
+            await sleep_noting_cancel(30, cancelled)
 
     store, provider = SlowClaims(), LocalSandboxProvider(root=str(tmp_path))
     sid = await start_session(store, SMOKE["greeting"][2])
@@ -253,21 +250,6 @@ async def test_a_brain_that_loses_its_claim_cancels_the_model_call_it_had_starte
     assert outcome.status == "conflict" and cancelled.is_set()
     assert [e.data["harness"] for e in await store.events(sid) if e.type == "harness.woke"] == ["other"]
     await provider.close()
-
-
-class HeldResults(MemoryStore):
-    """tool.result appends wait for `release`; with `broken`, they then fail as if the server went away."""
-
-    def __init__(self, broken=False):
-        super().__init__()
-        self.broken, self.release = broken, asyncio.Event()
-
-    async def append(self, session_id, events, *, expect=None):
-        if events[0].type == "tool.result":
-            await self.release.wait()
-            if self.broken:
-                raise StoreUnavailable("the store went away")
-        return await super().append(session_id, events, expect=expect)
 
 
 class AfterToolResult:
@@ -284,16 +266,12 @@ class AfterToolResult:
             stored = [e.type for e in await self.store.events(self.session_id)]
             self.stored_at_call.append("tool.result" in stored)
             self.store.release.set()
-            try:
-                await asyncio.sleep(self.hold_s)
-            except asyncio.CancelledError:
-                self.cancelled.set()
-                raise
+            await sleep_noting_cancel(self.hold_s, self.cancelled)
         return await self.inner.respond(request)
 
 
 async def test_the_next_model_call_goes_out_while_the_tool_result_before_it_commits(tmp_path):
-    store, provider = HeldResults(), LocalSandboxProvider(root=str(tmp_path))
+    store, provider = GatedStore(held={"tool.result"}), LocalSandboxProvider(root=str(tmp_path))
     model = AfterToolResult(store)
     model.session_id = sid = await start_session(store, SMOKE["greeting"][2])
     outcome = await asyncio.wait_for(harness(store, provider, model).wake(sid), 5)  # awaiting the result: stuck
@@ -304,7 +282,7 @@ async def test_the_next_model_call_goes_out_while_the_tool_result_before_it_comm
 
 
 async def test_a_tool_result_that_cannot_commit_cancels_the_call_it_was_due_for_and_a_new_wake_recovers(tmp_path):
-    store, provider = HeldResults(broken=True), LocalSandboxProvider(root=str(tmp_path))
+    store, provider = GatedStore(held={"tool.result"}, broken={"tool.result"}), LocalSandboxProvider(root=str(tmp_path))
     model = AfterToolResult(store, hold_s=30)
     model.session_id = sid = await start_session(store, SMOKE["greeting"][2])
     with pytest.raises(StoreUnavailable):
@@ -312,7 +290,7 @@ async def test_a_tool_result_that_cannot_commit_cancels_the_call_it_was_due_for_
     assert model.cancelled.is_set()
     kinds = [e.type for e in await store.events(sid)]
     assert "tool.call" in kinds and "tool.result" not in kinds  # the call is logged, its result is not
-    store.broken = False
+    store.broken.clear()
     outcome = await harness(store, provider).wake(sid)  # write_file is idempotent: it runs again
     assert outcome.status == "completed"
     await provider.close()

@@ -8,21 +8,7 @@ import pytest
 from harnesses.log import SessionLog
 from stores.base import Event, StoreError, StoreUnavailable
 from stores.memory import MemoryStore
-
-
-class GatedStore(MemoryStore):
-    """Appends of events whose type is in `held` wait for `release`; those in `broken` fail."""
-
-    def __init__(self, held=(), broken=()):
-        super().__init__()
-        self.held, self.broken, self.release = set(held), set(broken), asyncio.Event()
-
-    async def append(self, session_id, events, *, expect=None):
-        if events[0].type in self.held:
-            await self.release.wait()
-        if events[0].type in self.broken:
-            raise StoreUnavailable(f"cannot append {events[0].type}")
-        return await super().append(session_id, events, expect=expect)
+from tests.harnesses.doubles import GatedStore, sleep_noting_cancel
 
 
 async def open_log(store) -> SessionLog:
@@ -88,11 +74,7 @@ async def test_work_runs_while_appends_commit_and_is_cancelled_when_one_fails():
 
     async def work():
         started.set()
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            cancelled.set()
-            raise
+        await sleep_noting_cancel(30, cancelled)
 
     meanwhile = asyncio.ensure_future(log.meanwhile(work()))
     await asyncio.wait_for(started.wait(), 5)  # the work began before the append committed
