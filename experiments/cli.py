@@ -123,7 +123,8 @@ def parser() -> argparse.ArgumentParser:
     faults.add_argument("--sandbox-kills", type=int, default=0, help="destroy the sandbox a logged tool call goes to, until the log has this many")
     faults.add_argument("--sandbox-kill-rate", type=float, default=0.2, help="the chance for each tool call")
     faults.add_argument("--fault-log", type=Path, help="where faults injected here are recorded")
-    faults.add_argument("--fault-seed", type=int, default=0)
+    faults.add_argument("--fault-seed", type=int, default=0, help="seeds this process's fault streams (fault points, the emulator's "
+                        "errors): fault runs give each worker process its own")
     worker.add_argument("overrides", nargs="*", help="Hydra overrides; the store must be shared (store.path=... or a DSN)")
     worker.set_defaults(handler=_worker)
     submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
@@ -178,52 +179,61 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
 
 
 def _sessions(args: argparse.Namespace, action) -> int:
-    from experiments.sources import open_source
+    from experiments.sources import read_source
 
     async def go() -> int:
-        store = open_source(args.source, args.schema)
+        source = read_source(args.source, args.schema)
         try:
-            return await action(store, args)
+            return await action(source, args)
         finally:
-            await store.close()
+            await source.store.close()
 
     return asyncio.run(go())
 
 
-async def _ls(store, args) -> int:
+async def _ls(source, args) -> int:
     from experiments.transcript import session_table
 
-    print(session_table(await store.sessions(status=args.status, limit=args.limit)))
+    infos = await source.store.sessions(status=args.status, limit=args.limit)
+    print(session_table(infos, source.where))
+    if not infos and await source.is_empty():
+        for hint in source.elsewhere:
+            print(f"harnesslab: {hint}", file=sys.stderr)
     return 0
 
 
-async def _show(store, args) -> int:
+async def _show(source, args) -> int:
     from experiments.transcript import transcript
 
     from experiments.fork import ForkError, find_session
 
     try:
-        info = await find_session(store, args.session)
+        info = await find_session(source.store, args.session)
     except ForkError as exc:
-        print(f"harnesslab: {exc}", file=sys.stderr)
+        hints = source.elsewhere if await source.is_empty() else []
+        print("; ".join([f"harnesslab: {exc} (looked in {source.where})", *hints]), file=sys.stderr)
         return 1
-    print(transcript(info, await store.events(info.id), args.width))
+    if source.defaulted:
+        print(f"harnesslab: from {source.where}", file=sys.stderr)
+    print(transcript(info, await source.store.events(info.id), args.width))
     return 0
 
 
-async def _export(store, args) -> int:
+async def _export(source, args) -> int:
     from stores.archive import export_sessions
 
-    count = await export_sessions(store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
-    print(f"exported {count} session(s) to {args.to}")
+    await source.require_sessions()  # else an error, and no empty archive: the sessions are somewhere else
+    count = await export_sessions(source.store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
+    print(f"exported {count} session(s) from {source.where} to {args.to}")
     return 0
 
 
-async def _traces(store, args) -> int:
+async def _traces(source, args) -> int:
     from experiments.traces import export_traces
 
-    sessions, spans = await export_traces(store, args.to)
-    print(f"wrote {spans} span(s) of {sessions} session(s) to {args.to}")
+    await source.require_sessions()
+    sessions, spans = await export_traces(source.store, args.to)
+    print(f"wrote {spans} span(s) of {sessions} session(s) from {source.where} to {args.to}")
     return 0
 
 
@@ -305,7 +315,7 @@ def _worker(args: argparse.Namespace) -> int:
     if args.crash_at or args.sandbox_kills:
         failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
     return asyncio.run(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints,
-                             check=args.check))
+                             check=args.check, fault_seed=args.fault_seed))
 
 
 def _submit(args: argparse.Namespace) -> int:

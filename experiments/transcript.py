@@ -18,13 +18,14 @@ def clip(text: str, width: int) -> str:
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
-def session_table(infos: list[SessionInfo]) -> str:
+def session_table(infos: list[SessionInfo], where: str) -> str:
+    """The sessions listed, and where they were read (`where`, in words)."""
     header = f"{'session':<32}  {'task':<22} {'status':<10} {'events':>6}  {'created':<19}  updated"
     rows = [
         f"{i.id:<32}  {clip(i.meta.get('task', '-'), 22):<22} {i.status:<10} {i.length:>6}  {when(i.created)}  {when(i.updated)}"
         for i in infos
     ]
-    return "\n".join([header, *rows, f"{len(infos)} session(s)"])
+    return "\n".join([header, *rows, f"{len(infos)} session(s) in {where}"])
 
 
 def transcript(info: SessionInfo, events: list[Event], width: int = 100) -> str:

@@ -1,11 +1,15 @@
 """`harnesslab sessions ls|show|export` over results files, store files and PostgreSQL."""
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from stores.postgres import PostgresStore
+from stores.sqlite import SqliteStore
 from tests.experiments.test_cli import harnesslab
 
 
@@ -34,7 +38,7 @@ def test_ls_lists_the_same_sessions_from_every_source(finished_run, source):
     listing = harnesslab("sessions", "ls", *([source] if source else []), cwd=finished_run)
     assert listing.returncode == 0, listing.stderr
     assert "greeting" in listing.stdout and "arithmetic" in listing.stdout
-    assert listing.stdout.rstrip().endswith("2 session(s)")
+    assert listing.stdout.splitlines()[-1].startswith("2 session(s) in ")
     assert len(ids_in(listing.stdout)) == 2
 
 
@@ -56,6 +60,74 @@ def test_show_and_ls_name_what_is_wrong(finished_run):
     assert missing.returncode == 1 and "no session matching 'zzzz'" in missing.stderr
     nowhere = harnesslab("sessions", "ls", "nope.sqlite", cwd=finished_run)
     assert nowhere.returncode == 1 and "nope.sqlite: no such file or folder; expected a results.duckdb" in nowhere.stderr
+
+
+def test_ls_and_show_without_a_source_say_which_file_they_read(finished_run):
+    [results] = finished_run.glob("outputs/*/*/results.duckdb")
+    where = f"{results.relative_to(finished_run)} (no source named: the newest of 1 results.duckdb under ./outputs and ./multirun)"
+    listing = harnesslab("sessions", "ls", cwd=finished_run)
+    assert listing.returncode == 0 and listing.stdout.splitlines()[-1] == f"2 session(s) in {where}", listing.stderr
+    shown = harnesslab("sessions", "show", ids_in(listing.stdout)[0][:8], cwd=finished_run)
+    assert shown.returncode == 0 and f"harnesslab: from {where}" in shown.stderr
+    missing = harnesslab("sessions", "show", "zzzz", cwd=finished_run)
+    assert missing.returncode == 1 and f"no session matching 'zzzz'; `harnesslab sessions ls` lists them (looked in {where})" in missing.stderr
+
+
+def log_sessions(store, tasks: list[str]) -> None:
+    async def go() -> None:
+        try:
+            await store.sessions()  # creates the store's tables, with no session in them if `tasks` is empty
+            for task in tasks:
+                await store.create_session({"task": task})
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_an_empty_store_file_is_said_to_be_empty_and_nothing_is_written(tmp_path):
+    log_sessions(SqliteStore(tmp_path / "empty.sqlite"), [])
+    listing = harnesslab("sessions", "ls", "empty.sqlite", cwd=tmp_path)
+    assert listing.returncode == 0 and listing.stdout.splitlines()[-1] == "0 session(s) in SQLite store empty.sqlite"
+    for command, written in (("export", "archive.duckdb"), ("traces", "traces.jsonl")):
+        refused = harnesslab("sessions", command, "empty.sqlite", "--to", written, cwd=tmp_path)
+        assert refused.returncode == 1 and "harnesslab: no sessions in SQLite store empty.sqlite" in refused.stderr
+        assert not (tmp_path / written).exists()
+
+
+@pytest.fixture
+def database(postgres_dsn):
+    """A database of its own on the test cluster, so that no other test's schema is in it: its DSN."""
+    import psycopg
+
+    name = f"d_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    yield urlsplit(postgres_dsn)._replace(path=f"/{name}").geturl()
+    with psycopg.connect(postgres_dsn, autocommit=True) as con:
+        con.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.mark.postgres
+def test_export_from_a_schema_without_sessions_names_the_schemas_that_hold_them(database, tmp_path):
+    import psycopg
+
+    log_sessions(PostgresStore(database, schema="lab1"), ["greeting", "fix_bug"])
+    log_sessions(PostgresStore(database, schema="empty"), [])
+    hint = "the schemas of this database holding harnesslab sessions: lab1 (2 sessions); pass --schema lab1"
+    missing = harnesslab("sessions", "export", database, "--to", "archive.duckdb", cwd=tmp_path)
+    assert missing.returncode == 1, missing.stdout
+    assert f"PostgreSQL {database}, schema harnesslab: no such schema with harnesslab tables in it; {hint}" in missing.stderr
+    with psycopg.connect(database) as con:  # reading created no schema
+        assert con.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'harnesslab'").fetchone() == (0,)
+    empty = harnesslab("sessions", "export", database, "--schema", "empty", "--to", "archive.duckdb", cwd=tmp_path)
+    assert empty.returncode == 1 and f"no sessions in PostgreSQL {database}, schema empty; {hint}" in empty.stderr
+    assert not (tmp_path / "archive.duckdb").exists()
+    listing = harnesslab("sessions", "ls", database, "--schema", "empty", cwd=tmp_path)
+    assert listing.returncode == 0 and listing.stdout.splitlines()[-1] == f"0 session(s) in PostgreSQL {database}, schema empty"
+    assert f"harnesslab: {hint}" in listing.stderr
+    exported = harnesslab("sessions", "export", database, "--schema", "lab1", "--to", "archive.duckdb", cwd=tmp_path)
+    assert exported.returncode == 0 and f"exported 2 session(s) from PostgreSQL {database}, schema lab1" in exported.stdout
 
 
 @pytest.mark.postgres
