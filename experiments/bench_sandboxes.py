@@ -10,6 +10,9 @@ import time
 from typing import Any, Awaitable, Callable
 
 from experiments.bench import percentile
+from experiments.bench_targets import target
+
+PROVISION_TARGETS_MS = {"pool(local)": 5, "pool(docker)": 5, "namespace": 30}  # p50
 
 
 async def timed(action: Callable[[], Awaitable[Any]], repeats: int) -> list[float]:
@@ -95,23 +98,34 @@ async def main(quick: bool) -> None:
         if not (engine_answers() and image_present()):
             print("\n(docker skipped: run `make docker` first)")
             makers = {k: v for k, v in makers.items() if "docker" not in k}
-        print(f"\nsandbox provision, to a usable sandbox ({repeats} each; targets: pool p50 <= 5 ms, namespace <= 30 ms)")
-        print(f"  {'backend':<14} {'p50 ms':>9} {'p95 ms':>9}")
-        for name, make in makers.items():
-            timings = await provision_ms(make, repeats)
-            print(f"  {name:<14} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
-        print(f"\nexecute round trip ({repeats * 2} each)")
-        print(f"  {'backend':<14} {'call':<22} {'p50 ms':>9} {'p95 ms':>9}")
-        docker_rows = {}
-        for name, make in makers.items():
-            if name.startswith("pool"):
-                continue  # a pool's sandboxes are its inner provider's
-            for call, timings in (await execute_ms(make, repeats * 2)).items():
-                print(f"  {name:<14} {call:<22} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
-                if name == "docker":
-                    docker_rows[call] = percentile(timings, 0.5)
-        if docker_rows:
-            ratios = ", ".join(f"{call} 1/{docker_rows['SDK exec_run cat'] / docker_rows[call]:.0f}"
-                               for call in ("read_file", "bash true", "bash cat"))
-            print(f"  docker, the executor against exec_run: {ratios} (target: <= 1/20; a bash call\n"
-                  "  includes starting bash, ~1.8 ms on this machine)")
+        await report_provision(makers, repeats)
+        await report_execute(makers, repeats * 2)
+
+
+async def report_provision(makers: dict[str, Callable[[], Any]], repeats: int) -> None:
+    print(f"\nsandbox provision, to a usable sandbox ({repeats} each)")
+    print(f"  {'backend':<14} {'p50 ms':>9} {'p95 ms':>9}")
+    p50 = {}
+    for name, make in makers.items():
+        timings = await provision_ms(make, repeats)
+        p50[name] = percentile(timings, 0.5)
+        print(f"  {name:<14} {p50[name]:>9.2f} {percentile(timings, 0.95):>9.2f}")
+    for name, bound in PROVISION_TARGETS_MS.items():
+        print(f"  {target(f'{name} provision p50', p50.get(name), '<=', bound, ' ms')}")
+
+
+async def report_execute(makers: dict[str, Callable[[], Any]], repeats: int) -> None:
+    print(f"\nexecute round trip ({repeats} each)")
+    print(f"  {'backend':<14} {'call':<22} {'p50 ms':>9} {'p95 ms':>9}")
+    docker_p50 = {}
+    for name, make in makers.items():
+        if name.startswith("pool"):
+            continue  # a pool's sandboxes are its inner provider's
+        for call, timings in (await execute_ms(make, repeats)).items():
+            print(f"  {name:<14} {call:<22} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
+            if name == "docker":
+                docker_p50[call] = percentile(timings, 0.5)
+    print("  docker, the executor against exec_run (a bash call includes starting bash, ~1.8 ms on this machine):")
+    for call in ("read_file", "bash true", "bash cat"):
+        speedup = docker_p50["SDK exec_run cat"] / docker_p50[call] if docker_p50 else None
+        print(f"    {target(f'exec_run cat p50 / executor {call} p50', speedup, '>=', 20, 'x')}")
