@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
-from harnesses.hands import DEFAULT_HAND, Hands
+from harnesses.hands import DEFAULT_HAND, FirstResult, Hands
 from harnesses.log import SessionLog
 from harnesses.messages import stable_prefix
 from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
@@ -177,6 +177,7 @@ class DecoupledHarness:
                 session.write(Event("tool.result", {  # the next model call need not wait for it to commit
                     "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
                     "is_error": result.is_error, "duration_ms": result.duration_ms,
+                    **({"new_sandbox": result.new_sandbox} if isinstance(result, FirstResult) else {}),  # see hands.held
                 }))
 
         if len(queues) == 1:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 from harnesses.log import SessionLog
@@ -10,6 +11,7 @@ from stores.base import Event, SessionStore
 
 
 DEFAULT_HAND = "main"  # the hand of a session that names none; logs without a hand name mean it
+NEW_SANDBOX = "[new sandbox]"  # how the first result from replacement hands begins (harnesses/policy.py reads it)
 
 
 def hand_of(event: Event) -> str:
@@ -22,18 +24,49 @@ def first_hand(events: list[Event]) -> str:
     return woke[-1].data["hands"][0] if woke else DEFAULT_HAND
 
 
-def live_sandbox_id(events: list[Event], hand: str = DEFAULT_HAND) -> str | None:
-    """The sandbox the log says this session holds as `hand`: provisioned or received, and not lost or handed
-    on since."""
-    current = None
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What the log says of the sandbox a session holds as one hand."""
+
+    sandbox_id: str | None  # provisioned or received, and not lost or handed on since
+    ended: Event | None  # what ended the one before (sandbox.lost or sandbox.handed), until a tool result told the model
+
+
+def held(events: list[Event], hand: str = DEFAULT_HAND) -> Held:
+    """The sandbox the log says this session holds as `hand`, and whether the model is still to be told that it
+    replaces one (told: a tool.result whose `new_sandbox` is that sandbox)."""
+    current = ended = None
     for event in events:
+        if event.type == "tool.result" and ended is not None and current and event.data.get("new_sandbox") == current:
+            ended = None  # the first result from the replacement said so
         if not event.type.startswith("sandbox.") or hand_of(event) != hand:
             continue
         if event.type in ("sandbox.provisioned", "sandbox.received"):
             current = event.data.get("sandbox_id")
+            ended = ended if "replaces" in event.data else None  # received, or restored (a fork): not a fresh start
         elif event.type in ("sandbox.lost", "sandbox.handed") and event.data.get("sandbox_id") == current:
-            current = None
-    return current
+            current, ended = None, event
+    return Held(current, ended)
+
+
+def live_sandbox_id(events: list[Event], hand: str = DEFAULT_HAND) -> str | None:
+    """The sandbox the log says this session holds as `hand`: provisioned or received, and not lost or handed
+    on since."""
+    return held(events, hand).sandbox_id
+
+
+def new_sandbox_notice(ended: Event, names: Sequence[str]) -> str:
+    """What the model is told, ahead of the output, in the first result from a sandbox that replaces one the session
+    held: whatever ended the old one (lost at the start of a call or during one, handed on), this is the one wording."""
+    whose = f"as hand {hand_of(ended)!r} " if len(names) > 1 else ""
+    return (f"{NEW_SANDBOX} The sandbox this session held {whose}{_gone(ended)}, so this call ran in a fresh sandbox "
+            "that holds only the task's setup: every change earlier tool calls made to files is gone.\n")
+
+
+def _gone(ended: Event) -> str:
+    if ended.type == "sandbox.handed":
+        return f"was handed to session {ended.data.get('to')}"
+    return f"was lost ({' '.join(str(ended.data.get('reason')).split())})"  # on the notice's one line
 
 
 async def hand_over(store: SessionStore, giver: str, taker: str, hand: str = DEFAULT_HAND, as_hand: str = DEFAULT_HAND) -> str:
@@ -52,6 +85,13 @@ async def hand_over(store: SessionStore, giver: str, taker: str, hand: str = DEF
 
 class PetLost(SandboxError, ConnectionError):
     """The sandbox of a harness that cannot replace its hands is gone, and the session with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class FirstResult(ToolResult):
+    """The first result from a sandbox that replaced one the session held; its output begins with the notice."""
+
+    new_sandbox: str = ""
 
 
 class Hands:
@@ -74,33 +114,41 @@ class Hands:
 
     async def execute(self, name: str, input: dict, key: str | None = None, hand: str | None = None) -> ToolResult:
         hand = hand or self.names[0]
-        sandbox = await self.get(hand)
+        sandbox, ended = await self._ready(hand)
         try:
-            return await sandbox.execute(name, input, key)
+            result = await sandbox.execute(name, input, key)
         except SandboxLost as exc:
             await self._lost(hand, sandbox.id, exc)
             if not self.replace_lost:
                 raise PetLost(f"the sandbox holding this session was lost ({exc})") from None
-            return ToolResult(
-                f"the sandbox running this tool was lost ({exc}); the next tool call gets a fresh "
-                "sandbox, in which earlier changes to files are gone",
-                is_error=True,
-            )
+            return ToolResult(f"the sandbox running this tool was lost while it ran ({exc}): the call's outcome is "
+                              "unknown, and the next tool call runs in a fresh sandbox", is_error=True)
+        if ended is None:
+            return result
+        return FirstResult(new_sandbox_notice(ended, self.names) + result.output, result.is_error, result.duration_ms,
+                           new_sandbox=sandbox.id)
 
     async def get(self, hand: str | None = None) -> Sandbox:
-        hand = hand or self.names[0]
-        if hand not in self._sandboxes:
-            sandbox_id = live_sandbox_id(self.log.events, hand)
-            if sandbox_id is not None:
-                try:
-                    self._sandboxes[hand] = await self.provider.attach(sandbox_id)
-                except SandboxLost as exc:
-                    await self._lost(hand, sandbox_id, exc)
-                    if not self.replace_lost:
-                        raise PetLost(f"the sandbox holding this session is gone ({exc})") from None
-            if hand not in self._sandboxes:
-                self._sandboxes[hand] = await self._provision(hand)
-        return self._sandboxes[hand]
+        return (await self._ready(hand or self.names[0]))[0]
+
+    async def _ready(self, hand: str) -> tuple[Sandbox, Event | None]:
+        """The hand's sandbox, and what ended the one it replaces if the model has not been told yet: the sandbox
+        the log names if it is still there, else a new one (which the coupled design never gets)."""
+        if hand in self._sandboxes:
+            return self._sandboxes[hand], None
+        state = held(self.log.events, hand)
+        if state.sandbox_id is not None:
+            try:
+                self._sandboxes[hand] = await self.provider.attach(state.sandbox_id)
+                return self._sandboxes[hand], state.ended
+            except SandboxLost as exc:
+                await self._lost(hand, state.sandbox_id, exc)
+                state = held(self.log.events, hand)
+        if state.ended is not None and not self.replace_lost:
+            raise PetLost(f"the sandbox holding this session {_gone(state.ended)}")
+        replaces = {"replaces": state.ended.data.get("sandbox_id")} if state.ended is not None else None
+        self._sandboxes[hand] = await self._provision(hand, replaces)
+        return self._sandboxes[hand], state.ended
 
     async def fresh(self, hand: str | None = None, setup: Setup | None = None, **note) -> Sandbox:
         """A new sandbox as `hand` (the first by default), whatever the log says (a fork gets hands of its own),

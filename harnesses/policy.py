@@ -5,6 +5,7 @@ context strategy drops a tool result, the policy no longer sees it and must fetc
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -38,9 +39,11 @@ class Exchange:
     output: str | None
     is_error: bool
     cleared: bool = False  # the context shows the call had a result, but no longer the result itself
+    renewed: bool = False  # the call ran in a fresh sandbox that replaced a lost one (its output says so first)
 
 
 SANDBOX_LOST = "sandbox running this tool was lost"  # what the harness tells the model (harnesses/hands.py)
+NEW_SANDBOX = "[new sandbox]"  # how the first result from new hands begins, on a line of its own (harnesses/hands.py)
 CLEARED = "[tool result cleared"  # how a context strategy's stub starts (harnesses/contexts/clear_tool_results.py)
 COMPACT_PROMPT = ("Summarize this session so far for your own later use: what you did, what you found, and every "
                   "fact you will still need. The summary replaces the conversation up to here.")
@@ -69,12 +72,16 @@ class Conversation:
         recalled = [e for r in shown if r.name in RECALL and r.output for e in _from_recall(r.output)]
         self.shown = shown  # the tool calls in the messages themselves
         exchanges = summarized + [e for e in recalled if e.id not in {s.id for s in shown}] + shown
+        exchanges = [_notice_taken_in(e) for e in exchanges]
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
         # setup again: a sensible model keeps what it saw before it changed anything, and redoes the rest
+        # (a sandbox's lifetime ends with a call lost with it, or just before a call that ran in new hands)
         lost = [i for i, e in enumerate(exchanges) if e.is_error and SANDBOX_LOST in (e.output or "")]
-        lifetimes = [exchanges[start + 1:end] for start, end in zip([-1, *lost], lost)]  # of the sandboxes lost
+        ends = sorted({(i, i + 1) for i in lost} | {(i, i) for i, e in enumerate(exchanges) if e.renewed})
+        starts = [0, *(next_start for _, next_start in ends)]
+        lifetimes = [exchanges[start:end] for start, (end, _) in zip(starts, ends)]  # of the sandboxes lost
         seen = [e for lifetime in lifetimes for e in itertools.takewhile(_observes, lifetime)]
-        self.exchanges = seen + exchanges[lost[-1] + 1:] if lost else exchanges
+        self.exchanges = seen + exchanges[starts[-1]:]
 
     @property
     def prompt(self) -> str:
@@ -139,6 +146,13 @@ def _exchange(use: Mapping[str, Any], result: Mapping[str, Any] | None) -> Excha
     cleared = text is not None and text.startswith(CLEARED)
     is_error = bool((result or {}).get("is_error"))
     return Exchange(use["id"], use["name"], use.get("input", {}), None if cleared else text, is_error, cleared)
+
+
+def _notice_taken_in(exchange: Exchange) -> Exchange:
+    """A sensible model takes in that the call ran in new hands, and reads the output after the notice."""
+    if not (exchange.output or "").startswith(NEW_SANDBOX):
+        return exchange
+    return dataclasses.replace(exchange, output=exchange.output.partition("\n")[2], renewed=True)
 
 
 def _text(block: Mapping[str, Any] | None) -> str | None:
