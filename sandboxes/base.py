@@ -72,7 +72,7 @@ class Sandbox(ABC):
             raise
         except OSError as exc:
             output, is_error = f"{name} failed: {exc.strerror or exc}", True
-        return ToolResult(output, is_error, (time.perf_counter() - started) * 1000)
+        return ToolResult(as_text(output), is_error, (time.perf_counter() - started) * 1000)
 
     async def prepare(self, setup: Setup, fetch: Fetch | None = None) -> None:
         """Write the task's files, unpack its repositories, run its setup commands: through the sandbox's own tools.
@@ -112,9 +112,20 @@ class Sandbox(ABC):
         """Destroy the sandbox and everything in it. Idempotent."""
 
 
+def as_text(output: str) -> str:
+    """`output` as valid text: a lone surrogate (a file name's undecodable byte, say) becomes its escape, so
+    every log, terminal and model request can encode it."""
+    try:
+        output.encode("utf-8")
+    except UnicodeEncodeError:
+        return output.encode("utf-8", errors="backslashreplace").decode("utf-8")
+    return output
+
+
 def effective_timeout(input: Mapping[str, Any], default_s: float, max_s: float) -> float:
-    """A bash call's timeout: what it asks for (or the default), never more than the maximum."""
-    return min(float(input.get("timeout", default_s)), max_s)
+    """A bash call's timeout: what it asks for (or the default), never more than the maximum (compared before
+    any conversion: a JSON integer too large for a float is just more than the maximum)."""
+    return float(min(input.get("timeout", default_s), max_s))
 
 
 @runtime_checkable

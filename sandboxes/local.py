@@ -9,38 +9,47 @@ Use sandbox=namespace or sandbox=docker for untrusted work.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
+import logging
 import os
 import pwd
 import re
-import shutil
+import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 from sandboxes import workspace
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxError, SandboxLost, effective_timeout
 from sandboxes.journal import Journal
-from sandboxes.tools import ToolSpec
+from sandboxes.process import live_processes_of
+from sandboxes.tools import ToolError, ToolSpec
+
+log = logging.getLogger(__name__)
 
 _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PER_SANDBOX = "per_sandbox"  # sandbox.user: every sandbox a uid of its own, so one's processes and files are not another's
 PER_SANDBOX_UIDS = range(200_000, 200_000 + (1 << 24))  # no passwd entries; far above the host's own users
+UID_CLAIMS = Path("/run/harnesslab-uids")  # an entry per per-sandbox uid in use on this host, by any process
 # per command of an unprivileged sandbox user; nproc counts every process of that user on the host
 LIMITS = {"nproc": 1024, "as": 4 << 30, "fsize": 1 << 30, "nofile": 4096}
+_SWEEPS = 50  # at most, rounds of killing a sandbox user's processes after a command until none is alive
 
 
 class LocalSandbox(Sandbox):
     hand = "local"
 
     def __init__(self, sandbox_id: str, root: Path, *, timeout_s: float, max_timeout_s: float, output_limit: int,
-                 user: tuple[int, int] | None = None):
+                 user: tuple[int, int] | None = None, own_user: bool = False):
         self.id, self.root = sandbox_id, root
         self.timeout_s, self.max_timeout_s, self.output_limit = timeout_s, max_timeout_s, output_limit
         self.user = user  # (uid, gid) commands run as, owning the workspace; None: as this process
+        self.own_user = own_user  # the user is this sandbox's alone: every process of it is the sandbox's
 
     def command_argv(self, command: str) -> list[str]:
         return self.limited(["bash", "-c", command])
@@ -63,28 +72,96 @@ class LocalSandbox(Sandbox):
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
         if not self.root.is_dir():
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} is gone")
-        if name != "bash" and self.user is not None:  # as the user: a symlink it swaps in cannot make us write for root
-            result = await asyncio.to_thread(as_user, self.user, workspace.file_tool, self.root, name, input, self.output_limit), False
+        timeout_s = effective_timeout(input, self.timeout_s, self.max_timeout_s)
+        if name == "bash":
+            try:
+                result = await workspace.run_tool(self.root, name, input, argv=self.command_argv, env=self.command_env(),
+                                                  timeout_s=timeout_s, output_limit=self.output_limit)
+            finally:
+                await self._sweep()
         else:
-            result = await workspace.run_tool(
-                self.root, name, input, argv=self.command_argv, env=self.command_env(),
-                timeout_s=effective_timeout(input, self.timeout_s, self.max_timeout_s), output_limit=self.output_limit,
-            )
+            result = await self._file_tool(name, input, timeout_s), False
         if not self.root.is_dir():  # destroyed while the tool ran: whatever it did went with it
             raise SandboxLost(f"sandbox {self.id}: workspace {self.root} vanished while {name} ran")
         return result
+
+    async def _file_tool(self, name: str, input: dict, timeout_s: float) -> str:
+        """A file tool, off the event loop, as the sandbox's user (so a symlink it swaps in cannot make us write
+        for root), within the call's timeout; a call stuck in the kernel is abandoned, never waited for."""
+        call = functools.partial(workspace.file_tool, self.root, name, input, self.output_limit)
+        if self.user is not None:
+            call = functools.partial(as_user, self.user, call)
+        try:
+            return await asyncio.wait_for(in_daemon_thread(call), timeout_s)
+        except asyncio.TimeoutError:
+            raise ToolError(f"{name} did not finish within {timeout_s:g}s") from None
+
+    async def _sweep(self) -> None:
+        """Kill every process of the sandbox's own user: one a command detached (setsid, nohup) has left its
+        process group, which the command's kill reached, but not its uid."""
+        if not self.own_user:
+            return
+        uid, gid = self.user
+        for _ in range(_SWEEPS):
+            killer = await asyncio.create_subprocess_exec(
+                "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "kill", "-KILL", "-1",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={"PATH": _PATH})
+            if await killer.wait() != 0 or not await asyncio.to_thread(live_processes_of, uid):
+                return  # none was left to signal, or those signalled are dead
+            await asyncio.sleep(0.005)
 
     async def alive(self) -> bool:
         return self.root.is_dir()
 
     async def close(self) -> None:
-        """Gone at once (a rename), then deleted: a command still writing into it cannot keep it half alive."""
+        """Gone at once (a rename), then deleted: a command still writing into it cannot keep it half alive.
+        Never raises: what cannot be removed is logged, and teardown goes on."""
         doomed = self.root.with_name(f".closed-{self.root.name}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.root, doomed)
         except FileNotFoundError:
             return
-        await asyncio.to_thread(shutil.rmtree, doomed, ignore_errors=True)
+        await self._sweep()
+        await remove_quietly(doomed)
+        if self.own_user:  # its uid is free for another sandbox
+            with contextlib.suppress(FileNotFoundError):
+                os.rmdir(UID_CLAIMS / str(self.user[0]))
+
+
+async def remove_quietly(folder: Path) -> None:
+    """Remove `folder` however deep it is (off the event loop); a failure is logged, never raised."""
+    try:
+        await in_daemon_thread(workspace.remove_tree, folder)
+    except FileNotFoundError:
+        pass
+    except Exception as exc:  # teardown never fails a run: the sessions' results matter more than a folder
+        log.warning("could not remove %s: %s: %s", folder, type(exc).__name__, exc)
+
+
+async def in_daemon_thread(function: Callable[[], Any], *args: Any) -> Any:
+    """`function(*args)` in a daemon thread of its own. Unlike asyncio.to_thread's pool, whose threads the
+    interpreter joins at exit, a call stuck in the kernel cannot keep the process from ending (Ctrl-C)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(outcome: Callable[[], None]) -> None:
+        if not future.done():  # the caller may have stopped waiting (a timeout, a cancel)
+            outcome()
+
+    def run() -> None:
+        try:
+            result = function(*args)
+        except BaseException as exc:
+            report = functools.partial(settle, functools.partial(future.set_exception, exc))
+        else:
+            report = functools.partial(settle, functools.partial(future.set_result, result))
+        try:
+            loop.call_soon_threadsafe(report)
+        except RuntimeError:  # the loop has closed: nobody waits any more
+            pass
+
+    threading.Thread(target=run, name="harnesslab-file-tool", daemon=True).start()
+    return await future
 
 
 def _check_reachable(folder: Path) -> None:
@@ -166,10 +243,24 @@ class LocalSandboxProvider:
         return entry.pw_uid, entry.pw_gid
 
     async def provision(self) -> LocalSandbox:
-        sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
+        sandbox = self._sandbox(await asyncio.to_thread(self._new_id))
         await asyncio.to_thread(self._make_workspace, sandbox)  # file system calls: not on the event loop
         self._provisioned.append(sandbox)
         return sandbox
+
+    def _new_id(self) -> str:
+        """A new sandbox id; with a uid per sandbox, one whose uid no other live sandbox on this host has: its
+        processes are killed by uid, so a shared one would kill another sandbox's. Claimed, never guessed."""
+        while True:
+            sandbox_id = f"{self.hand}-{uuid.uuid4().hex[:16]}"
+            if not self._per_sandbox:
+                return sandbox_id
+            UID_CLAIMS.mkdir(mode=0o700, exist_ok=True)
+            try:
+                os.mkdir(UID_CLAIMS / str(self._user_of(sandbox_id)[0]))
+                return sandbox_id
+            except FileExistsError:
+                continue
 
     def _make_workspace(self, sandbox: LocalSandbox) -> None:
         sandbox.root.mkdir(parents=True)
@@ -194,7 +285,7 @@ class LocalSandboxProvider:
             await sandbox.close()
         self._provisioned.clear()
         if self._owns_root and self._root is not None:
-            await asyncio.to_thread(shutil.rmtree, self._root, ignore_errors=True)
+            await remove_quietly(self._root)
             self._root = self._real_root = None
 
     def _sandbox(self, sandbox_id: str) -> LocalSandbox:
@@ -202,6 +293,7 @@ class LocalSandboxProvider:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
         if self._real_root is None:
             self._real_root = Path(os.path.realpath(self._root))
-        sandbox = self.sandbox_class(sandbox_id, self._real_root / sandbox_id, user=self._user_of(sandbox_id), **self._options)
+        sandbox = self.sandbox_class(sandbox_id, self._real_root / sandbox_id, user=self._user_of(sandbox_id),
+                                     own_user=self._per_sandbox, **self._options)
         sandbox.journal = self.journal
         return sandbox

@@ -17,20 +17,24 @@ class CappedOutput:
 
     def __init__(self, limit: int):
         self.limit = max(int(limit), 2)
-        self._head_cap = self.limit - self.limit // 2
-        self._tail_cap = self.limit // 2
+        self.head_size = self.limit - self.limit // 2
+        self.tail_size = self.limit // 2
         self.head, self.tail, self.total = bytearray(), bytearray(), 0
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
-        room = self._head_cap - len(self.head)
+        room = self.head_size - len(self.head)
         if room > 0:
             self.head += chunk[:room]
             chunk = chunk[room:]
         if chunk:
-            self.tail += chunk
-            if len(self.tail) > self._tail_cap:
-                del self.tail[: len(self.tail) - self._tail_cap]
+            self.tail += chunk[-self.tail_size:]
+            if len(self.tail) > self.tail_size:
+                del self.tail[: len(self.tail) - self.tail_size]
+
+    def skip(self, count: int) -> None:
+        """Count `count` bytes of the middle as omitted without reading them (the head is full)."""
+        self.total += count
 
     def text(self) -> str:
         head = self.head.decode("utf-8", errors="replace")
@@ -134,5 +138,19 @@ def _live_members(pgid: int) -> bool:
             except OSError:
                 continue
             if int(fields[2]) == pgid and fields[0] != "Z":
+                return True
+    return False
+
+
+def live_processes_of(uid: int, but: frozenset[int] = frozenset()) -> bool:
+    """Whether a live process (a zombie is not) of real user `uid` is left, other than those in `but`."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in but:
+            try:
+                with open(f"/proc/{entry}/status") as status:
+                    fields = dict(line.split(":", 1) for line in status.read().splitlines() if ":" in line)
+            except OSError:
+                continue
+            if int(fields.get("Uid", "-1").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
                 return True
     return False

@@ -9,6 +9,11 @@ class ToolError(Exception):
     """A tool call that failed; its message is what the model sees as the tool result."""
 
 
+MAX_INPUT_DEPTH = 32  # levels of nesting in a tool's input (every tool takes a flat object)
+MAX_INPUT_CHARS = 16_000_000  # characters in all of a tool input's strings together (other values count 1)
+_MAX_MESSAGE = 500  # characters of a schema error quoted back to the model
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     name: str
@@ -87,19 +92,53 @@ def validate_input(name: str, input: Any, tools: Mapping[str, ToolSpec] = TOOLS)
     spec = tools.get(name) if isinstance(name, str) else None
     if spec is None:
         raise ToolError(f"unknown tool {name!r}; available tools: {', '.join(sorted(tools))}")
+    _check_size(name, spec, input)
     validator = _validator(spec)
     if validator.is_valid(input):
+        if name == "bash":
+            _check_command(input["command"])
         return spec
     from jsonschema.exceptions import best_match
 
     error = best_match(validator.iter_errors(input))
     if error is not None:
         where = "".join(f"[{p!r}]" for p in error.absolute_path)
-        raise ToolError(
-            f"invalid input for {name}{' at ' + where if where else ''}: {error.message}. "
-            f"{name} takes {signature(spec)}"
-        )
+        message = error.message if len(error.message) <= _MAX_MESSAGE else error.message[:_MAX_MESSAGE] + " [...]"
+        raise ToolError(f"invalid input for {name}{' at ' + where[:_MAX_MESSAGE] if where else ''}: {message}. "
+                        f"{name} takes {signature(spec)}")
     return spec
+
+
+def _check_size(name: str, spec: ToolSpec, input: Any) -> None:
+    """ToolError if `input` is nested deeper than MAX_INPUT_DEPTH or holds more than MAX_INPUT_CHARS: checked
+    without recursion, before anything (a schema validator, an error message, a JSON encoder) recurses into it."""
+    chars, pending = 0, [(input, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_INPUT_DEPTH:
+            raise ToolError(f"invalid input for {name}: nested more than {MAX_INPUT_DEPTH} levels deep. "
+                            f"{name} takes {signature(spec)}")
+        chars += len(value) if isinstance(value, str) else 1
+        if isinstance(value, dict):
+            chars += sum(len(key) for key in value if isinstance(key, str))
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, depth + 1) for item in value)
+        if chars > MAX_INPUT_CHARS:
+            raise ToolError(f"invalid input for {name}: more than {MAX_INPUT_CHARS} characters in all; "
+                            "write large content in parts, or generate it with bash")
+
+
+def _check_command(command: str) -> None:
+    """A command bash can be given: no NUL byte (an argument cannot hold one), only encodable text."""
+    if "\x00" in command:
+        raise ToolError(f"invalid input for bash: the command holds a NUL byte (at character {command.index(chr(0))}), "
+                        "which no command line can; write such bytes with printf '\\0'")
+    try:
+        command.encode("utf-8", errors="surrogateescape")
+    except UnicodeEncodeError as exc:
+        raise ToolError(f"invalid input for bash: the command holds a lone surrogate at character {exc.start}, "
+                        "which is not text") from None
 
 
 def signature(spec: ToolSpec) -> str:
