@@ -2,18 +2,17 @@
 hands: session time p50, and the speedup over one hand on the same task and sandbox."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from experiments.results import read_table
+from experiments.sweeps import run_cells
 
 
 def hands_table(files: list[Path]) -> pd.DataFrame:
     """Per task, sandbox and number of hands; empty when no run held several hands (its tables are not read)."""
-    runs = read_table(files, "runs")
-    runs["hands"] = runs["config"].map(lambda text: len(json.loads(text).get("harness", {}).get("hands") or ["main"]))
+    runs = run_cells(files)
     if runs["hands"].max() < 2:
         return pd.DataFrame()
     sessions = read_table(files, "sessions").merge(runs[["run_id", "hands"]], on="run_id")

@@ -59,13 +59,15 @@ def by_kind(runs: pd.DataFrame, faults: pd.DataFrame) -> pd.DataFrame:
 
 def plot(table: pd.DataFrame, faults: pd.DataFrame, runs: pd.DataFrame, out: Path) -> Path:
     plt = pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 1 if faults.empty else 2, figsize=(5.5 if faults.empty else 11, 4), squeeze=False)
+    left = axes[0][0]
     shares = table.pivot_table(index=["faults", "sandbox"], columns="harness", values="completed %")
     shares.index = [f"{fault}\n{sandbox}" for fault, sandbox in shares.index]
     shares.plot.bar(ax=left, ylim=(0, 125), ylabel="sessions completed (%)", title="sessions that survived the faults", rot=0)
     left.legend(title="harness", fontsize=8, ncols=2, loc="upper center")
     left.tick_params(axis="x", labelsize=8)
     if not faults.empty:
+        right = axes[0][1]
         timed = faults.merge(runs[["run_id", "harness"]], on="run_id").dropna(subset=["recovered_after_ms"])
         groups = [(f"{kind}\n{harness}", rows["recovered_after_ms"]) for (kind, harness), rows in timed.groupby(["kind", "harness"])]
         right.boxplot([values for _, values in groups], tick_labels=[label for label, _ in groups])
@@ -75,15 +77,16 @@ def plot(table: pd.DataFrame, faults: pd.DataFrame, runs: pd.DataFrame, out: Pat
 
 
 def recovery_section(files: list[Path], out: Path) -> list[str]:
+    """Only for runs with workers of which at least one asked for faults."""
     runs = recovery_runs(files)
-    if runs.empty:
+    if runs.empty or (runs["faults"] == "none").all():
         return []
     faults = read_table(files, "faults", missing_ok=True)
     table = cells(runs, faults)
     columns = [c for c in table.columns if c not in ("completed", "tokens/session")]
+    times = by_kind(runs, faults).round(1).to_string(index=False) if not faults.empty else "  (no fault was injected)"
     return [
         "", f"Recovery: {len(runs)} run(s) with worker processes, {int(table['injected'].sum())} faults injected",
         table[columns].round(1).to_string(index=False), "", "recovery time per fault kind (target: a killed worker's "
-        "sessions resume within 500 ms of its successor being ready)", by_kind(runs, faults).round(1).to_string(index=False),
-        f"wrote {plot(table, faults, runs, out)}",
+        "sessions resume within 500 ms of its successor being ready)", times, f"wrote {plot(table, faults, runs, out)}",
     ]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from experiments.results import read_table
 from tests.experiments.test_cli import harnesslab
 from tests.helpers import run_notebook
 
@@ -19,14 +20,24 @@ def sweep(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_report_compares_cells_with_the_seed_and_writes_plots(sweep):
+def test_the_report_states_the_measured_change_the_bound_of_provisioning_and_the_seeds_and_writes_plots(sweep):
     done = harnesslab("report", str(sweep), cwd=sweep)
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    assert "TTFT of each user turn's first token, 16 turns from 4 results file(s)" in out
+    assert "4 results file(s), 4 run(s), 16 sessions" in out and "TTFT of each user turn's first token, 16 turns" in out
+    files = sorted(sweep.rglob("results.duckdb"))
+    calls = read_table(files, "model_calls")
+    turns = calls[calls["turn_ttft_ms"].notna()].merge(read_table(files, "sessions"), on=["run_id", "session_id"])
+    rows = {tuple(line.split()[:2]): line.split() for line in out.splitlines()}
     for sandbox in ("local", "namespace"):
-        line = next(line for line in out.splitlines() if line.strip().startswith(f"{sandbox}: decoupled vs coupled"))
-        assert "(seed -60%:" in line and "(seed -90%:" in line and "provisioning is" in line
+        coupled = turns[(turns["sandbox"] == sandbox) & (turns["harness"] == "coupled")]
+        decoupled = turns.loc[(turns["sandbox"] == sandbox) & (turns["harness"] == "decoupled"), "turn_ttft_ms"]
+        without_provisioning = coupled["turn_ttft_ms"] - coupled["provision_ms"]
+        for quantile, q, seed in (("p50", 0.5, "-60%"), ("p95", 0.95, "-90%")):
+            base = coupled["turn_ttft_ms"].quantile(q)
+            measured, bound = decoupled.quantile(q) / base - 1, without_provisioning.quantile(q) / base - 1
+            assert rows[(sandbox, quantile)][-3:] == [f"{measured:+.0%}", f"{bound:+.0%}", seed]
+    assert not any(verdict in out for verdict in ("agrees", "smaller cut", "larger cut"))
     for plot in ("ttft_cdf.png", "ttft_breakdown.png"):
         assert (sweep / "report" / plot).stat().st_size > 10_000
 
