@@ -12,8 +12,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+# failed: sessions that did not complete (named `errors` in results written before)
 LOAD_TABLE = {
-    "run_id": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "errors": "INTEGER", "model_calls": "INTEGER",
+    "run_id": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "failed": "INTEGER", "model_calls": "INTEGER",
     "tool_calls": "INTEGER", "wall_s": "DOUBLE", "cpu_s": "DOUBLE", "turns_per_s": "DOUBLE",
     "peak_rss_mb": "DOUBLE", "model_server_rss_mb": "DOUBLE", "model_server_cpu_s": "DOUBLE", "concurrency": "INTEGER",
     "arrivals_per_s": "DOUBLE", "peak_sessions": "INTEGER",
@@ -51,7 +52,7 @@ class LoadMeter:
         calls = len(tables["model_calls"])
         return {
             "sessions": len(sessions), "completed": sum(s["status"] == "completed" for s in sessions),
-            "errors": sum(s["status"] != "completed" for s in sessions), "model_calls": calls,
+            "failed": sum(s["status"] != "completed" for s in sessions), "model_calls": calls,
             "tool_calls": len(tables["tool_calls"]), "wall_s": self.wall_s, "cpu_s": self.cpu_s,
             "turns_per_s": calls / self.wall_s if self.wall_s else None,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # kilobytes on Linux
@@ -64,7 +65,7 @@ def load_line(row: dict[str, Any], overhead_ms: Any) -> str:
     """One line for a run's summary; `overhead_ms`: the model calls' overhead (a pandas Series)."""
     overhead = "-" if overhead_ms.dropna().empty else (
         f"{overhead_ms.quantile(0.5):.1f} / {overhead_ms.quantile(0.95):.1f} ms")
-    return (f"load: {row['sessions']} sessions ({row['peak_sessions']} at once at most, {row['errors']} errors) in "
+    return (f"load: {row['sessions']} sessions ({row['peak_sessions']} at once at most, {row['failed']} failed) in "
             f"{row['wall_s']:.1f} s, {row['turns_per_s'] or 0:.1f} model calls/s · harness overhead per call p50 / p95 "
             f"{overhead} · CPU {row['cpu_s']:.1f} s · peak RSS {row['peak_rss_mb']:.0f} MB" + (
                 f" (model server: {row['model_server_rss_mb']:.0f} MB, CPU {row['model_server_cpu_s']:.1f} s)"

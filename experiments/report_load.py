@@ -20,6 +20,9 @@ def load_table(files: list[Path], min_sessions: int = 1) -> pd.DataFrame:
     """One row per run of at least `min_sessions` sessions: its cell, sessions, throughput, overhead p50/p95,
     client lag p95, memory (the other tables are read only if a run qualifies)."""
     load = read_table(files, "load", missing_ok=True)
+    if "errors" in load:  # results written before the column was named for what it counts
+        old = load.pop("errors")
+        load["failed"] = load["failed"].fillna(old) if "failed" in load else old
     if load.empty or (load := load[load["sessions"] >= min_sessions]).empty:
         return pd.DataFrame()
     sessions = read_table(files, "sessions").groupby("run_id")[["store", "sandbox", "harness"]].first()
@@ -33,7 +36,7 @@ def load_table(files: list[Path], min_sessions: int = 1) -> pd.DataFrame:
         "lag_p95_ms": by_run["lag_ms"].quantile(0.95),
     })
     table = load.join(sessions, on="run_id").join(stats, on="run_id")
-    columns = ["store", "sandbox", "harness", "sessions", "peak_sessions", "errors", "turns_per_s", "overhead_p50_ms",
+    columns = ["store", "sandbox", "harness", "sessions", "peak_sessions", "failed", "turns_per_s", "overhead_p50_ms",
                "overhead_p95_ms", "first_call_p95_ms", "lag_p95_ms", "cpu_s", "peak_rss_mb", "model_server_cpu_s", "model_server_rss_mb"]
     return table[columns].sort_values(["store", "sandbox", "harness"]).reset_index(drop=True)
 
@@ -50,6 +53,6 @@ def load_section(files: list[Path], min_sessions: int = 100) -> list[str]:
     worst_overhead, worst_rss = table["overhead_p95_ms"].max(), table["peak_rss_mb"].max()
     lines.append(
         f"  worst cell: overhead p95 {worst_overhead:.1f} ms (target <= {TARGETS['overhead_p95_ms']:.0f}), peak RSS "
-        f"{worst_rss:.0f} MB (target <= {TARGETS['peak_rss_mb']:.0f}), {int(table['errors'].sum())} errors in "
-        f"{int(table['sessions'].sum())} sessions")
+        f"{worst_rss:.0f} MB (target <= {TARGETS['peak_rss_mb']:.0f}), {int(table['failed'].sum())} of "
+        f"{int(table['sessions'].sum())} sessions failed")
     return lines

@@ -67,7 +67,7 @@ def test_a_small_scale_run_records_its_load_and_reports_it(tmp_path):
     assert "104/104 sessions succeeded" in done.stdout and "load: 104 sessions (" in done.stdout
     [results] = tmp_path.glob("outputs/*/*/results.duckdb")
     [load] = read_table([results], "load").to_dict("records")
-    assert load["sessions"] == 104 and load["errors"] == 0 and 1 < load["peak_sessions"] <= 60
+    assert load["sessions"] == 104 and load["failed"] == 0 and 1 < load["peak_sessions"] <= 60
     assert load["model_calls"] == len(read_table([results], "model_calls")) and load["turns_per_s"] > 0
     assert 50 < load["peak_rss_mb"] < 2048 and 10 < load["model_server_rss_mb"] < 1024 and load["model_server_cpu_s"] > 0
     calls = read_table([results], "model_calls")
