@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.report_context import context_cells
+from experiments.results import read_table
 from tests.experiments.test_cli import harnesslab
 from tests.helpers import run_notebook
 
@@ -40,6 +41,26 @@ def test_the_report_has_a_context_section_and_plot(sweep):
     assert done.returncode == 0, done.stderr
     assert "Context strategies per task" in done.stdout and "published: Anthropic: context editing cut" in done.stdout
     assert (sweep / "report" / "context.png").stat().st_size > 10_000
+    # a sweep of context strategies has no coupled vs decoupled TTFT to compare
+    assert "TTFT of each" not in done.stdout and not (sweep / "report" / "ttft_cdf.png").exists()
+
+
+@pytest.mark.slow
+def test_the_report_says_why_its_results_differ_from_the_published_ones(sweep):
+    done = harnesslab("report", str(sweep), cwd=sweep)
+    files = sorted(sweep.rglob("results.duckdb"))
+    table = context_cells(files).set_index(["context", "task"])
+    change = table.loc[("clear_tool_results", "needles_20"), "tokens vs full %"]
+    published = next(line for line in done.stdout.splitlines() if "published: Anthropic" in line)
+    assert f"clear_tool_results needles_20 {change:+.0f} %" in published
+    calls = read_table(files, "model_calls").merge(read_table(files, "sessions")[["run_id", "session_id", "context"]],
+                                                   on=["run_id", "session_id"])
+    calls["input"] = calls["input_tokens"] + calls["cache_read_tokens"] + calls["cache_write_tokens"]
+    largest, whole_log = calls["input"].max(), calls.loc[calls["context"] == "full", "input"].max()
+    assert whole_log < 200_000  # these logs fit Claude's window: why dropping context saves nothing here
+    assert f"the largest context a call sent here: {largest:,} tokens" in done.stdout
+    assert f"{largest / 200_000:.1%} of Claude's 200,000-token window" in done.stdout
+    assert f"the whole log (full) peaked at {whole_log:,} tokens: on these tasks it fits the window" in done.stdout
 
 
 @pytest.mark.slow
