@@ -137,7 +137,7 @@ def parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
     report.add_argument("path", type=Path, nargs="+", help="results.duckdb files or folders of them (runs, multiruns): one report over all")
-    report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report)")
+    report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report for one PATH; for several, a new folder under ./reports, named in the output)")
     report.set_defaults(handler=_report)
 
     docker = commands.add_parser("docker", help="the Docker engine and sandbox image").add_subparsers(metavar="ACTION", required=True)
