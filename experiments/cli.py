@@ -7,7 +7,7 @@
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker / collect [OVERRIDES]   sessions in a shared store, driven by restartable workers
-  harnesslab report PATH ...                  TTFT per cell from results files, against the seed; plots
+  harnesslab report PATH ... [--out D]       what results files' runs vary and each section about them; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
   harnesslab sandbox prune                    remove leftover sandbox containers
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
@@ -135,9 +135,9 @@ def parser() -> argparse.ArgumentParser:
     collect.add_argument("overrides", nargs="*", help="Hydra overrides naming the store, as for the workers")
     collect.set_defaults(handler=_collect)
 
-    report = commands.add_parser("report", help="TTFT per cell from results files, compared with the seed; writes plots")
+    report = commands.add_parser("report", help="what the runs of results files vary, and each section about them (TTFT, recovery, context, ...); writes plots")
     report.add_argument("path", type=Path, nargs="+", help="results.duckdb files or folders of them (runs, multiruns): one report over all")
-    report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report for one PATH; for several, a new folder under ./reports, named in the output)")
+    report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report for one PATH; for several, a new folder under ./reports)")
     report.set_defaults(handler=_report)
 
     docker = commands.add_parser("docker", help="the Docker engine and sandbox image").add_subparsers(metavar="ACTION", required=True)
