@@ -112,21 +112,32 @@ def validate_input(name: str, input: Any, tools: Mapping[str, ToolSpec] = TOOLS)
 def _check_size(name: str, spec: ToolSpec, input: Any) -> None:
     """ToolError if `input` is nested deeper than MAX_INPUT_DEPTH or holds more than MAX_INPUT_CHARS: checked
     without recursion, before anything (a schema validator, an error message, a JSON encoder) recurses into it."""
-    chars, pending = 0, [(input, 1)]
+    if nested_deeper_than(input, MAX_INPUT_DEPTH):
+        raise ToolError(f"invalid input for {name}: nested more than {MAX_INPUT_DEPTH} levels deep. "
+                        f"{name} takes {signature(spec)}")
+    if sum(len(value) if isinstance(value, str) else 1 for value, _ in _values(input)) > MAX_INPUT_CHARS:
+        raise ToolError(f"invalid input for {name}: more than {MAX_INPUT_CHARS} characters in all; "
+                        "write large content in parts, or generate it with bash")
+
+
+def nested_deeper_than(value: Any, depth: int) -> bool:
+    """Whether JSON-like `value` nests more than `depth` levels (a scalar is one), found without recursion."""
+    return any(level > depth for _, level in _values(value, stop_below=depth + 1))
+
+
+def _values(value: Any, stop_below: int | None = None):
+    """(every value in `value`, its depth), keys of objects too, depth first; none below depth `stop_below`."""
+    pending = [(value, 1)]
     while pending:
         value, depth = pending.pop()
-        if depth > MAX_INPUT_DEPTH:
-            raise ToolError(f"invalid input for {name}: nested more than {MAX_INPUT_DEPTH} levels deep. "
-                            f"{name} takes {signature(spec)}")
-        chars += len(value) if isinstance(value, str) else 1
+        yield value, depth
+        if stop_below is not None and depth >= stop_below:
+            continue
         if isinstance(value, dict):
-            chars += sum(len(key) for key in value if isinstance(key, str))
+            pending.extend((key, depth + 1) for key in value)
             pending.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, (list, tuple)):
             pending.extend((item, depth + 1) for item in value)
-        if chars > MAX_INPUT_CHARS:
-            raise ToolError(f"invalid input for {name}: more than {MAX_INPUT_CHARS} characters in all; "
-                            "write large content in parts, or generate it with bash")
 
 
 def _check_command(command: str) -> None:

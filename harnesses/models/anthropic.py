@@ -1,27 +1,46 @@
 """Claude through the official `anthropic` SDK: streaming, tool use, prompt caching, recorded retries.
 
 Retries are ours, not the SDK's (its max_retries is 0), so that every one is bounded and recorded:
-429 (honouring retry-after), 529, 5xx, connection errors and streams cut before message_stop.
-A cut stream's partial content is discarded, never returned as a response.
+429 (honouring retry-after), 529, 5xx, connection errors, streams cut before message_stop, and streams
+that break the protocol (data that is not JSON, events out of order, tool input that is not JSON, an
+empty message). A cut or broken stream's partial content is discarded, never returned as a response.
+Each attempt has a deadline (`timeout_s`, as well as per read), the call as a whole another (`deadline_s`),
+and a response holds at most MAX_RESPONSE_CHARS: whatever a server sends, a call ends (docs/bounds.md).
 """
 from __future__ import annotations
 
 import asyncio
+import datetime
+import email.utils
 import json
+import math
 import os
 import random
 import time
 from typing import Any
 
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
+from sandboxes.tools import MAX_INPUT_DEPTH, nested_deeper_than
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 # An error event mid-stream arrives on a 200 response: its type says whether to retry.
 RETRYABLE_ERRORS = frozenset({"rate_limit_error", "overloaded_error", "api_error", "timeout_error"})
 
 
+MAX_RESPONSE_CHARS = 4_000_000  # text and tool input of one response together
+MAX_TOOL_INPUT_DEPTH = MAX_INPUT_DEPTH  # deeper tool input could not be logged or validated
+
+
 class StreamCut(ModelError):
     """The stream ended before message_stop."""
+
+
+class ProtocolError(ModelError):
+    """The server's stream broke the Messages API's protocol (retried, as a server error would be)."""
+
+
+class AttemptTimeout(ModelError):
+    """One attempt took longer than its deadline (a server streaming pings or deltas forever)."""
 
 
 HTTP_CLIENTS = ("httpx", "aiohttp")  # the SDK's default transport, or its aiohttp one (cheaper with many connections)
@@ -41,15 +60,19 @@ class AnthropicModel:
         timeout_s: float = 600.0,
         seed: int | None = None,
         http: str = "httpx",
+        deadline_s: float = 1800.0,
     ):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        for key, value in (("timeout_s", timeout_s), ("deadline_s", deadline_s)):
+            if not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+                raise ValueError(f"model.{key}={value!r}; valid: a positive number of seconds")
         if http not in HTTP_CLIENTS:
             raise ValueError(f"model.http={http!r}; valid: {', '.join(HTTP_CLIENTS)}")
         self.http = http
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.max_attempts, self.backoff_base_s, self.backoff_max_s = max_attempts, backoff_base_s, backoff_max_s
-        self.timeout_s = timeout_s
+        self.timeout_s, self.deadline_s = timeout_s, deadline_s  # per attempt (and per read); per call
         self._jitter = random.Random(seed)
         self._client: Any = None
         self._connecting = asyncio.Lock()
@@ -61,20 +84,32 @@ class AnthropicModel:
     async def respond(self, request: ModelRequest) -> ModelResponse:
         client = await self._connect()
         retries: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.deadline_s
         while True:
             attempt = len(retries) + 1
             try:
-                return await self._stream(client, request, tuple(retries))
+                return await self._attempt(client, request, tuple(retries), deadline)
             except Exception as exc:
                 failure = _failure(exc)
                 if failure is None:
                     raise
-                if not failure["retryable"] or attempt >= self.max_attempts:
+                wait_s = self._wait_s(attempt, failure.pop("retry_after_s"))
+                late = time.monotonic() + wait_s >= deadline
+                if not failure["retryable"] or attempt >= self.max_attempts or late:
                     tried = ", ".join(r["error"] for r in retries + [failure])
-                    raise ModelError(f"{self.name} gave up after {attempt} attempt(s): {tried}") from None
-                failure["wait_ms"] = self._wait_s(attempt, failure.pop("retry_after_s")) * 1000
+                    why = f" (deadline_s={self.deadline_s:g} reached)" if late and failure["retryable"] and attempt < self.max_attempts else ""
+                    raise ModelError(f"{self.name} gave up after {attempt} attempt(s){why}: {tried}") from None
+                failure["wait_ms"] = wait_s * 1000
                 retries.append({"attempt": attempt, "at": time.time(), **{k: v for k, v in failure.items() if k != "retryable"}})
-                await asyncio.sleep(failure["wait_ms"] / 1000)
+                await asyncio.sleep(wait_s)
+
+    async def _attempt(self, client: Any, request: ModelRequest, retries: tuple[dict[str, Any], ...], deadline: float) -> ModelResponse:
+        """One streamed attempt, within `timeout_s` and what is left of the call's deadline."""
+        limit = min(self.timeout_s, deadline - time.monotonic())
+        try:
+            return await asyncio.wait_for(self._stream(client, request, retries), max(limit, 0.001))
+        except asyncio.TimeoutError:
+            raise AttemptTimeout(f"no complete message within {limit:g} s") from None
 
     async def close(self) -> None:
         if self._client is not None:
@@ -102,7 +137,8 @@ class AnthropicModel:
         return key, self.base_url
 
     def _wait_s(self, attempt: int, retry_after_s: float | None) -> float:
-        """retry-after when the server gives one; else full-jitter exponential backoff."""
+        """retry-after when the server gives one (already parsed: finite, not negative); else full-jitter
+        exponential backoff."""
         if retry_after_s is not None:
             return min(retry_after_s, self.backoff_max_s)
         return self._jitter.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1)))
@@ -118,53 +154,110 @@ class AnthropicModel:
         builder = _MessageBuilder()
         first_token: float | None = None
         async with stream:
-            async for event in stream:
-                if event.type == "content_block_delta" and first_token is None:
-                    first_token = time.perf_counter()
-                builder.add(event)
+            try:
+                async for event in stream:
+                    if getattr(event, "type", None) == "content_block_delta" and first_token is None:
+                        first_token = time.perf_counter()
+                    builder.add(event)
+            except ValueError as exc:  # the SDK decodes each event's data as JSON
+                raise ProtocolError(f"protocol violation: an event's data is not JSON ({exc})") from None
         if not builder.stopped:
             raise StreamCut("the stream ended before message_stop")
+        builder.check_complete()
         done = time.perf_counter()
-        server_ttft = stream.response.headers.get("x-emulator-ttft-ms")
+        headers = stream.response.headers
         return ModelResponse(
             content=builder.content, stop_reason=builder.stop_reason or "end_turn", usage=builder.usage(),
             ttft_ms=((first_token or done) - started) * 1000, latency_ms=(done - started) * 1000,
-            model=builder.model or self.model, request_id=stream.response.headers.get("request-id"), retries=retries,
-            server_ttft_ms=float(server_ttft) if server_ttft else None,
+            model=builder.model or self.model, request_id=headers.get("request-id"), retries=retries,
+            server_ttft_ms=_number(headers.get("x-emulator-ttft-ms")),
         )
 
 
 class _MessageBuilder:
-    """Assembles a message from raw stream events."""
+    """Assembles a message from raw stream events; the first event that breaks the protocol is a ProtocolError
+    naming it. Event types it does not know (ping, newer ones) are skipped, as the API asks of clients."""
 
     def __init__(self) -> None:
         self.blocks: dict[int, dict[str, Any]] = {}
         self.partial_json: dict[int, str] = {}
+        self.open: set[int] = set()
         self.stop_reason: str | None = None
         self.model = ""
-        self.stopped = False
+        self.started = self.stopped = False
+        self.chars = 0
         self._usage: dict[str, int] = {}
 
     def add(self, event: Any) -> None:
-        if event.type == "message_start":
-            self.model = event.message.model
+        kind = getattr(event, "type", None)
+        try:
+            self._add(kind, event)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a field missing or of the wrong kind
+            raise ProtocolError(f"protocol violation: a malformed {kind} event ({type(exc).__name__}: {exc})") from None
+
+    def _add(self, kind: Any, event: Any) -> None:
+        if kind not in _EVENTS:
+            return
+        if self.stopped:
+            _violation(f"{kind} after message_stop")
+        if kind == "message_start":
+            if self.started:
+                _violation("a second message_start")
+            self.started, self.model = True, event.message.model
             self._usage.update(_usage_fields(event.message.usage))
-        elif event.type == "content_block_start":
-            self.blocks[event.index] = event.content_block.model_dump(exclude_none=True)
-        elif event.type == "content_block_delta":
-            delta, block = event.delta, self.blocks[event.index]
-            if delta.type == "text_delta":
-                block["text"] = block.get("text", "") + delta.text
-            elif delta.type == "input_json_delta":
-                self.partial_json[event.index] = self.partial_json.get(event.index, "") + delta.partial_json
-        elif event.type == "content_block_stop":
+        elif not self.started:
+            _violation(f"{kind} before message_start")
+        elif kind == "content_block_start":
+            self._start_block(event.index, event.content_block.model_dump(exclude_none=True))
+        elif kind == "content_block_delta":
+            self._delta(self._open_block(event.index, kind), event.index, event.delta)
+        elif kind == "content_block_stop":
+            self._open_block(event.index, kind)
+            self.open.discard(event.index)
             if event.index in self.partial_json:
-                self.blocks[event.index]["input"] = json.loads(self.partial_json.pop(event.index) or "{}")
-        elif event.type == "message_delta":
+                self.blocks[event.index]["input"] = _tool_input(event.index, self.partial_json.pop(event.index))
+        elif kind == "message_delta":
             self.stop_reason = event.delta.stop_reason
             self._usage.update(_usage_fields(event.usage))
-        elif event.type == "message_stop":
+        else:
             self.stopped = True
+
+    def _start_block(self, index: int, block: dict[str, Any]) -> None:
+        if index in self.blocks:
+            _violation(f"content_block_start for block {index}, which has started already")
+        if block.get("type") == "tool_use" and not (isinstance(block.get("id"), str) and isinstance(block.get("name"), str)):
+            _violation(f"tool_use block {index} without a string id and name")
+        self.blocks[index] = block
+        self.open.add(index)
+
+    def _open_block(self, index: int, kind: str) -> dict[str, Any]:
+        if index not in self.open:
+            _violation(f"{kind} for block {index}, which is {'stopped' if index in self.blocks else 'not started'}")
+        return self.blocks[index]
+
+    def _delta(self, block: dict[str, Any], index: int, delta: Any) -> None:
+        if delta.type == "text_delta":
+            if block["type"] != "text":
+                _violation(f"a text_delta for {block['type']} block {index}")
+            block["text"] = block.get("text", "") + delta.text
+            self._count(len(delta.text))
+        elif delta.type == "input_json_delta":
+            if block["type"] != "tool_use":
+                _violation(f"an input_json_delta for {block['type']} block {index}")
+            self.partial_json[index] = self.partial_json.get(index, "") + delta.partial_json
+            self._count(len(delta.partial_json))
+
+    def _count(self, chars: int) -> None:
+        self.chars += chars
+        if self.chars > MAX_RESPONSE_CHARS:
+            _violation(f"the response holds more than {MAX_RESPONSE_CHARS} characters")
+
+    def check_complete(self) -> None:
+        """After message_stop: a message a turn can end on."""
+        if self.open:
+            _violation(f"message_stop while block(s) {sorted(self.open)} never stopped")
+        if not self.blocks:
+            _violation("an empty message (no content block before message_stop)")
 
     @property
     def content(self) -> list[dict[str, Any]]:
@@ -175,9 +268,52 @@ class _MessageBuilder:
         return Usage(**{k: self._usage.get(k, 0) for k in Usage.__dataclass_fields__})
 
 
+_EVENTS = frozenset({"message_start", "content_block_start", "content_block_delta", "content_block_stop", "message_delta", "message_stop"})
+
+
+def _violation(what: str) -> None:
+    raise ProtocolError(f"protocol violation: {what}")
+
+
+def _tool_input(index: int, text: str) -> dict[str, Any]:
+    """A tool_use block's input from its JSON, or ProtocolError: not JSON, not an object, or too deep to log."""
+    try:
+        value = json.loads(text or "{}")
+    except (ValueError, RecursionError) as exc:
+        _violation(f"tool_use block {index}'s input is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})")
+    if not isinstance(value, dict):
+        _violation(f"tool_use block {index}'s input is a JSON {type(value).__name__}, not an object")
+    if nested_deeper_than(value, MAX_TOOL_INPUT_DEPTH):
+        _violation(f"tool_use block {index}'s input is nested more than {MAX_TOOL_INPUT_DEPTH} levels deep")
+    return value
+
+
 def _usage_fields(usage: Any) -> dict[str, int]:
     fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    return {f: getattr(usage, f) for f in fields if getattr(usage, f, None) is not None}
+    return {f: value for f in fields if isinstance(value := getattr(usage, f, None), int) and value >= 0}
+
+
+def _number(value: str | None) -> float | None:
+    """A header's number, or None if it is absent or not a finite, non-negative number."""
+    try:
+        number = float(value) if value else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    """Retry-After as seconds to wait: a number of seconds or an HTTP date (both valid HTTP); None if absent or
+    nonsense (nan, inf, negative, unparseable), so the backoff applies instead."""
+    if not value or (seconds := _number(value)) is not None:
+        return seconds if value else None
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return max(when.timestamp() - time.time(), 0.0)
 
 
 def _failure(exc: Exception) -> dict[str, Any] | None:
@@ -186,14 +322,19 @@ def _failure(exc: Exception) -> dict[str, Any] | None:
 
     if isinstance(exc, StreamCut):
         return {"error": "stream cut before message_stop", "status": None, "retryable": True, "retry_after_s": None}
+    if isinstance(exc, (ProtocolError, AttemptTimeout)):
+        return {"error": str(exc), "status": None, "retryable": True, "retry_after_s": None}
     if isinstance(exc, anthropic.APIStatusError):
         kind = (exc.body or {}).get("error", {}).get("type") if isinstance(exc.body, dict) else None
-        retry_after = exc.response.headers.get("retry-after")
+        kind = kind if isinstance(kind, str) else None
         return {
             "error": f"{exc.status_code} {kind or type(exc).__name__}", "status": exc.status_code,
             "retryable": exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500 or kind in RETRYABLE_ERRORS,
-            "retry_after_s": float(retry_after) if retry_after else None,
+            "retry_after_s": _retry_after_s(exc.response.headers.get("retry-after")),
         }
-    if isinstance(exc, anthropic.APIConnectionError) or type(exc).__module__.split(".")[0] in ("httpx2", "httpx", "httpcore"):
+    if isinstance(exc, anthropic.APIConnectionError) or type(exc).__module__.split(".")[0] in CONNECTION_MODULES:
         return {"error": f"connection: {type(exc).__name__}", "status": None, "retryable": True, "retry_after_s": None}
     return None
+
+
+CONNECTION_MODULES = ("httpx2", "httpx", "httpcore", "aiohttp")  # whose exceptions are a transport's failures
