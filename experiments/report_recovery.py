@@ -1,4 +1,4 @@
-"""The recovery part of `harnesslab report`: runs with workers, per (faults, harness, sandbox) cell.
+"""The recovery part of `harnesslab report`: runs with workers, at least one of them under faults, per (faults, harness, sandbox) cell.
 
 Per cell: sessions completed and passing their check, faults injected, acknowledged events lost,
 duplicate side effects, invariant violations, recovery time p50/p95 per fault kind, and the tokens a
