@@ -47,15 +47,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.handler(args)
-    except Exception as exc:  # a clear line, not a traceback, for what the user can fix
-        from stores.base import StoreError
-
-        from sandboxes.base import SandboxError
-
-        if not isinstance(exc, (StoreError, SandboxError)):
+    except Exception as exc:
+        if not users_mistake(exc):
             raise
         print(f"harnesslab: {exc}", file=sys.stderr)
         return 1
+
+
+def users_mistake(exc: BaseException) -> bool:
+    """An error the user fixes from its message alone: the CLI prints it as one line, with no traceback."""
+    from experiments.config_check import ConfigError
+    from sandboxes.base import SandboxError
+    from stores.base import StoreError
+
+    return isinstance(exc, (ConfigError, StoreError, SandboxError))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -165,13 +170,22 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
+    from experiments.config_check import check_config
+
     if job_function is None:
         from experiments.job import run_job as job_function
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
         runtime = HydraConfig.get().runtime
-        job_function(cfg, Path(runtime.output_dir), dict(runtime.choices))
+        try:
+            check_config(cfg)
+            job_function(cfg, Path(runtime.output_dir), dict(runtime.choices))
+        except Exception as exc:  # Hydra would print a user's mistake with a traceback; SystemExit passes it by
+            if not users_mistake(exc):
+                raise
+            print(f"harnesslab: {exc}", file=sys.stderr)
+            raise SystemExit(1) from None
 
     sys.argv = [f"harnesslab {command}", *args]
     job()
@@ -304,13 +318,18 @@ def _calibrate(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
+    from experiments.config_check import check_config
     from experiments.failpoints import Failpoints
     from experiments.job import compose_config
     from experiments.worker import serve
 
     if args.config and args.overrides:
         raise SystemExit("harnesslab worker: give --config or overrides, not both")
-    cfg = OmegaConf.load(args.config) if args.config else compose_config(args.overrides)
+    if args.config:  # a resolved config a fault run wrote
+        cfg = OmegaConf.load(args.config)
+        check_config(cfg)
+    else:
+        cfg = compose_config(args.overrides)
     failpoints = None
     if args.crash_at or args.sandbox_kills:
         failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
@@ -319,17 +338,16 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from hydra.utils import instantiate
-
     from experiments.job import compose_config
+    from experiments.parts import build
     from stores.base import Event
 
-    cfg = compose_config(args.overrides)
+    cfg = compose_config(args.overrides, groups=("store", "tasks"))
+    tasks = build(cfg, "tasks")
 
     async def go() -> int:
-        store = instantiate(cfg.store)
+        store = build(cfg, "store")
         try:
-            tasks = instantiate(cfg.tasks)
             for suite, instance, task in tasks:
                 session_id = await store.create_session(task.meta(suite, instance))
                 await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
@@ -345,13 +363,15 @@ def _collect(args: argparse.Namespace) -> int:
     import time
 
     from experiments.collect import collect_job
-    from experiments.job import PARTS, compose_config
+    from experiments.job import compose_config
+    from experiments.parts import PARTS
 
-    cfg = compose_config(args.overrides)
+    cfg = compose_config(args.overrides, groups=("store", "sandbox", "tasks"))
     out = args.out or Path("outputs") / f"collect-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
     out.mkdir(parents=True, exist_ok=True)
     choices = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in PARTS)
-    collect_job(cfg, out, choices)
+    named = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in args.overrides}  # the parts collect was told of
+    collect_job(cfg, out, choices, groups=("store", *sorted(named & set(PARTS) - {"store"})))
     return 0
 
 

@@ -19,7 +19,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.fork import ForkError, Origin, ToolDivergence, check_fork_point, load_origin, replay_divergences, start_fork, stream_digest
-from experiments.job import PARTS, build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
+from experiments.job import build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
+from experiments.parts import PARTS, recorded_choices
 from experiments.runner import SessionRecord, check
 from experiments.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict
@@ -78,6 +79,7 @@ class ForkResult:
 
 def run_fork_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str], request: ForkRequest) -> Path:
     quiet_http_logs()
+    choices = recorded_choices(cfg, choices)
     started = utc_now()
     result = asyncio.run(fork_and_run(cfg, request))
     saved = save_run(cfg, output_dir, choices, started, [result.record], {result.record.session_id: result.events})

@@ -1,7 +1,6 @@
 """One Hydra job: build the parts from the config, run the suite, write results.duckdb, print a summary."""
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -24,7 +23,7 @@ from experiments import invariants, results
 from experiments.leaks import leak_violations
 from experiments.load import LoadMeter, load_line, startup_frozen
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
-from experiments.runner import SessionRecord, close_on_exit, run_suite
+from experiments.runner import SessionRecord, close_on_exit, run_suite, run_to_cleanup
 from experiments.summary import summary_table
 from stores import archive
 from harnesses.base import ContextStrategy, Harness, Model
@@ -52,11 +51,11 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
 
         if cfg.get("credentials"):
             raise ValueError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
-        records, logs, recovery = asyncio.run(run_with_faults(cfg, output_dir, cell))
+        records, logs, recovery = run_to_cleanup(run_with_faults(cfg, output_dir, cell))
         leaks = []
     else:
         meter = LoadMeter()  # a run with workers spends its CPU in their processes, not this one
-        records, logs, leaks = asyncio.run(_run(cfg, cell, output_dir, meter))
+        records, logs, leaks = run_to_cleanup(_run(cfg, cell, output_dir, meter))
     found = leaks + (recovery.violations() if recovery else [])
     saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found, meter)
     if recovery is not None:

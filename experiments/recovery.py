@@ -160,8 +160,8 @@ def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path, stack: AsyncExi
         root = tempfile.mkdtemp(prefix="harnesslab-hands-")
         stack.callback(shutil.rmtree, root, ignore_errors=True)
         provider_cfg["root"] = root
-    if "run_label" in provider_cfg:
-        provider_cfg["run_label"] = f"faults-{time.time_ns()}"
+    if "run_label" in provider_cfg:  # the one given (sandbox.run_label), or one of the run's own
+        provider_cfg["run_label"] = provider_cfg["run_label"] or f"faults-{time.time_ns()}"
 
 
 def _provider_config(sandbox_cfg: dict[str, Any]) -> dict[str, Any]:

@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Coroutine, Sequence
 
 from experiments.load import LoadMeter
 from experiments.tasks.base import CheckContext, Task, Verdict
 from harnesses.base import Harness, Outcome
 from sandboxes.base import Sandbox, SandboxError, SandboxProvider, Setup
 from stores.base import Event, SessionStore
+
+
+ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill PID`, a closed terminal: handled as a Ctrl-C
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,3 +130,23 @@ def close_on_exit(stack: AsyncExitStack, part: Any) -> Any:
     if close is not None:
         stack.push_async_callback(close)
     return part
+
+
+def run_to_cleanup(main: Coroutine[Any, Any, Any]) -> Any:
+    """asyncio.run(main), a SIGTERM or SIGHUP acting as a Ctrl-C: main is cancelled, so the parts it opened close
+    (the run's containers and temporary folders go) before KeyboardInterrupt ends the process."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread receives signals
+        return asyncio.run(main)
+    previous = {number: signal.signal(number, _as_ctrl_c) for number in ENDING_SIGNALS}
+    try:
+        return asyncio.run(main)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def _as_ctrl_c(number: int, frame: Any) -> None:
+    handler = signal.getsignal(signal.SIGINT)  # asyncio.run's: it cancels the main task
+    if not callable(handler):  # Ctrl-C is ignored (a shell's background job): end the run anyway
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, frame)

@@ -65,11 +65,13 @@ class Supervisor:
         return kill
 
     async def stop(self) -> None:
+        """Kill every worker and wait until each is gone (its watcher may have been cancelled: a Ctrl-C)."""
         for slot in self.slots.values():
             slot.done = True
             if slot.process and slot.process.returncode is None:
                 slot.process.kill()
         await asyncio.gather(*self._watchers, return_exceptions=True)
+        await asyncio.gather(*(slot.process.wait() for slot in self.slots.values() if slot.process))
 
     async def _keep_alive(self, slot: Slot) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

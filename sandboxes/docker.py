@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import struct
+import time
 import uuid
 import zipfile
 from functools import cache
@@ -31,6 +32,7 @@ _BOOT = (
 )
 _SHIPPED = ("__init__.py", "tools.py", "process.py", "workspace.py", "executor.py")
 _REPLY_GRACE_S = 15.0  # beyond a call's own timeout, before a silent executor counts as lost
+REMOVAL_WAIT_S = 60.0  # for a container someone else is removing (or that is changing state) to be gone
 
 
 @cache
@@ -141,6 +143,7 @@ class DockerSandboxProvider:
         self.journal = Journal(journal) if journal else None
         self._api: Any = None
         self._channels: dict[str, _Channel] = {}  # container id -> its one attach connection
+        self._creating: set[asyncio.Future] = set()  # containers the engine is creating for this provider
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
@@ -152,7 +155,12 @@ class DockerSandboxProvider:
 
     async def provision(self) -> DockerSandbox:
         api = await self._client()
-        container = await asyncio.to_thread(self._create, api)
+        # cancelled while the engine creates it, the container still appears: close waits for the creation
+        # to end, and its label lets close find the container it never registered
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create, api))
+        self._creating.add(creating)
+        creating.add_done_callback(self._creating.discard)
+        container = await asyncio.shield(creating)
         try:
             sock = await asyncio.to_thread(self._attach, api, container)
             await asyncio.to_thread(api.start, container)
@@ -192,16 +200,12 @@ class DockerSandboxProvider:
         return bool(state.get("Running"))
 
     async def remove(self, container_id: str) -> None:
-        import docker
-
         self._forget(container_id)
-        try:
-            await asyncio.to_thread(self._api.remove_container, container_id, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in str(exc):  # someone else is removing it: as good as done
-                raise
+        api = self._api or await asyncio.to_thread(_engine_if_it_answers)  # closed meanwhile: a client for this once
+        if api is not None:
+            await asyncio.to_thread(remove_container, api, container_id)
+        if api is not None and api is not self._api:
+            await asyncio.to_thread(api.close)
 
     def _forget(self, container_id: str) -> None:
         channel = self._channels.pop(container_id, None)
@@ -209,14 +213,18 @@ class DockerSandboxProvider:
             channel.close()
 
     async def close(self) -> None:
-        """Remove every container this provider made, whoever holds it (unless `keep`): none outlives its run."""
+        """Remove every container with this provider's run label (unless `keep`), whoever made it (this process,
+        a provision cancelled half-way, the workers of a run this provider drives): none outlives its run."""
         for container_id in list(self._channels):
             self._forget(container_id)
-        if self._api is not None:
-            if not self.keep:
-                await asyncio.to_thread(prune, self._api, {f"{LABEL}.provider": self.run_label})
-            await asyncio.to_thread(self._api.close)
-            self._api = None
+        await asyncio.gather(*self._creating, return_exceptions=True)  # their containers exist once they end
+        api, self._api = self._api, None
+        if not self.keep:
+            api = api or await asyncio.to_thread(_engine_if_it_answers)
+            if api is not None:
+                await asyncio.to_thread(prune, api, {f"{LABEL}.provider": self.run_label})
+        if api is not None:
+            await asyncio.to_thread(api.close)
 
     async def _client(self) -> Any:
         if self._api is None:
@@ -252,10 +260,46 @@ class DockerSandboxProvider:
         return api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
 
 
+def _engine_if_it_answers() -> Any:
+    """A client of the engine (DOCKER_HOST and friends), or None if none answers: then nothing is there to remove."""
+    import docker
+
+    try:
+        return docker.from_env().api
+    except docker.errors.DockerException:
+        return None
+
+
 def prune(api: Any, labels: dict[str, str] | None = None) -> int:
-    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many."""
+    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many.
+
+    Every container is tried, whatever happens to another; the first failure is raised after."""
     wanted = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (labels or {}).items()]
     found = api.containers(all=True, filters={"label": wanted})
+    failures = []
     for container in found:
-        api.remove_container(container["Id"], force=True)
+        try:
+            remove_container(api, container["Id"])
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
     return len(found)
+
+
+def remove_container(api: Any, container_id: str) -> None:
+    """Remove a container, killing it first; idempotent and race-safe. One already gone counts as removed; one
+    that someone else is removing (or that is changing state: 409 Conflict) is retried until it is gone."""
+    import docker
+
+    deadline = time.monotonic() + REMOVAL_WAIT_S
+    while True:
+        try:
+            api.remove_container(container_id, force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

@@ -53,14 +53,17 @@ class PoolProvider:
         return await self.inner.attach(sandbox_id)
 
     async def close(self) -> None:
-        """Stop refilling, close every sandbox still waiting, then the inner provider."""
+        """Stop refilling, close every sandbox still waiting, then the inner provider, whatever failed before
+        (closing, it removes what it made and a failure here left behind)."""
         self._closed = True
         for task in list(self._filling):
             task.cancel()
-        await asyncio.gather(*self._filling, return_exceptions=True)
-        while self._ready:
-            await self._ready.popleft().close()
-        await self.inner.close()
+        try:
+            await asyncio.gather(*self._filling, return_exceptions=True)
+            while self._ready:
+                await self._ready.popleft().close()
+        finally:
+            await self.inner.close()
 
     def _refill(self) -> None:
         # a finished task has added its sandbox to _ready already; its discard from _filling may not have run yet

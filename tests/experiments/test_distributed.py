@@ -57,4 +57,4 @@ async def test_collect_names_sessions_no_worker_checked(tmp_path):
     assert harnesslab("submit", f"store.path={path}", "tasks.only=[greeting]", cwd=tmp_path).returncode == 0
     done = harnesslab("collect", f"store.path={path}", "--out", str(tmp_path / "out"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "0/1 sessions succeeded" in done.stdout and "not checked (start the workers with --check)" in done.stdout
+    assert "0/1 sessions succeeded" in done.stdout and "not checked: the session has not ended" in done.stdout

@@ -51,3 +51,32 @@ async def test_a_failing_refill_is_recorded_and_provision_raises_the_real_error(
         await pool.provision()
     await pool.close()
 
+
+
+
+class Unclosable(LocalSandboxProvider):
+    """Its sandboxes fail to close; it notes its own close (docker's removes every container of its run)."""
+
+    closed = False
+
+    async def provision(self):
+        sandbox = await super().provision()
+
+        async def fail() -> None:
+            raise OSError("engine hiccup")
+
+        sandbox.close = fail
+        return sandbox
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def test_close_closes_the_inner_provider_even_when_a_waiting_sandbox_fails_to_close(tmp_path):
+    import pytest
+
+    pool = PoolProvider(Unclosable(root=str(tmp_path)), size=2)
+    await pool.start()
+    with pytest.raises(OSError, match="engine hiccup"):
+        await pool.close()
+    assert pool.inner.closed
