@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments import invariants, results
+from experiments.config_check import GROUPS, ConfigError, check_config
 from experiments.leaks import leak_violations
 from experiments.load import LoadMeter, load_line, startup_frozen
+from experiments.parts import PARTS, RECORDED, build, recorded_choices
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite, run_to_cleanup
 from experiments.summary import summary_table
@@ -31,9 +32,6 @@ from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
 from stores.postgres import redact_dsn
 
-PARTS = ("harness", "model", "sandbox", "store", "context")
-
-
 # HTTP client libraries log every request at INFO, which Hydra's job logging would print
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "anthropic", "aiohttp.access")
 
@@ -41,6 +39,7 @@ QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "anthropic", "aiohttp.access")
 def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     """Run the configured experiment; return the path of its results.duckdb."""
     quiet_http_logs()
+    choices = recorded_choices(cfg, choices)
     started = utc_now()
     faults = "+".join(cfg.get("faults") or {}) or "none"
     cell = " ".join(f"{group}={choices[group]}" for group in ("harness", "sandbox") if group in choices)
@@ -50,7 +49,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
         from experiments.recovery import run_with_faults
 
         if cfg.get("credentials"):
-            raise ValueError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
+            raise ConfigError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
         records, logs, recovery = run_to_cleanup(run_with_faults(cfg, output_dir, cell))
         leaks = []
     else:
@@ -63,7 +62,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
 
         archive.write_table(saved.path, "faults", FAULTS_TABLE, fault_rows(recovery, saved.run_id))
         archive.write_table(saved.path, "recovery", RECOVERY_TABLE, [{**recovery.table_row(), "run_id": saved.run_id}])
-    chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in (*PARTS, "tasks")), f"faults={faults}"])
+    chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in RECORDED), f"faults={faults}"])
     print_run(saved, f"harnesslab run · {chosen}", recovery.summary() if recovery else None)
     return saved.path
 
@@ -136,13 +135,13 @@ def build_parts(
     """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order.
 
     `wrap(name, part)` may wrap the store, sandbox provider and model before the harness gets them."""
-    store = wrap("store", close_on_exit(stack, instantiate(cfg.store)))
-    sandboxes = wrap("sandbox", close_on_exit(stack, instantiate(cfg.sandbox)))
-    model = wrap("model", close_on_exit(stack, instantiate(cfg.model)))
-    context = instantiate(cfg.context)
-    lab = close_on_exit(stack, instantiate(cfg.credentials)) if cfg.get("credentials") else None
+    store = wrap("store", close_on_exit(stack, build(cfg, "store")))
+    sandboxes = wrap("sandbox", close_on_exit(stack, build(cfg, "sandbox")))
+    model = wrap("model", close_on_exit(stack, build(cfg, "model")))
+    context = build(cfg, "context")
+    lab = close_on_exit(stack, build(cfg, "credentials")) if cfg.get("credentials") else None
     options = {**(harness_options or {}), **({"credentials": lab.credentials} if lab is not None else {})}
-    harness = instantiate(cfg.harness, store=store, model=model, sandboxes=sandboxes, context=context, **options)
+    harness = build(cfg, "harness", store=store, model=model, sandboxes=sandboxes, context=context, **options)
     return Parts(store, sandboxes, model, context, harness, lab)
 
 
@@ -158,7 +157,7 @@ async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None, 
                ) -> tuple[list[SessionRecord], dict[str, list], list]:
     """The sessions' records and logs, and any planted secret found in the logs (the proxy's audit log, if
     there is one, is kept in `output_dir`)."""
-    tasks = instantiate(cfg.tasks)
+    tasks = build(cfg, "tasks")
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
         await start_parts(parts)
@@ -229,17 +228,22 @@ def _version() -> str:
         return "unknown"
 
 
-def compose_config(overrides: list[str]):
-    """The run configuration for commands that are not Hydra jobs (no output folder of their own)."""
+def compose_config(overrides: list[str], groups: tuple[str, ...] = GROUPS) -> DictConfig:
+    """The run configuration for commands that are not Hydra jobs (no output folder of their own), its
+    `groups` (those the command builds) checked: a ConfigError says what is wrong."""
     from hydra import compose, initialize_config_dir
-    from omegaconf import OmegaConf
-    from omegaconf.errors import InterpolationResolutionError
+    from hydra.errors import HydraException
+    from omegaconf.errors import InterpolationResolutionError, OmegaConfBaseException
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    try:
+        with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as exc:  # a wrong option or a malformed override
+        raise ConfigError(str(exc)) from None
     try:
         OmegaConf.to_container(cfg.store, resolve=True)
     except InterpolationResolutionError:
-        raise SystemExit("harnesslab: workers share a store: give it a place, e.g. store.path=/tmp/lab.sqlite "
-                         "(or HARNESSLAB_SQLITE_PATH), or store=postgres") from None
+        raise ConfigError("workers share a store: give it a place, e.g. store.path=/tmp/lab.sqlite "
+                          "(or HARNESSLAB_SQLITE_PATH), or store=postgres") from None
+    check_config(cfg, groups)
     return cfg

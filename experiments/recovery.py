@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.acks import AckedStore, lost_events
 from experiments.collect import outcome_of
+from experiments.config_check import ConfigError
 from experiments.faults import Fault, HarnessKill, faults_from_config
 from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.runner import SessionRecord, check
@@ -146,7 +147,7 @@ async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExit
         store_cfg["path"] = str(folder / "sessions.sqlite")
         return None
     if target != "stores.postgres.PostgresStore":
-        raise ValueError(f"worker processes share the store: use store=sqlite or store=postgres, not {target}")
+        raise ConfigError(f"worker processes share the store: use store=sqlite or store=postgres, not {target}")
     postgres = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))  # a store_restart hits no one else's
     stack.callback(postgres.remove)
     store_cfg["dsn"] = await asyncio.to_thread(postgres.start)
@@ -168,8 +169,8 @@ def _provider_config(sandbox_cfg: dict[str, Any]) -> dict[str, Any]:
     """The config of the provider that makes the sandboxes (a pool's inner one)."""
     provider = sandbox_cfg.get("inner", sandbox_cfg)
     if "keep" not in provider:
-        raise ValueError(f"sandbox {provider['_target_']} cannot outlive a worker process (it has no `keep` option); "
-                         "use sandbox=local, namespace or docker")
+        raise ConfigError(f"sandbox {provider['_target_']} cannot outlive a worker process (it has no `keep` option); "
+                          "use sandbox=local, namespace or docker")
     return provider
 
 
