@@ -45,7 +45,7 @@ class Failpoints:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
         if self.sandbox_kills and self.log is None:
             raise ValueError("sandbox kills are counted in a fault log: give one")
-        self.rng = random.Random(f"{self.seed}:{os.getpid()}")
+        self.rng = random.Random(f"failpoints:{self.seed}")  # a fault run gives each worker process a seed of its own
 
     def wrap(self, name: str, part: Any) -> Any:
         """Wrap the part (store, model or sandbox provider) whose work a fault point is in."""

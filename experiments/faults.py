@@ -1,13 +1,19 @@
 """The faults of `faults=` (configs/faults/): what each one breaks, for real, while workers run.
 
-Each kind is seeded and they compose (`faults=[harness_kill,model_faults]`). A fault either acts
-from outside while the run goes on (`inject`, called `count` times at random intervals), or changes
-how workers start (`worker_flags`: fault points inside the worker, see failpoints.py;
-`configure_workers`); `rows_from_logs` finds the faults that only the session logs saw. Every fault becomes a row of the `faults` table.
+Each kind is seeded and they compose (`faults=[harness_kill,model_faults]`). The streams inside a
+worker (its fault points, its emulator's errors) are seeded per (run, worker incarnation), see
+`incarnation_seed`: a restarted worker draws a stream of its own, instead of replaying the start of
+its predecessor's (frequent restarts would then never reach a fault).
+
+A fault either acts from outside while the run goes on (`inject`, called `count` times at random
+intervals), or changes how workers start (`worker_flags`: fault points inside the worker, see
+failpoints.py; `configure_workers`); `rows_from_logs` finds the faults that only the session logs saw.
+Every fault that happened becomes a row of the `faults` table, and only those are counted as injected.
 """
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import time
 from dataclasses import dataclass
@@ -18,6 +24,16 @@ from stores.base import Event
 
 if TYPE_CHECKING:
     from experiments.recovery import Lab
+
+
+def mixed_seed(*parts: object) -> int:
+    """One 64-bit seed from several: each combination of parts gets a stream of its own."""
+    return int.from_bytes(hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest(), "big")
+
+
+def incarnation_seed(run_seed: int, slot: str, incarnation: int) -> int:
+    """The fault seed of a slot's n-th worker process in a run (`harnesslab worker --fault-seed`)."""
+    return mixed_seed(run_seed, slot, incarnation)
 
 
 @dataclass
@@ -125,7 +141,8 @@ class ModelFaults(Fault):
                                       server_error=self.server_error, disconnect=self.disconnect)
 
     def rows_from_logs(self, logs: Mapping[str, list[Event]]) -> list[dict[str, Any]]:
-        """Each failed attempt, and when the answer that followed it was logged."""
+        """Each failed attempt a logged answer records, and when that answer was logged (what the sessions
+        saw: the attempts of a call its worker died in are in no log, and not counted)."""
         return [
             {"kind": self.kind, "target": retry.get("error"), "at": retry["at"], "point": "model_call",
              "session_id": session_id, "recovered_after_ms": (event.ts - retry["at"]) * 1000, "sessions_held": 1}

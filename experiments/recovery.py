@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.acks import AckedStore, lost_events
 from experiments.collect import outcome_of
 from experiments.config_check import ConfigError
-from experiments.faults import Fault, HarnessKill, faults_from_config
+from experiments.faults import Fault, HarnessKill, faults_from_config, incarnation_seed
 from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.runner import SessionRecord, check
 from experiments.supervisor import Supervisor
@@ -76,12 +76,13 @@ async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tupl
         return await _verify(lab, tasks, faults, injected, reruns_allowed=cfg.harness.get("interrupted") == "rerun")
 
 
-def _worker_command(lab: Lab, faults: list[Fault], seed: int) -> Callable[[str], list[str]]:
-    def command(slot: str) -> list[str]:
+def _worker_command(lab: Lab, faults: list[Fault], seed: int) -> Callable[[str, int], list[str]]:
+    def command(slot: str, incarnation: int) -> list[str]:
         crashed = len([k for k in lab.supervisor.kills if not k.by_supervisor])  # crash points stop at their count
         flags = [flag for f in faults if not (isinstance(f, HarnessKill) and crashed >= f.count) for flag in f.worker_flags()]
         return [sys.executable, "-m", "experiments.cli", "worker", "--slot", slot, "--config", str(lab.folder / "worker.yaml"),
-                "--acks", str(lab.acks), "--fault-log", str(lab.fault_log), "--fault-seed", str(seed), *flags]
+                "--acks", str(lab.acks), "--fault-log", str(lab.fault_log),
+                "--fault-seed", str(incarnation_seed(seed, slot, incarnation)), *flags]
 
     return command
 
@@ -192,7 +193,7 @@ async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list
         outcome = outcome_of(session_id, events)
         verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(events[0].data.get("setup")))
         records.append(SessionRecord(session_id, suite, instance, task.name, outcome, verdict, (events[-1].ts - events[0].ts) * 1000))
-    found = Recovery(faults=[f.kind for f in faults], reruns_allowed=reruns_allowed)
+    found = Recovery(asked=[f.kind for f in faults], reruns_allowed=reruns_allowed)
     found.acked, found.lost = await lost_events(lab.store, lab.acks)
     if lab.fault_log.exists():
         injected = injected + [json.loads(line) for line in lab.fault_log.read_text().splitlines()]

@@ -8,6 +8,7 @@ Recovery time is from the fault to the next event that shows the session(s) movi
 """
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -25,15 +26,15 @@ FAULTS_TABLE = {
 }
 RECOVERY_TABLE = {
     "run_id": "VARCHAR", "faults": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "succeeded": "INTEGER",
-    "injected": "INTEGER", "acked_events": "BIGINT", "lost_events": "INTEGER", "duplicate_effects": "INTEGER", "reruns": "INTEGER",
+    "injected": "INTEGER", "injected_by_kind": "VARCHAR", "acked_events": "BIGINT", "lost_events": "INTEGER", "duplicate_effects": "INTEGER", "reruns": "INTEGER",
 }
 Logs = Mapping[str, list[Event]]
 
 
 @dataclass
 class Recovery:
-    faults: list[str] = field(default_factory=list)  # the kinds injected
-    rows: list[dict[str, Any]] = field(default_factory=list)  # one per fault
+    asked: list[str] = field(default_factory=list)  # the kinds the run was configured with (its cell)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # one per fault that happened: what was injected
     sessions: int = 0
     completed: int = 0
     succeeded: int = 0
@@ -58,10 +59,21 @@ class Recovery:
                       for key, tool, starts in self.duplicates]
         return found
 
+    @property
+    def injected(self) -> dict[str, int]:
+        """Faults that happened, per kind: every kind asked for (0 if none happened), then any other."""
+        counts = collections.Counter(r["kind"] for r in self.rows)
+        return {kind: counts[kind] for kind in [*self.asked, *sorted(set(counts) - set(self.asked))]}
+
     def table_row(self) -> dict[str, Any]:
-        return {"faults": "+".join(self.faults) or "none", "sessions": self.sessions, "completed": self.completed,
-                "succeeded": self.succeeded, "injected": len(self.rows), "acked_events": self.acked, "lost_events": len(self.lost),
-                "duplicate_effects": self.duplicate_effects, "reruns": self.reruns}
+        return {"faults": "+".join(self.asked) or "none", "sessions": self.sessions, "completed": self.completed,
+                "succeeded": self.succeeded, "injected": len(self.rows), "injected_by_kind": self.injected_text(),
+                "acked_events": self.acked, "lost_events": len(self.lost), "duplicate_effects": self.duplicate_effects,
+                "reruns": self.reruns}
+
+    def injected_text(self) -> str:
+        """E.g. `harness_kill 20, model_faults 0`."""
+        return ", ".join(f"{kind} {n}" for kind, n in self.injected.items())
 
     @property
     def unnoticed(self) -> set[str]:
@@ -78,21 +90,27 @@ class Recovery:
 
     def summary(self) -> str:
         lines = [
-            f"faults: {', '.join(self.faults) or 'none'}; {len(self.rows)} injected",
+            f"faults injected: {len(self.rows)}" + (f" ({self.injected_text()})" if self.injected else "")
+            + f"; asked for: {', '.join(self.asked) or 'none'}",
             f"sessions: {self.completed}/{self.sessions} completed, {self.succeeded}/{self.sessions} passed their check"
             + (f"; {len(self.unnoticed)} ended before noticing their hands were killed" if self.unnoticed else ""),
             f"acknowledged events: {self.acked} checked, {len(self.lost)} lost",
             f"side-effect journal: {self.duplicate_effects} duplicate start(s) of non-idempotent tools, "
             f"{self.reruns} re-run(s) of idempotent ones (allowed)",
         ]
-        for kind in sorted({r["kind"] for r in self.rows}):
-            rows = [r for r in self.rows if r["kind"] == kind]
-            lines.append(f"  {kind}: {len(rows)}, recovered after {spread(r['recovered_after_ms'] for r in rows)}"
-                         + (f", {spread(r.get('since_ready_ms') for r in rows)} after the replacement was ready"
-                            if any(r.get("since_ready_ms") is not None for r in rows) else ""))
+        for kind in self.injected:
+            lines.append(self._kind_line(kind, [r for r in self.rows if r["kind"] == kind]))
         lines += [f"  lost: {event}" for event in self.lost[:10]]
         lines += [f"  check failed: {why[:240]}" for why in list(self.failed_checks.values())[:10]]
         return "\n".join(lines)
+
+    @staticmethod
+    def _kind_line(kind: str, rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return f"  {kind}: 0: asked for, but none happened"
+        return (f"  {kind}: {len(rows)}, recovered after {spread(r['recovered_after_ms'] for r in rows)}"
+                + (f", {spread(r.get('since_ready_ms') for r in rows)} after the replacement was ready"
+                   if any(r.get("since_ready_ms") is not None for r in rows) else ""))
 
 
 def spread(values: Iterable[float | None]) -> str:

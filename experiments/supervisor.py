@@ -37,7 +37,8 @@ class WorkerFailed(RuntimeError):
 
 
 class Supervisor:
-    def __init__(self, command: Callable[[str], list[str]], slots: int, log_dir: Path):
+    def __init__(self, command: Callable[[str, int], list[str]], slots: int, log_dir: Path):
+        # command(slot, incarnation): the slot's n-th process gets n (0 first), to seed its fault streams with
         self.command, self.log_dir = command, log_dir  # each slot's stderr goes to log_dir/<slot>.log
         self.slots = {f"w{i}": Slot(f"w{i}") for i in range(slots)}
         self.kills: list[Kill] = []
@@ -77,10 +78,11 @@ class Supervisor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         failed_starts = 0
         while not slot.done:
-            slot.ready_at = None
+            slot.ready_at, incarnation = None, len(slot.starts)
             slot.starts.append(time.time())
             with open(self.log_dir / f"{slot.name}.log", "ab") as log:
-                slot.process = await asyncio.create_subprocess_exec(*self.command(slot.name), stdout=asyncio.subprocess.PIPE, stderr=log)
+                slot.process = await asyncio.create_subprocess_exec(*self.command(slot.name, incarnation), stdout=asyncio.subprocess.PIPE,
+                                                                    stderr=log)
             async for line in slot.process.stdout:
                 if line.startswith(b"worker ") and b" ready " in line:
                     slot.ready_at = time.time()

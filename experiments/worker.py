@@ -16,6 +16,7 @@ from typing import Any, Awaitable, Callable
 
 from experiments.acks import AckedStore
 from experiments.failpoints import Failpoints
+from experiments.faults import mixed_seed
 from experiments.load import startup_frozen
 from stores.base import Event, StoreUnavailable
 
@@ -85,14 +86,18 @@ class Worker:
 
 
 async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = None, failpoints: Failpoints | None = None,
-                check: bool = False) -> int:
+                check: bool = False, fault_seed: int | None = None) -> int:
     """Build the configured parts and work until the store has no active session (or forever).
 
     `acks`: record every acknowledged append there; `failpoints`: faults this worker injects into itself;
-    `check`: check each session this worker ends, in its sandbox, and log the verdict (task.checked)."""
+    `check`: check each session this worker ends, in its sandbox, and log the verdict (task.checked);
+    `fault_seed`: this process's own, mixed into the seed of its model's fault stream."""
     from contextlib import AsyncExitStack
 
     from experiments.job import build_parts, start_parts
+
+    if fault_seed is not None:
+        seed_model_faults(cfg, fault_seed)
 
     def wrap(name: str, part: Any) -> Any:
         if name == "store" and acks is not None:
@@ -116,6 +121,14 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
         print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
               f"{worker.interrupted} interrupted by the store", file=sys.stderr)
     return 0
+
+
+def seed_model_faults(cfg: Any, fault_seed: int) -> None:
+    """Mix `fault_seed` into the seed of the model's fault stream (the emulator's), if it has one: each
+    process its own stream, so a restarted worker does not replay its predecessor's first draws."""
+    faults = cfg.model.get("faults")
+    if faults is not None:
+        faults.seed = mixed_seed(faults.get("seed", 0), fault_seed)
 
 
 async def _start(parts: Any, start_parts: Any, give_up_s: float = 60.0) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import random
 import time
 import uuid
 from typing import Any, Mapping
@@ -43,7 +42,7 @@ class EmulatorServer:
         self.policies = policies
         self.latency, self.faults = latency or LatencyProfile(), faults or FaultProfile()
         self.cache = PromptCache(min_tokens=cache_min_tokens)
-        self._fault_rng = random.Random(self.faults.seed)
+        self._fault_rng = self.faults.stream()
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.served: dict[str, int] = {"requests": 0, "streams": 0, "faults": 0, "hung_up": 0}

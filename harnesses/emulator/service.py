@@ -76,6 +76,11 @@ class FaultProfile:
         if any(getattr(self, kind) < 0 for kind in FAULT_KINDS) or total > 1:
             raise ValueError(f"fault rates must be >= 0 and sum to at most 1, got {total:g}")
 
+    def stream(self) -> random.Random:
+        """The fault stream `draw` takes from: one per server, from `seed` (a fault run's worker
+        processes each get a seed of their own, experiments/faults.py)."""
+        return random.Random(self.seed)
+
     def draw(self, rng: random.Random) -> str | None:
         roll = rng.random()
         for kind in FAULT_KINDS:

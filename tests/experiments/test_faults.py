@@ -2,12 +2,21 @@
 destroyed under tool calls, PostgreSQL restarted, model errors; then every check of the run."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
+from experiments.faults import ModelFaults
+from experiments.job import compose_config
+from experiments.recovery import Lab, _worker_command
+from experiments.recovery_report import Recovery
 from experiments.results import read_table
+from experiments.worker import seed_model_faults
+from harnesses.emulator.service import FaultProfile
 from tests.experiments.test_cli import harnesslab
 from tests.stores.test_durable import require_postgres_server
 
@@ -21,6 +30,62 @@ def fault_run(tmp_path: Path, *overrides: str, model: list[str] = SCRIPTED) -> t
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     [results] = tmp_path.glob("outputs/*/*/results.duckdb")
     return done.stdout, read_table([results], "sessions"), read_table([results], "faults")
+
+
+def within_binomial_bound(injected: int, trials: int, rate: float, sigmas: float = 5.0) -> bool:
+    """Wide on purpose (5 standard deviations, plus one): a correct rate cannot miss it by chance."""
+    return abs(injected - rate * trials) <= sigmas * math.sqrt(trials * rate * (1 - rate)) + 1
+
+
+def assert_injected_as_reported(out: str, faults: pd.DataFrame, results: list[Path], asked: list[str]) -> None:
+    """The summary and the recovery table count the faults that happened (the faults table's rows), per kind."""
+    counts = ", ".join(f"{kind} {(faults['kind'] == kind).sum()}" for kind in asked)
+    assert f"faults injected: {len(faults)} ({counts}); asked for: {', '.join(asked)}" in out, out
+    [recovery] = read_table(results, "recovery").to_dict("records")
+    assert recovery["injected"] == len(faults) and recovery["injected_by_kind"] == counts
+
+
+def workers_config(model_faults: ModelFaults) -> dict:
+    """The workers' config as a fault run writes it (its model part)."""
+    workers_cfg = {"model": OmegaConf.to_container(compose_config(["model=emulator", "store.path=run.sqlite"]).model, resolve=True)}
+    model_faults.configure_workers(workers_cfg)
+    return workers_cfg
+
+
+def worker_fault_profile(workers_cfg: dict, slot: str, incarnation: int, run_seed: int) -> FaultProfile:
+    """The fault profile the emulator of a fault run's worker process gets, seeded from the `--fault-seed`
+    of the command the supervisor starts that process with."""
+    lab = Lab(Path("run"), store=None, sandboxes=None, postgres=None, supervisor=SimpleNamespace(kills=[]))
+    command = _worker_command(lab, [], run_seed)(slot, incarnation)
+    cfg = OmegaConf.create(workers_cfg)
+    seed_model_faults(cfg, int(command[command.index("--fault-seed") + 1]))
+    return FaultProfile(**cfg.model.faults)
+
+
+def test_each_worker_incarnation_draws_a_model_fault_stream_of_its_own():
+    """Workers killed after a few requests each still meet model faults at the configured rate (all of
+    them replaying one seed's first draws met none)."""
+    model_faults, requests_each = ModelFaults(), 5
+    rate = model_faults.rate_limit + model_faults.overloaded + model_faults.server_error + model_faults.disconnect
+    workers_cfg = workers_config(model_faults)
+    profiles = [worker_fault_profile(workers_cfg, slot, incarnation, run_seed=3) for slot in ("w0", "w1") for incarnation in range(40)]
+    assert len({profile.seed for profile in profiles}) == len(profiles)
+    injected = 0
+    for profile in profiles:
+        rng = profile.stream()
+        injected += sum(profile.draw(rng) is not None for _ in range(requests_each))
+    assert within_binomial_bound(injected, requests_each * len(profiles), rate), injected
+    again, next_run = (worker_fault_profile(workers_cfg, "w0", 1, run_seed) for run_seed in (3, 4))
+    assert again == profiles[1] and next_run != profiles[1]  # seeded by the run, too
+
+
+def test_the_summary_counts_what_was_injected_not_what_was_asked_for():
+    found = Recovery(asked=["harness_kill", "model_faults"],
+                     rows=[{"kind": "harness_kill", "recovered_after_ms": 900.0, "since_ready_ms": 8.0}] * 3)
+    summary = found.summary()
+    assert "faults injected: 3 (harness_kill 3, model_faults 0); asked for: harness_kill, model_faults" in summary
+    assert "  model_faults: 0: asked for, but none happened" in summary
+    assert found.table_row()["injected"] == 3 and found.table_row()["injected_by_kind"] == "harness_kill 3, model_faults 0"
 
 
 def assert_nothing_lost(out: str, sessions: pd.DataFrame) -> None:
@@ -85,18 +150,32 @@ def test_postgres_restarted_mid_run_loses_no_acknowledged_event(tmp_path):
     assert len(faults) == 2 and faults["since_ready_ms"].notna().all()
 
 
+def model_attempts(tmp_path: Path) -> int:
+    """Requests to the emulator that a logged answer records: each answer, and the failed attempts before it."""
+    calls = read_table(tmp_path.glob("outputs/*/*/results.duckdb"), "model_calls")
+    return len(calls) + int(calls["retries"].sum())
+
+
+@pytest.mark.slow
+def test_model_faults_under_workers_are_injected_at_the_configured_rate(tmp_path):
+    out, sessions, faults = fault_run(tmp_path, "faults=model_faults", "tasks.repeat=4", "run.seed=5", model=["model=emulator"])
+    assert_nothing_lost(out, sessions)
+    assert within_binomial_bound(len(faults), model_attempts(tmp_path), rate=0.15), (len(faults), model_attempts(tmp_path))
+    assert_injected_as_reported(out, faults, list(tmp_path.glob("outputs/*/*/results.duckdb")), ["model_faults"])
+
+
 @pytest.mark.slow
 def test_faults_compose_and_model_errors_are_retried(tmp_path):
-    out, sessions, faults = fault_run(
-        tmp_path, "faults=[harness_kill,model_faults]", "faults.harness_kill.count=2",
-        "faults.model_faults.rate_limit=0.1", "faults.model_faults.disconnect=0.1", model=["model=emulator"],
-    )
+    """With workers SIGKILLed every few requests (the default 20 kills), model faults still come at their rate."""
+    out, sessions, faults = fault_run(tmp_path, "faults=[harness_kill,model_faults]", "run.seed=5", model=["model=emulator"])
     assert_nothing_lost(out, sessions)
     assert set(sessions["faults"]) == {"harness_kill+model_faults"}
-    assert set(faults["kind"]) == {"harness_kill", "model_faults"}
     model = faults[faults["kind"] == "model_faults"]
-    assert len(model) > 0 and model["target"].str.contains("429 rate_limit_error|529 overloaded_error|connection|stream cut").all(), set(model["target"])
+    assert len(model) > 0, "no model fault between the worker kills"
+    assert within_binomial_bound(len(model), model_attempts(tmp_path), rate=0.15), (len(model), model_attempts(tmp_path))
+    assert model["target"].str.contains("429 rate_limit_error|529 overloaded_error|connection|stream cut").all(), set(model["target"])
     assert model["recovered_after_ms"].notna().all()
+    assert_injected_as_reported(out, faults, list(tmp_path.glob("outputs/*/*/results.duckdb")), ["harness_kill", "model_faults"])
 
 
 @pytest.mark.parametrize("overrides, expected", [
