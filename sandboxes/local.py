@@ -9,7 +9,6 @@ Use sandbox=namespace or sandbox=docker for untrusted work.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import functools
 import logging
@@ -23,7 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sandboxes import workspace
+from sandboxes import uid_claims, workspace
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxError, SandboxLost, effective_timeout
 from sandboxes.journal import Journal
 from sandboxes.process import live_processes_of
@@ -35,7 +34,6 @@ _ID = re.compile(r"^[a-z]+-[0-9a-f]{16}$")
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PER_SANDBOX = "per_sandbox"  # sandbox.user: every sandbox a uid of its own, so one's processes and files are not another's
 PER_SANDBOX_UIDS = range(200_000, 200_000 + (1 << 24))  # no passwd entries; far above the host's own users
-UID_CLAIMS = Path("/run/harnesslab-uids")  # an entry per per-sandbox uid in use on this host, by any process
 # per command of an unprivileged sandbox user; nproc counts every process of that user on the host
 LIMITS = {"nproc": 1024, "as": 4 << 30, "fsize": 1 << 30, "nofile": 4096}
 _SWEEPS = 50  # at most, rounds of killing a sandbox user's processes after a command until none is alive
@@ -119,13 +117,13 @@ class LocalSandbox(Sandbox):
         doomed = self.root.with_name(f".closed-{self.root.name}-{uuid.uuid4().hex[:8]}")
         try:
             os.rename(self.root, doomed)
-        except FileNotFoundError:
-            return
+        except FileNotFoundError:  # removed already (by someone else): its processes and uid are still to end
+            doomed = None
         await self._sweep()
-        await remove_quietly(doomed)
+        if doomed is not None:
+            await remove_quietly(doomed)
         if self.own_user:  # its uid is free for another sandbox
-            with contextlib.suppress(FileNotFoundError):
-                os.rmdir(UID_CLAIMS / str(self.user[0]))
+            await asyncio.to_thread(uid_claims.release, self.user[0], self.root)
 
 
 async def remove_quietly(folder: Path) -> None:
@@ -243,27 +241,26 @@ class LocalSandboxProvider:
         return entry.pw_uid, entry.pw_gid
 
     async def provision(self) -> LocalSandbox:
-        sandbox = self._sandbox(await asyncio.to_thread(self._new_id))
-        await asyncio.to_thread(self._make_workspace, sandbox)  # file system calls: not on the event loop
+        sandbox = await asyncio.to_thread(self._new_sandbox)  # file system calls: not on the event loop
+        try:
+            await asyncio.to_thread(self._make_workspace, sandbox)
+        except BaseException:
+            await sandbox.close()  # its uid claim goes with it
+            raise
         self._provisioned.append(sandbox)
         return sandbox
 
-    def _new_id(self) -> str:
-        """A new sandbox id; with a uid per sandbox, one whose uid no other live sandbox on this host has: its
-        processes are killed by uid, so a shared one would kill another sandbox's. Claimed, never guessed."""
+    def _new_sandbox(self) -> LocalSandbox:
+        """A sandbox with a new, empty workspace; with a uid per sandbox, one no other live sandbox on this host
+        has (its processes are killed by uid, so a shared one would kill another's): claimed, never guessed."""
         while True:
-            sandbox_id = f"{self.hand}-{uuid.uuid4().hex[:16]}"
-            if not self._per_sandbox:
-                return sandbox_id
-            UID_CLAIMS.mkdir(mode=0o700, exist_ok=True)
-            try:
-                os.mkdir(UID_CLAIMS / str(self._user_of(sandbox_id)[0]))
-                return sandbox_id
-            except FileExistsError:
-                continue
+            sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
+            sandbox.root.mkdir(parents=True)
+            if not self._per_sandbox or uid_claims.claim(sandbox.user[0], sandbox.root):
+                return sandbox
+            sandbox.root.rmdir()
 
     def _make_workspace(self, sandbox: LocalSandbox) -> None:
-        sandbox.root.mkdir(parents=True)
         if sandbox.user is not None:
             if self._reachable != sandbox.root.parent:  # once per root
                 sandbox.root.parent.chmod(0o711)  # the user may pass through to its workspace, not list the others
@@ -285,6 +282,9 @@ class LocalSandboxProvider:
             await sandbox.close()
         self._provisioned.clear()
         if self._owns_root and self._root is not None:
+            for name in await asyncio.to_thread(os.listdir, self._root):  # attached ones too: their uids go free
+                if _ID.match(name) and name.startswith(f"{self.hand}-"):
+                    await self._sandbox(name).close()
             await remove_quietly(self._root)
             self._root = self._real_root = None
 
