@@ -134,8 +134,8 @@ def write_file(root: Path, path: str, content: str) -> str:
 
 def edit_file(root: Path, path: str, old_string: str, new_string: str) -> str:
     with open_regular(resolve(root, path), path, os.O_RDWR) as f:
-        data = f.read(MAX_EDIT_BYTES + 1)
-        if len(data) > MAX_EDIT_BYTES:
+        # refused by its size, unread; or read, in case it grew since
+        if os.fstat(f.fileno()).st_size > MAX_EDIT_BYTES or len(data := f.read(MAX_EDIT_BYTES + 1)) > MAX_EDIT_BYTES:
             raise ToolError(f"{path} is larger than edit_file's limit of {MAX_EDIT_BYTES} bytes; "
                             "edit it with bash instead (sed, python)")
         try:
