@@ -33,7 +33,13 @@ def test_every_fault_meets_both_harnesses_and_the_decoupled_one_completes_everyt
     assert read_table(files, "violations").empty
     decoupled = sessions[sessions["harness"] == "decoupled"]
     assert (decoupled["status"] == "completed").all(), decoupled[decoupled["status"] != "completed"]["reason"]
-    assert set(read_table(files, "faults")["kind"]) >= {"harness_kill", "store_restart"}
+    faults = read_table(files, "faults")
+    assert set(faults["kind"]) >= {"harness_kill", "store_restart"}
+    for run in recovery.itertuples():  # each run counts what happened in it, per kind asked for
+        happened = faults[faults["run_id"] == run.run_id]["kind"]
+        asked = [] if run.faults == "none" else run.faults.split("+")
+        assert run.injected_by_kind == ", ".join(f"{kind} {(happened == kind).sum()}" for kind in asked), run
+        assert run.injected == len(happened)
 
 
 @pytest.mark.slow
