@@ -142,4 +142,4 @@ def test_sweeps_on_the_joblib_and_submitit_launchers_and_one_report_over_both(tm
     assert (sweeps[1] / ".submitit").is_dir()  # the submitit executor ran those jobs
     reported = harnesslab("report", *map(str, sweeps), "--out", str(tmp_path / "report"), cwd=tmp_path)
     assert reported.returncode == 0, reported.stderr
-    assert "8 turns from 4 results file(s)" in reported.stdout and "window" in reported.stdout
+    assert "4 results file(s), 4 run(s), 8 sessions; varying context: full, window" in reported.stdout, reported.stdout
