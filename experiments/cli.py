@@ -186,6 +186,9 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
                 raise
             print(f"harnesslab: {exc}", file=sys.stderr)
             raise SystemExit(1) from None
+        except KeyboardInterrupt:  # the run has closed its parts by now: its sandboxes and temporary folders are gone
+            print(f"harnesslab: interrupted; what it logged is in {runtime.output_dir}", file=sys.stderr)
+            raise SystemExit(130) from None
 
     sys.argv = [f"harnesslab {command}", *args]
     job()
