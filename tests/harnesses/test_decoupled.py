@@ -126,19 +126,23 @@ async def test_a_new_harness_finishes_a_session_cut_after_any_tool_result(name, 
         await hands.close()
 
 
-class CrashBeforeEditResult:
-    """The brain dies after an edit took effect but before its tool.result was written."""
+class CrashOnAppend:
+    """The brain dies as it appends a batch holding an event `when` picks out: that batch is never written."""
 
-    def __init__(self, store):
-        self.store = store
+    def __init__(self, store, when, why):
+        self.store, self.when, self.why = store, when, why
 
     async def append(self, session_id, events, *, expect=None):
-        if any(e.type == "tool.result" and e.data.get("name") == "edit_file" for e in events):
-            raise Crash("after the edit, before its result")
+        if any(self.when(e) for e in events):
+            raise Crash(self.why)
         return await self.store.append(session_id, events, expect=expect)
 
     def __getattr__(self, name):
         return getattr(self.store, name)
+
+
+def is_edit_result(event) -> bool:  # the edit took effect; its tool.result is what the crash loses
+    return event.type == "tool.result" and event.data.get("name") == "edit_file"
 
 
 @pytest.mark.parametrize("policy, starts", [("idempotent", 1), ("rerun", 2)])
@@ -150,7 +154,7 @@ async def test_an_edit_interrupted_after_it_took_effect_is_reported_unknown_and_
     suite, instance, task = SMOKE["fix_bug"]
     sid = await start_session(store, task)
     with pytest.raises(Crash):
-        await harness(CrashBeforeEditResult(store), provider).wake(sid)
+        await harness(CrashOnAppend(store, is_edit_result, "after the edit, before its result"), provider).wake(sid)
     outcome = await harness(store, provider, interrupted=policy).wake(sid)
     events = await store.events(sid)
     interrupted = next(e for e in events if e.type == "tool.result" and e.data["name"] == "edit_file")

@@ -17,7 +17,7 @@ from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
-from tests.harnesses.test_decoupled import SMOKE, Crash, CrashAfterToolResult, LosingProvider, harness, start_session
+from tests.harnesses.test_decoupled import SMOKE, Crash, CrashAfterToolResult, CrashOnAppend, LosingProvider, harness, start_session
 
 SAVE, READ = "Save the notes.", "What do the notes say?"
 LOST = f"{NEW_SANDBOX} The sandbox this session held was lost ("
@@ -150,27 +150,14 @@ async def test_a_worker_whose_machine_died_gets_new_hands_and_the_model_redoes_i
     await hands.close()
 
 
-class CrashBeforeItIsTold:
-    """The harness dies while the first result from new hands commits; the new hands live on."""
-
-    def __init__(self, store):
-        self.store = store
-
-    async def append(self, session_id, events, *, expect=None):
-        if any("new_sandbox" in e.data for e in events):
-            raise Crash("before the model was told")
-        return await self.store.append(session_id, events, expect=expect)
-
-    def __getattr__(self, name):
-        return getattr(self.store, name)
-
-
 async def test_the_model_is_told_even_if_the_harness_died_before_the_first_result_from_new_hands(tmp_path):
     store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
     sid = await saved_then_asked(store, provider)
     await destroy(provider, await store.events(sid))
+    # the harness dies while the first result from new hands commits; the new hands live on
+    crashing = CrashOnAppend(store, lambda event: "new_sandbox" in event.data, "before the model was told")
     with pytest.raises(Crash):
-        await DecoupledHarness(CrashBeforeItIsTold(store), Recording(notes()), provider, FullContext()).wake(sid)
+        await DecoupledHarness(crashing, Recording(notes()), provider, FullContext()).wake(sid)
     replacement = live_sandbox_id(await store.events(sid))
 
     model = Recording(notes())
