@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import reprlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
@@ -11,8 +13,11 @@ SCHEMA_VERSION = 1
 
 # Event types that end a session's current turn; a later `user.message` reopens it.
 TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})
-_TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+_TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")  # fullmatch: `$` would let "a.b\n" through
 _VALID_TYPES: set[str] = set()  # types already checked against _TYPE_PATTERN
+MAX_DATA_DEPTH = 200  # levels of nesting in an event's data (a scalar is one); far deeper than any harness writes
+_MAX_VERSION = 2**31 - 1  # v is a 32-bit integer column in PostgreSQL and DuckDB
+_CONTAINERS = (dict, list, tuple)
 # One encoder for every event: json.dumps with options builds a new encoder on every call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
@@ -54,7 +59,7 @@ class SessionExists(StoreError, ValueError):
 
 
 class InvalidEvent(StoreError, ValueError):
-    """An event that cannot be stored: bad type name or data that is not JSON."""
+    """An event that cannot be stored: a bad type name, ts or v, or data that JSON cannot give back as it is."""
 
 
 class CorruptEvent(StoreError, ValueError):
@@ -105,19 +110,49 @@ def status_after(types: Iterable[str], current: str = "active") -> str:
     return current
 
 
-def encode_data(session_id: str, event: Event) -> str:
-    """Validate an event for storage and return its data as JSON text."""
+def encode_row(session_id: str, event: Event) -> tuple[str, str, float, int]:
+    """Validate every field of an event for storage: (type, data as JSON, ts, v), as every store keeps it.
+
+    Raises InvalidEvent naming the field, before anything is written or batched."""
     if not isinstance(event, Event):
         raise InvalidEvent(f"session {session_id}: expected an Event, got {type(event).__name__}")
-    if event.type not in _VALID_TYPES:
-        if not isinstance(event.type, str) or not _TYPE_PATTERN.match(event.type):
-            raise InvalidEvent(
-                f"session {session_id}: event type {event.type!r} is not a dotted lowercase name "
-                "like 'tool.result'"
-            )
-        _VALID_TYPES.add(event.type)
+    _check_type(session_id, event.type)
+    return event.type, _encode_data(session_id, event), _checked_ts(session_id, event), _checked_v(session_id, event)
+
+
+def _check_type(session_id: str, kind: Any) -> None:
+    if isinstance(kind, str) and kind in _VALID_TYPES:
+        return
+    if not isinstance(kind, str) or not _TYPE_PATTERN.fullmatch(kind):
+        raise InvalidEvent(f"session {session_id}: event type {_shown(kind)} is not a dotted lowercase name "
+                           "like 'tool.result' (letters, digits and _, no spaces or newlines)")
+    _VALID_TYPES.add(kind)
+
+
+def _checked_ts(session_id: str, event: Event) -> float:
+    ts = event.ts
+    try:
+        valid = isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts)
+    except OverflowError:  # an int too large for a float
+        valid = False
+    if not valid:
+        raise InvalidEvent(f"session {session_id}: {event.type} ts {_shown(ts)} is not a finite int or float: ts is "
+                           "seconds since the epoch, like 1700000000.5 (time.time())")
+    return float(ts)
+
+
+def _checked_v(session_id: str, event: Event) -> int:
+    v = event.v
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= _MAX_VERSION:
+        raise InvalidEvent(f"session {session_id}: {event.type} v {_shown(v)} is not a schema version: "
+                           f"an int from 0 to {_MAX_VERSION}, like {SCHEMA_VERSION}")
+    return v
+
+
+def _encode_data(session_id: str, event: Event) -> str:
     if not isinstance(event.data, dict):
         raise InvalidEvent(f"session {session_id}: {event.type} data must be a dict, got {type(event.data).__name__}")
+    _check_data(session_id, event)
     try:
         text = _ENCODER.encode(event.data)
         text.encode("utf-8")  # a lone surrogate (e.g. from "\udc80" in a model's JSON) cannot be stored as text
@@ -129,9 +164,41 @@ def encode_data(session_id: str, event: Event) -> str:
     return text
 
 
-def encode_row(session_id: str, event: Event) -> tuple[str, str, float, int]:
-    """(type, data as JSON, ts, v): an event as every SQL backend stores it."""
-    return event.type, encode_data(session_id, event), event.ts, event.v
+def _check_data(session_id: str, event: Event) -> None:
+    """InvalidEvent for data that JSON would not give back as it is (a key that is not a string, which the encoder
+    turns into one; NaN or infinity) or that nests more than MAX_DATA_DEPTH levels: found level by level, without
+    recursion, before the encoder recurses into it (a cycle is caught as too deep)."""
+    level, depth = [event.data], 1  # the containers `depth` levels down
+    while level:
+        below = []
+        for container in level:
+            if container and depth == MAX_DATA_DEPTH:  # its items would be one level deeper
+                raise InvalidEvent(f"session {session_id}: {event.type} data is nested more than {MAX_DATA_DEPTH} "
+                                   "levels deep")
+            if isinstance(container, dict):
+                _check_keys(session_id, event, container)
+                container = container.values()
+            for item in container:
+                if isinstance(item, _CONTAINERS):
+                    below.append(item)
+                elif isinstance(item, float) and not math.isfinite(item):
+                    raise InvalidEvent(f"session {session_id}: {event.type} data holds {item}, which JSON cannot: "
+                                       "use null or a string")
+        level, depth = below, depth + 1
+
+
+def _check_keys(session_id: str, event: Event, container: dict) -> None:
+    for key in container:
+        if not isinstance(key, str):
+            raise InvalidEvent(f"session {session_id}: {event.type} data has the key {_shown(key)}, a "
+                               f"{type(key).__name__}: keys must be strings (JSON would turn it into one)")
+
+
+def _shown(value: Any) -> str:
+    """A bad value as an error quotes it: abridged, however long or deep it is."""
+    shown = reprlib.Repr()
+    shown.maxstring = shown.maxother = 80
+    return shown.repr(value)
 
 
 def decode_event(session_id: str, position: int, type_: str, data: str, ts: float, v: int) -> Event:

@@ -11,11 +11,12 @@ from stores.base import (
     SessionNotFound,
     StoreError,
     check_expect,
-    encode_data,
     encode_row,
     status_after,
 )
 from stores.group_commit import GroupCommit
+
+Commit = Callable[[Sequence["Write"]], Awaitable[list[Any]]]  # one outcome per write: its new length or its error
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,15 +86,16 @@ class BatchWriter:
     With group commit, concurrent writes share a batch; without it, each write is its own batch.
     """
 
-    def __init__(self, commit: Callable[[Sequence[Write]], Awaitable[list[Any]]], group_commit: bool, max_batch: int,
-                 in_flight: int = 1):
+    def __init__(self, commit: Commit, group_commit: bool, max_batch: int, in_flight: int = 1):
+        """`commit` writes a batch; when it raises because the database refused what a write holds, it has written
+        nothing of the batch (one transaction), so commit_apart can split the batch and retry its parts."""
         self._commit_writes = commit
-        self._group = GroupCommit(commit, max_batch, in_flight) if group_commit else None
+        self._group = GroupCommit(self._commit_apart, max_batch, in_flight) if group_commit else None
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         session_id = session_id or uuid.uuid4().hex
-        created = Event("session.created", dict(meta))
-        await self._write(Write(session_id, [encode_row(session_id, created)], 0, encode_data(session_id, created)))
+        row = encode_row(session_id, Event("session.created", dict(meta)))
+        await self._write(Write(session_id, [row], 0, row[1]))
         return session_id
 
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
@@ -104,6 +106,9 @@ class BatchWriter:
         if self._group is not None:
             await self._group.drain()
 
+    async def _commit_apart(self, writes: Sequence[Write]) -> list[Any]:
+        return await commit_apart(self._commit_writes, writes)
+
     async def _write(self, write: Write) -> int:
         if self._group is not None:
             return await self._group.submit(write)
@@ -111,3 +116,36 @@ class BatchWriter:
         if isinstance(outcome, BaseException):
             raise outcome
         return outcome
+
+
+async def commit_apart(commit: Commit, writes: Sequence[Write]) -> list[Any]:
+    """`commit(writes)`, one transaction for the batch; if the database refuses what one write holds, the batch is
+    split in halves, each committed on its own, until that failure is the outcome of the write that caused it alone.
+
+    Raises only what fails the batch whatever it holds (a lost or locked store): retrying that write by write would
+    wait on it again and again, and a write that raised StoreUnavailable may have happened.
+    """
+    try:
+        return list(await commit(writes))
+    except Exception as exc:
+        if not _refused_data(exc):
+            raise
+        if len(writes) == 1:
+            return [exc]
+    half = len(writes) // 2  # in order: a session's writes commit in the order they were made
+    return await _settled(commit, writes[:half]) + await _settled(commit, writes[half:])
+
+
+async def _settled(commit: Commit, writes: Sequence[Write]) -> list[Any]:
+    """The outcomes of a part of a batch, the other part of which may have committed already."""
+    try:
+        return await commit_apart(commit, writes)
+    except Exception as exc:
+        return [exc] * len(writes)
+
+
+def _refused_data(exc: Exception) -> bool:
+    """Whether a commit failed on what its rows hold: PEP 249 names these errors alike in every driver (sqlite3,
+    duckdb, psycopg); ValueError and TypeError are the Python side's."""
+    return isinstance(exc, (ValueError, TypeError)) or any(
+        cls.__name__ in ("DataError", "IntegrityError") for cls in type(exc).__mro__)

@@ -11,7 +11,6 @@ from stores.base import (
     SessionNotFound,
     check_expect,
     decode_event,
-    encode_data,
     encode_row,
     slice_bounds,
     status_after,
@@ -29,11 +28,9 @@ class MemoryStore:
         session_id = session_id or uuid.uuid4().hex
         if session_id in self._info:
             raise SessionExists(session_id)
-        created = Event("session.created", dict(meta))
-        encode_data(session_id, created)  # validate meta before creating anything
-        self._logs[session_id] = []
-        self._info[session_id] = SessionInfo(session_id, dict(meta), 0, "active", created.ts, created.ts)
-        await self.append(session_id, [created], expect=0)
+        row = encode_row(session_id, Event("session.created", dict(meta)))  # validated before anything is created
+        self._logs[session_id] = [row]
+        self._info[session_id] = SessionInfo(session_id, dict(meta), 1, "active", row[2], row[2])
         return session_id
 
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:

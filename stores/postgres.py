@@ -19,7 +19,7 @@ from stores.base import (
     Conflict, Event, SessionExists, SessionInfo, SessionNotFound, StoreError, StoreUnavailable, decode_event, slice_bounds,
     status_after,
 )
-from stores.batch import BatchWriter, Write
+from stores.batch import BatchWriter, Write, commit_apart
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -148,11 +148,12 @@ class PostgresStore(BatchWriter):
     # -- writes -----------------------------------------------------------------------------------
 
     async def _commit(self, writes: Sequence[Write]) -> list[Any]:
-        """Each round (writes on distinct sessions) commits in one statement, in one round trip."""
+        """Each round (writes on distinct sessions) commits in one statement, in one round trip. A round the database
+        refuses for what a write holds is split apart there: the rounds before it have committed."""
         outcomes: list[Any] = [None] * len(writes)
         for round_ in _rounds(writes):
             batch = [writes[i] for i in round_]
-            for i, outcome in zip(round_, await self._commit_round(batch)):
+            for i, outcome in zip(round_, await commit_apart(self._commit_round, batch)):
                 outcomes[i] = outcome
         return outcomes
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stores.base import Conflict, Event, InvalidEvent, SessionExists, SessionNotFound, SessionStore
+from stores.base import MAX_DATA_DEPTH, Conflict, Event, InvalidEvent, SessionExists, SessionNotFound, SessionStore
 
 
 def ev(i: int, kind: str = "user.message") -> Event:
@@ -91,21 +91,94 @@ async def test_unknown_session_is_named(store):
             await call
 
 
-@pytest.mark.parametrize(
-    "bad, message",
-    [
-        (Event("NoDots", {}), "dotted lowercase"),
-        (Event("tool.result", {"x": object()}), "not JSON-serialisable"),
-        (Event("tool.result", {"x": float("nan")}), "not JSON-serialisable"),
-        (Event("tool.result", ["not", "a", "dict"]), "must be a dict"),  # type: ignore[arg-type]
-        (Event("tool.result", {"output": "half a pair: \udc80"}), "not valid Unicode text: a lone surrogate"),
-    ],
-)
+def nested(levels: int, innermost: object = 1) -> dict:
+    """A dict `levels` deep (a scalar counts one), built without recursion."""
+    value = innermost
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value  # type: ignore[return-value]
+
+
+def deep_tuple(levels: int) -> tuple:
+    value: tuple = ()
+    for _ in range(levels - 1):
+        value = (value,)
+    return value
+
+
+def cyclic() -> dict:
+    loop: dict = {}
+    loop["again"] = [loop]
+    return loop
+
+
+NOT_A_TYPE = "is not a dotted lowercase name"
+NOT_A_TS = "ts .* is not a finite int or float"
+NOT_A_VERSION = "v .* is not a schema version"
+TOO_DEEP = f"nested more than {MAX_DATA_DEPTH} levels deep"
+NOT_A_STRING_KEY = "keys must be strings"
+NOT_FINITE = "which JSON cannot"
+
+BAD_EVENTS = [
+    (Event("NoDots", {}), NOT_A_TYPE),
+    (Event("tool.result\n", {}), NOT_A_TYPE),
+    (Event("tool.result ", {}), NOT_A_TYPE),
+    (Event(" tool.result", {}), NOT_A_TYPE),
+    (Event(["tool", "result"], {}), NOT_A_TYPE),  # type: ignore[arg-type]
+    (Event("tool.result", {}, ts=float("nan")), NOT_A_TS),
+    (Event("tool.result", {}, ts=float("inf")), NOT_A_TS),
+    (Event("tool.result", {}, ts=-float("inf")), NOT_A_TS),
+    (Event("tool.result", {}, ts="yesterday"), NOT_A_TS),  # type: ignore[arg-type]
+    (Event("tool.result", {}, ts="1700000000"), NOT_A_TS),  # type: ignore[arg-type]
+    (Event("tool.result", {}, ts=True), NOT_A_TS),
+    (Event("tool.result", {}, ts=None), NOT_A_TS),  # type: ignore[arg-type]
+    (Event("tool.result", {}, ts=10**400), NOT_A_TS),
+    (Event("tool.result", {}, v="1"), NOT_A_VERSION),  # type: ignore[arg-type]
+    (Event("tool.result", {}, v=1.0), NOT_A_VERSION),  # type: ignore[arg-type]
+    (Event("tool.result", {}, v=True), NOT_A_VERSION),
+    (Event("tool.result", {}, v=-1), NOT_A_VERSION),
+    (Event("tool.result", {}, v=2**31), NOT_A_VERSION),
+    (Event("tool.result", {"x": object()}), "not JSON-serialisable"),
+    (Event("tool.result", {"x": float("nan")}), NOT_FINITE),
+    (Event("tool.result", {"x": [1, {"y": (2, float("inf"))}]}), NOT_FINITE),
+    (Event("tool.result", ["not", "a", "dict"]), "must be a dict"),  # type: ignore[arg-type]
+    (Event("tool.result", {"output": "half a pair: \udc80"}), "not valid Unicode text: a lone surrogate"),
+    (Event("tool.result", {1: "one"}), NOT_A_STRING_KEY),  # type: ignore[dict-item]
+    (Event("tool.result", {"x": [{"ok": 1, None: 2}]}), NOT_A_STRING_KEY),
+    (Event("tool.result", {"x": {True: 1}}), NOT_A_STRING_KEY),
+    (Event("tool.result", {"x": {1.5: 1}}), NOT_A_STRING_KEY),
+    (Event("tool.result", {deep_tuple(10_000): 1}), NOT_A_STRING_KEY),  # quoted abridged, not with repr()
+    (Event("tool.result", nested(MAX_DATA_DEPTH + 1)), TOO_DEEP),
+    (Event("tool.result", nested(MAX_DATA_DEPTH, [1])), TOO_DEEP),
+    (Event("tool.result", nested(10_000)), TOO_DEEP),  # once RecursionError
+    (Event("tool.result", cyclic()), TOO_DEEP),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_EVENTS)
 async def test_invalid_event_rejected_and_batch_is_atomic(store, bad, message):
     sid = await store.create_session({})
     with pytest.raises(InvalidEvent, match=message):
         await store.append(sid, [ev(1), bad], expect=1)
     assert (await store.session(sid)).length == 1
+    assert [e.type for e in await store.events(sid)] == ["session.created"]  # the session still reads
+
+
+@pytest.mark.parametrize("meta", [{1: "x"}, {"x": float("nan")}, nested(MAX_DATA_DEPTH + 1)])
+async def test_invalid_meta_creates_no_session(store, meta):
+    with pytest.raises(InvalidEvent, match="session.created data"):
+        await store.create_session(meta, session_id="never")
+    with pytest.raises(SessionNotFound):
+        await store.session("never")
+    assert await store.sessions() == []
+
+
+async def test_data_at_the_depth_bound_and_whole_number_ts_round_trip(store):
+    sid = await store.create_session({})
+    deepest = nested(MAX_DATA_DEPTH, {})
+    await store.append(sid, [Event("tool.result", deepest, ts=1_700_000_000, v=0)], expect=1)
+    [got] = await store.events(sid, 1)
+    assert (got.data, got.ts, type(got.ts), got.v) == (deepest, 1_700_000_000.0, float, 0)
 
 
 async def test_unknown_type_from_newer_schema_round_trips(store):
