@@ -1,12 +1,14 @@
 """The tools over a workspace directory. Standard library only: the Docker executor runs this very code.
 
-Whatever the workspace holds (a FIFO, a file of any size, a tree of any depth, names that are not UTF-8),
-a file tool answers in bounded time and memory: it opens only regular files, never blocking, reads no more
-than it returns (edit_file: no more than MAX_EDIT_BYTES), and walks trees without recursion. See docs/bounds.md.
+Whatever the workspace holds (a FIFO, a file of any size, a tree of any depth, names that are not UTF-8, links
+a command swaps while a tool runs), a file tool answers in bounded time and memory, inside the workspace: it opens
+only regular files, never blocking, each name relative to its folder (open_beneath), reads no more than it returns
+(edit_file: no more than MAX_EDIT_BYTES), and walks trees without recursion. See docs/bounds.md.
 """
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import os
 import stat
@@ -22,6 +24,9 @@ MAX_EDIT_BYTES = 8 << 20  # edit_file holds the file in memory: larger ones are 
 _CHUNK = 1 << 16
 _OPEN_DIRS = 64  # remove_tree holds at most this many directories open; deeper ones are moved up first
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PATH_ONLY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a folder to walk through, not to read
+_NO_WAIT = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_MAX_LINKS = 40  # symlinks followed in one path, as the kernel allows
 
 
 async def run_tool(
@@ -50,25 +55,11 @@ def file_tool(root: Path, name: str, input: dict, output_limit: int) -> str:
     raise ToolError(f"unknown tool {name!r}")
 
 
-def resolve(root: Path, path: str) -> Path:
-    """`path` inside the workspace `root` (symlinks followed), or ToolError if it escapes."""
-    if "\x00" in path:
-        raise ToolError(f"path {path!r} contains a NUL byte")
-    try:
-        os.fsencode(path)
-    except UnicodeEncodeError:
-        raise ToolError(f"path {path!r} is not a valid file name (it holds a lone surrogate)") from None
-    candidate = Path(os.path.realpath(root / path))
-    if candidate != root and root not in candidate.parents:
-        raise ToolError(f"path {path!r} is outside the workspace; use a path relative to the workspace root")
-    return candidate
-
-
 def read_file(root: Path, path: str, output_limit: int, offset: int | None = None, limit: int | None = None) -> str:
     """The file, or lines [offset, offset + limit) of it (1-based), capped to `output_limit` bytes (head and
     tail): streamed, so a file of any size costs the cap. JSON numbers such as 2.0 count as integers."""
     output = CappedOutput(output_limit)
-    with open_regular(resolve(root, path), path, os.O_RDONLY) as f:
+    with open_regular(root, path, os.O_RDONLY) as f:
         if offset is None and limit is None:
             _feed_ends(f, output)
             return output.text()
@@ -121,19 +112,15 @@ def _after_newlines(chunk: bytes, begin: int, count: int) -> int:
 
 
 def write_file(root: Path, path: str, content: str) -> str:
-    target = resolve(root, path)
-    if target.is_dir():
-        raise ToolError(f"{path} is a directory")
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = content.encode("utf-8", errors="surrogateescape")
-    with open_regular(target, path, os.O_WRONLY | os.O_CREAT) as f:
+    with open_regular(root, path, os.O_WRONLY | os.O_CREAT, make_parents=True) as f:
         f.truncate(0)
         f.write(data)
     return f"wrote {len(data)} bytes to {path}"
 
 
 def edit_file(root: Path, path: str, old_string: str, new_string: str) -> str:
-    with open_regular(resolve(root, path), path, os.O_RDWR) as f:
+    with open_regular(root, path, os.O_RDWR) as f:
         # refused by its size, unread; or read, in case it grew since
         if os.fstat(f.fileno()).st_size > MAX_EDIT_BYTES or len(data := f.read(MAX_EDIT_BYTES + 1)) > MAX_EDIT_BYTES:
             raise ToolError(f"{path} is larger than edit_file's limit of {MAX_EDIT_BYTES} bytes; "
@@ -153,17 +140,19 @@ def edit_file(root: Path, path: str, old_string: str, new_string: str) -> str:
     return f"edited {path}"
 
 
-def open_regular(target: Path, path: str, flags: int) -> BinaryIO:
-    """`target` opened as a binary file if it is a regular file, else ToolError. Opening never blocks (a FIFO
-    without a writer would) and never follows a symlink swapped in since `resolve`."""
+def open_regular(root: Path, path: str, flags: int, *, make_parents: bool = False) -> BinaryIO:
+    """`path` in the workspace opened as a binary file if it is a regular file, else ToolError. Opening never
+    blocks (a FIFO without a writer would) and never leaves the workspace (open_beneath)."""
     try:
-        fd = os.open(target, flags | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        fd, _ = open_beneath(root, path, flags, make_parents=make_parents)
     except FileNotFoundError:
         raise ToolError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise ToolError(f"{path} is a directory; use list_files") from None
+    except NotADirectoryError:
+        raise ToolError(f"{path}: a folder on its path is not a directory") from None
     except OSError as exc:
-        if exc.errno in (errno.ENXIO, errno.ELOOP):  # a FIFO with no reader; a symlink
+        if exc.errno == errno.ENXIO:  # a FIFO with no reader
             raise ToolError(f"{path} is not a regular file; file tools open only regular files (use bash)") from None
         raise
     mode = os.fstat(fd).st_mode
@@ -175,13 +164,126 @@ def open_regular(target: Path, path: str, flags: int) -> BinaryIO:
     return os.fdopen(fd, {os.O_RDONLY: "rb", os.O_WRONLY: "wb"}.get(flags & os.O_ACCMODE, "r+b"))
 
 
+def open_beneath(root: Path, path: str, flags: int, *, make_parents: bool = False) -> tuple[int, list[str]]:
+    """`path` in the workspace `root` opened with `flags` (and O_NOFOLLOW, O_NONBLOCK): (its fd, the names that
+    lead to it from the root). ToolError if it leads outside; `make_parents` makes missing folders on the way.
+
+    Each name is opened relative to its folder's fd, never following a link; a symlink is followed here, by
+    walking its target, which must stay inside too. So a link swapped in at any level, at any moment, cannot
+    lead outside (resolving the path, then opening it, would follow a link swapped in between)."""
+    _check_path(path)
+    pending, where = _components(root, path, path), []
+    fd, links = os.open(root, _PATH_ONLY), 0
+    try:
+        while pending:
+            name = pending.pop()
+            if name == "..":
+                if not where:
+                    raise _outside(path)
+                where.pop()
+                fd = _replace(fd, _reopen(root, where))
+                continue
+            try:
+                if not pending:
+                    return os.open(name, flags | _NO_WAIT, 0o666, dir_fd=fd), where + [name]
+                child = _open_folder_step(name, fd, make_parents)
+            except OSError as exc:  # a symlink (ELOOP; ENOTDIR for a folder), or not a folder
+                target = _link(name, fd) if exc.errno in (errno.ELOOP, errno.ENOTDIR) else None
+                if target is None:
+                    raise
+                links += 1
+                if links > _MAX_LINKS:
+                    raise ToolError(f"path {path!r} goes through more than {_MAX_LINKS} symlinks") from None
+                pending.extend(_components(root, target, path, len(where)))
+                if target.startswith("/"):
+                    where = []
+                    fd = _replace(fd, _reopen(root, where))
+                continue
+            fd, where = _replace(fd, child), where + [name]
+        return os.open(".", flags | _NO_WAIT, dir_fd=fd), where
+    finally:
+        os.close(fd)
+
+
+def _check_path(path: str) -> None:
+    if "\x00" in path:
+        raise ToolError(f"path {path!r} contains a NUL byte")
+    try:
+        os.fsencode(path)
+    except UnicodeEncodeError:
+        raise ToolError(f"path {path!r} is not a valid file name (it holds a lone surrogate)") from None
+
+
+def _components(root: Path, path: str, asked: str, depth: int = 0) -> list[str]:
+    """The names to walk for `path` (the one `asked` for, or a symlink's target in a folder `depth` levels below
+    the root) as a stack, the first name last. One that climbs above the root by its `..`s alone, or is absolute
+    and not inside `root` (then it is walked from the root), is outside."""
+    if path.startswith("/"):
+        if path != str(root) and not path.startswith(f"{root}/"):
+            raise _outside(asked)
+        path, depth = path[len(str(root)):], 0
+    names = [name for name in path.split("/") if name not in ("", ".")]
+    for name in names:
+        depth += -1 if name == ".." else 1
+        if depth < 0:
+            raise _outside(asked)
+    return names[::-1]
+
+
+def _open_folder_step(name: str, fd: int, make: bool) -> int:
+    """Folder `name` in folder `fd` (made first if missing and `make`), opened without following a link."""
+    try:
+        return os.open(name, _PATH_ONLY, dir_fd=fd)
+    except FileNotFoundError:
+        if not make:
+            raise
+    with contextlib.suppress(FileExistsError):  # made meanwhile by someone else: fine
+        os.mkdir(name, dir_fd=fd)
+    return os.open(name, _PATH_ONLY, dir_fd=fd)
+
+
+def _reopen(root: Path, where: list[str]) -> int:
+    """The folder reached by the names `where` from `root`, opened again (after `..` or an absolute link)."""
+    fd = os.open(root, _PATH_ONLY)
+    for name in where:
+        try:
+            child = os.open(name, _PATH_ONLY, dir_fd=fd)
+        finally:
+            os.close(fd)
+        fd = child
+    return fd
+
+
+def _replace(old: int, new: int) -> int:
+    os.close(old)
+    return new
+
+
+def _link(name: str, fd: int) -> str | None:
+    """The target of symlink `name` in folder `fd`; None if it is not one (or no longer)."""
+    try:
+        return os.readlink(name, dir_fd=fd)
+    except OSError:
+        return None
+
+
+def _outside(path: str) -> ToolError:
+    return ToolError(f"path {path!r} is outside the workspace; use a path relative to the workspace root")
+
+
 def list_files(root: Path, path: str = ".", recursive: bool = True, output_limit: int = 1 << 20) -> str:
     """Entries under `path`, breadth first (a deep tree costs no recursion), at most MAX_LISTED of them,
     sorted; names that are not UTF-8 are shown with their bytes escaped (\\xff)."""
-    base = resolve(root, path)
-    if not base.is_dir():
-        raise ToolError(f"{path} is not a directory" if base.exists() else f"{path}: no such directory")
-    names, unreadable = _walk(base, len(str(root)) + 1, recursive)
+    try:
+        fd, where = open_beneath(root, path, os.O_RDONLY | os.O_DIRECTORY)
+    except FileNotFoundError:
+        raise ToolError(f"{path}: no such directory") from None
+    except NotADirectoryError:
+        raise ToolError(f"{path} is not a directory") from None
+    try:
+        names, unreadable = _walk(fd, "".join(f"{name}/" for name in where), recursive)
+    finally:
+        os.close(fd)
     if len(names) > MAX_LISTED:
         names = sorted(names)[:MAX_LISTED] + [f"[... more than {MAX_LISTED} entries; list a subdirectory ...]"]
     else:
@@ -193,24 +295,41 @@ def list_files(root: Path, path: str = ".", recursive: bool = True, output_limit
     return output.text()
 
 
-def _walk(base: Path, strip: int, recursive: bool) -> tuple[list[str], int]:
-    """(up to MAX_LISTED + 1 names relative to the root, how many folders could not be read)."""
+def _walk(base: int, prefix: str, recursive: bool) -> tuple[list[str], int]:
+    """(up to MAX_LISTED + 1 names under folder `base`, each after `prefix`; how many folders could not be read).
+    A folder is opened by its path from `base`, its last name not followed, and listed only if it is the very
+    folder its parent listed (device and inode): one a link was swapped into the path of is not."""
     names: list[str] = []
     unreadable = 0
-    folders = collections.deque([str(base)])
+    folders: collections.deque[tuple[str, tuple[int, int] | None]] = collections.deque([("", None)])
     while folders and len(names) <= MAX_LISTED:
+        folder, seen = folders.popleft()
         try:
-            with os.scandir(folders.popleft()) as entries:
+            fd = os.open(folder or ".", _DIRECTORY, dir_fd=base)
+        except OSError:
+            unreadable += 1
+            continue
+        try:
+            if seen is not None and _identity(os.fstat(fd)) != seen:
+                raise FileNotFoundError(f"{folder} was replaced while listed")
+            with os.scandir(fd) as entries:
                 for entry in entries:
+                    path = f"{folder}/{entry.name}" if folder else entry.name
                     real_dir = entry.is_dir(follow_symlinks=False)
                     if real_dir and recursive:
-                        folders.append(entry.path)
-                    names.append(_shown(entry.path[strip:]) + ("/" if real_dir or _is_dir(entry) else ""))
+                        folders.append((path, _identity(entry.stat(follow_symlinks=False))))
+                    names.append(_shown(prefix + path) + ("/" if real_dir or _is_dir(entry) else ""))
                     if len(names) > MAX_LISTED:
                         break
         except OSError:
             unreadable += 1
+        finally:
+            os.close(fd)
     return names, unreadable
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
 
 
 def _is_dir(entry: os.DirEntry) -> bool:
