@@ -1,5 +1,6 @@
-"""Host-wide claims on per-sandbox uids: a sandbox's processes are killed by uid, so no two live sandboxes on a
-host, in any process, may share one.
+"""Sandbox users: host-wide claims on per-sandbox uids, and file access as a sandbox's user (`as_user`).
+
+A sandbox's processes are killed by uid, so no two live sandboxes on a host, in any process, may share one.
 
 A claim is a symlink /run/harnesslab-uids/<uid> -> the workspace that holds the uid, made exclusively (root only:
 /run is root's). A claim whose workspace is gone and whose uid runs no process is stale (a run killed by
@@ -8,14 +9,19 @@ SIGKILL, a kept workspace deleted from outside) and is taken over, under a lock 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import fcntl
+import functools
 import os
+import platform
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from sandboxes.process import live_processes_of
 
 CLAIMS = Path("/run/harnesslab-uids")
+_SYS_SETGROUPS = {"x86_64": 116, "aarch64": 159}  # the system call: libc's setgroups() changes every thread
 
 
 def claim(uid: int, workspace: Path) -> bool:
@@ -67,3 +73,31 @@ def _locked() -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def as_user(user: tuple[int, int], function: Callable[..., Any], *args: Any) -> Any:
+    """`function(*args)` with this thread's file-system identity that of `user`, as the sandbox's commands run
+    (setpriv --clear-groups): fsuid and fsgid (setfsuid/setfsgid), and no supplementary groups, which setfsgid
+    keeps. Per thread: the setgroups system call changes the caller's alone (libc's wrapper, every thread's)."""
+    libc, groups = _libc(), os.getgroups()
+    _setgroups(libc, [])
+    old_gid, old_uid = libc.setfsgid(user[1]), libc.setfsuid(user[0])
+    try:
+        return function(*args)
+    finally:
+        libc.setfsuid(old_uid)
+        libc.setfsgid(old_gid)
+        _setgroups(libc, groups)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _setgroups(libc: Any, groups: list[int]) -> None:
+    number = _SYS_SETGROUPS.get(platform.machine())
+    if number is None:
+        raise OSError(errno.ENOSYS, f"no setgroups system call number known for {platform.machine()}")
+    if libc.syscall(number, len(groups), (ctypes.c_uint * len(groups))(*groups)) != 0:
+        raise OSError(ctypes.get_errno(), f"setgroups: {os.strerror(ctypes.get_errno())}")
