@@ -5,7 +5,8 @@ Retries are ours, not the SDK's (its max_retries is 0), so that every one is bou
 that break the protocol (data that is not JSON, events out of order, tool input that is not JSON, an
 empty message). A cut or broken stream's partial content is discarded, never returned as a response.
 Each attempt has a deadline (`timeout_s`, as well as per read), the call as a whole another (`deadline_s`),
-and a response holds at most MAX_RESPONSE_CHARS: whatever a server sends, a call ends (docs/bounds.md).
+a response holds at most MAX_RESPONSE_CHARS, and one event at most MAX_EVENT_BYTES (an endless line is
+stopped by its size): whatever a server sends, a call ends, in bounded memory (docs/bounds.md).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import math
 import os
 import random
 import time
+import weakref
 from typing import Any
 
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
@@ -28,6 +30,12 @@ RETRYABLE_ERRORS = frozenset({"rate_limit_error", "overloaded_error", "api_error
 
 
 MAX_RESPONSE_CHARS = 4_000_000  # text and tool input of one response together
+# One server-sent event (or a body that is not a stream), which the SDK's decoder holds until it ends, adding each
+# line to what it holds (a copy each time: its cost grows with lines times bytes). The API's events are a few
+# hundred bytes in two lines; a whole reply of 128k output tokens, JSON-escaped, in one delta would still fit.
+MAX_EVENT_BYTES = 1 << 20
+MAX_EVENT_LINES = 32
+_EVENT_ENDS = (b"\n\n", b"\r\r", b"\r\n\r\n")  # a blank line, as the SDK's SSE decoder finds them
 MAX_TOOL_INPUT_DEPTH = MAX_INPUT_DEPTH  # deeper tool input could not be logged or validated
 
 
@@ -126,8 +134,9 @@ class AnthropicModel:
         import anthropic
 
         key, base_url = await self._endpoint()
-        http = {"http_client": anthropic.DefaultAioHttpClient(timeout=self.timeout_s)} if self.http == "aiohttp" else {}
-        return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s, **http)
+        transport = anthropic.DefaultAioHttpClient if self.http == "aiohttp" else anthropic.DefaultAsyncHttpxClient
+        http = transport(timeout=self.timeout_s, event_hooks={"response": [_bound_events]})
+        return anthropic.AsyncAnthropic(api_key=key, base_url=base_url, max_retries=0, timeout=self.timeout_s, http_client=http)
 
     async def _endpoint(self) -> tuple[str, str | None]:
         """The API key and base URL the client uses."""
@@ -172,6 +181,46 @@ class AnthropicModel:
             model=builder.model or self.model, request_id=headers.get("request-id"), retries=retries,
             server_ttft_ms=_number(headers.get("x-emulator-ttft-ms")),
         )
+
+
+async def _bound_events(response: Any) -> None:
+    """Make `response`'s body raise ProtocolError once one event (what lies between two blank lines) grows past
+    MAX_EVENT_BYTES or MAX_EVENT_LINES, before the SDK sees it: one endless line, or lines without a blank one,
+    would otherwise hold memory and the event loop until the attempt's deadline."""
+    chunks, owner = type(response).aiter_bytes, weakref.ref(response)  # no cycle: the response holds `bounded`
+
+    async def bounded(*args: Any, **kwargs: Any) -> Any:
+        event = _OpenEvent()
+        async for chunk in chunks(owner(), *args, **kwargs):
+            event.feed(chunk)
+            yield chunk
+
+    response.aiter_bytes = bounded  # what the SDK reads, after the transport has decoded the body
+
+
+class _OpenEvent:
+    """The bytes and lines of the event a stream has open: those since its last blank line."""
+
+    def __init__(self) -> None:
+        self.bytes = self.lines = 0
+        self.tail = b""  # the last bytes seen, for a blank line split across two chunks
+
+    def feed(self, chunk: bytes) -> None:
+        seen = self.tail + chunk
+        end = max(seen.rfind(mark) + len(mark) if mark in seen else 0 for mark in _EVENT_ENDS)
+        if end:
+            self.bytes, self.lines = len(seen) - end, _line_breaks(seen[end:])
+        else:
+            self.bytes, self.lines = self.bytes + len(chunk), self.lines + _line_breaks(chunk)
+        self.tail = seen[-3:]
+        if self.bytes > MAX_EVENT_BYTES:
+            _violation(f"an event of more than {MAX_EVENT_BYTES} bytes (no blank line ends it)")
+        if self.lines > MAX_EVENT_LINES:
+            _violation(f"an event of more than {MAX_EVENT_LINES} lines (no blank line ends it)")
+
+
+def _line_breaks(data: bytes) -> int:
+    return data.count(b"\n") + data.count(b"\r")  # \r\n counts twice: the API's events have two lines
 
 
 class _MessageBuilder:
@@ -258,6 +307,10 @@ class _MessageBuilder:
             _violation(f"message_stop while block(s) {sorted(self.open)} never stopped")
         if not self.blocks:
             _violation("an empty message (no content block before message_stop)")
+        try:  # JSON may escape a lone surrogate (\udc80), which is not text: no log could hold it
+            json.dumps(self.content, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            _violation(f"the message holds a lone surrogate ({exc.object[exc.start:exc.end]!a}), which is not text")
 
     @property
     def content(self) -> list[dict[str, Any]]:

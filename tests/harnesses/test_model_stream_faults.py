@@ -14,12 +14,13 @@ from aiohttp import web
 from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
-from harnesses.models.anthropic import AnthropicModel
+from harnesses.models.anthropic import MAX_EVENT_BYTES, MAX_EVENT_LINES, AnthropicModel
 from sandboxes.child import serve_app
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
 from tests.conftest import ARITHMETIC
 from tests.harnesses.test_decoupled import SMOKE, start_session
+from tests.sandboxes.test_hostile import reset_peak_rss, rss_mb
 
 KEY_ENV = "HARNESSLAB_FAKE_SERVER_KEY"
 HANG_GUARD_S = 60  # turns a hang into a failure; no call comes near it
@@ -140,6 +141,9 @@ async def ask(model):
     (tool_stream('["a"]'), "tool_use block 0's input is a JSON list, not an object"),
     (tool_stream('{"a": ' + "[" * 100 + "]" * 100 + "}"), "tool_use block 0.s input is nested more than 32 levels deep"),
     (tool_stream('{"a": ' + "[" * 100_000 + "]" * 100_000 + "}"), "tool_use block 0's input is not valid JSON"),
+    (tool_stream('{"path": "caf\\udce9"}'), r"the message holds a lone surrogate \('\\udce9'\), which is not text"),
+    (sse(START, block_start(0, {"type": "text", "text": ""}), delta(0, text="\udc80"), block_stop(0), *END),
+     r"the message holds a lone surrogate \('\\udc80'\)"),
 ])
 async def test_a_malformed_stream_is_a_named_protocol_violation_retried_as_a_server_error(serve, body, violation):
     model, server = await serve(stream(body))
@@ -198,3 +202,33 @@ async def test_a_session_on_a_malformed_server_fails_with_the_reason_and_keeps_i
     events = await store.events(sid)
     assert [e.data for e in events if e.type == "user.message"] == [{"text": task.prompt}]
     assert events[-1].type == "session.failed" and events[-1].data["reason"] == outcome.reason
+
+
+
+def endless(first: bytes, piece: bytes):
+    """A stream that sends message_start and `first`, then `piece` forever: never a blank line to end an event."""
+    async def answer(request):
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(sse(START).encode() + first)
+        try:
+            while True:
+                await response.write(piece * ((1 << 16) // len(piece)))
+        except (ConnectionResetError, RuntimeError):  # the client gave up on the attempt, as it must
+            return response
+    return answer
+
+
+@pytest.mark.parametrize("http", ["httpx", "aiohttp"])
+@pytest.mark.parametrize("first, piece, bound", [
+    (b"data: ", b"x", f"{MAX_EVENT_BYTES} bytes"),
+    (b"", b"data: x\n", f"{MAX_EVENT_LINES} lines"),  # each line a copy of all before it, in the SDK's decoder
+], ids=["one endless line", "no blank line"])
+async def test_an_endless_event_is_stopped_by_its_size_in_bounded_memory(serve, http, first, piece, bound):
+    model, server = await serve(endless(first, piece), http=http, timeout_s=20)  # time would stop it later
+    before = reset_peak_rss()
+    with pytest.raises(ModelError, match=f"protocol violation: an event of more than {bound}"):
+        await ask(model)
+    grew = rss_mb() - before
+    print(f"\n[{http}] peak RSS growth over 3 endless events: {grew:.1f} MB")
+    assert server.requests == 3 and grew < 32  # the server, in this process, included
