@@ -7,7 +7,9 @@ from typing import Any, Iterable
 import pandas as pd
 
 from experiments.load import LOAD_TABLE
-from stores.archive import EVENTS_TABLE, attach_read_only, write_table
+from stores.archive import (
+    EVENTS_TABLE, OFFLINE, UnreadableFile, attach_read_only, duckdb_error, held, tables_of, write_tables,
+)
 from stores.base import Event
 
 SCHEMA = {
@@ -102,26 +104,35 @@ def session_totals(calls: list[dict[str, Any]], tools: list[dict[str, Any]]) -> 
     }
 
 
-def write_results(path: Path, run_id: str, tables: dict[str, list[dict[str, Any]]]) -> None:
-    """Create results.duckdb at `path` with every table of SCHEMA, `run_id` on every row."""
-    for table, columns in SCHEMA.items():
-        write_table(path, table, columns, [{**row, "run_id": run_id} for row in tables.get(table, [])])
+def write_results(path: Path, run_id: str, tables: dict[str, Iterable[dict[str, Any]]]) -> None:
+    """Create results.duckdb at `path` with every table of SCHEMA, `run_id` on every row. Nothing is at `path` until
+    the file is complete (stores.archive.write_tables)."""
+    write_tables(path, {
+        table: (columns, ({**row, "run_id": run_id} for row in tables.get(table, []))) for table, columns in SCHEMA.items()
+    })
 
 
 def read_table(paths: Iterable[Path | str], table: str, missing_ok: bool = False) -> pd.DataFrame:
-    """One table from one or many results files, as a pandas DataFrame.
+    """One table from one or many results files, as a pandas DataFrame. A file that is not a complete results file
+    is an UnreadableFile naming it.
 
     `missing_ok`: files without the table (a run without faults has no `faults`) add no rows."""
     import duckdb
 
-    files = [str(p) for p in paths]
+    files = [Path(p) for p in paths]
     if not files:
         raise FileNotFoundError("no results.duckdb files given")
-    with duckdb.connect() as con:
-        names = attach_read_only(con, files)
-        if missing_ok:
-            names = [n for n in names if con.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? AND table_name = ?", [n, table]).fetchone()[0]]
-            if not names:
-                return pd.DataFrame()
-        return pd.concat([con.execute(f"SELECT * FROM {name}.{table}").df() for name in names], ignore_index=True)
+    frames = []
+    with duckdb.connect(config=OFFLINE) as con:
+        for name, path in zip(attach_read_only(con, files), files):
+            tables = tables_of(con, path, name)
+            # events is the table a run writes last: a file without it is not one (or is what a killed run left)
+            missing = [t for t in dict.fromkeys(["events", table]) if t not in tables and not (missing_ok and t == table)]
+            if missing:
+                raise UnreadableFile(f"{path} is not a complete results file: it has no {' or '.join(missing)} table "
+                                     f"({held(tables)})")
+            try:
+                frames += [con.execute(f"SELECT * FROM {name}.{table}").df()] if table in tables else []
+            except duckdb.Error as exc:
+                raise duckdb_error(path, exc) from None
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stores.archive import ArchiveStore
+from stores.archive import ArchiveStore, file_kind, is_results_file
 from stores.base import StoreError, StoreUnavailable
 
 SOURCES_HELP = (
@@ -57,17 +57,21 @@ def read_source(spec: str | None, schema: str = "harnesslab") -> Source:
         return Source(ArchiveStore(found), f"{len(found)} results.duckdb under {path}")
     if not path.is_file():
         raise SourceError(f"{spec}: no such file or folder; expected {SOURCES_HELP}")
-    if path.suffix in (".sqlite", ".sqlite3", ".db"):
+    return _file_source(path)
+
+
+def _file_source(path: Path) -> Source:
+    """The store or results file at `path`, told apart by what it holds (not its name) and opened read-only:
+    reading creates and changes nothing."""
+    if file_kind(path) == "sqlite":
         from stores.sqlite import SqliteStore
 
-        return Source(SqliteStore(path), f"SQLite store {path}")
-    if path.suffix == ".duckdb":
-        if _is_results_file(path):
-            return Source(ArchiveStore(path), str(path))
-        from stores.duckdb import DuckdbStore
+        return Source(SqliteStore(path, read_only=True), f"SQLite store {path}")
+    if is_results_file(path):
+        return Source(ArchiveStore(path), str(path))
+    from stores.duckdb import DuckdbStore
 
-        return Source(DuckdbStore(path), f"DuckDB store {path}")
-    raise SourceError(f"{spec}: cannot tell what this is from its name; expected {SOURCES_HELP}")
+    return Source(DuckdbStore(path, read_only=True), f"DuckDB store {path}")
 
 
 def newest_results(root: Path) -> Path:
@@ -128,14 +132,3 @@ def session_schemas(dsn: str) -> dict[str, int]:
             return {name: con.execute(count.format(sql.Identifier(name))).fetchone()[0] for name in schemas}
     except psycopg.OperationalError as exc:
         raise StoreUnavailable(f"cannot connect to PostgreSQL at {redact_dsn(dsn)}: {exc}") from None
-
-
-def _is_results_file(path: Path) -> bool:
-    """An archive's `events` table carries the run each session came from; a DuckDB store's does not."""
-    import duckdb
-
-    with duckdb.connect(str(path), read_only=True) as con:
-        columns = con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'events'"
-        ).fetchall()
-    return ("run_id",) in columns

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from stores.archive import connect_read_only, duckdb_error, tables_of
 from stores.base import StoreError
 from stores.embedded import EmbeddedSqlStore
 
@@ -24,6 +25,7 @@ _SCHEMA = [
 
 class DuckdbStore(EmbeddedSqlStore):
     BEGIN = "BEGIN TRANSACTION"
+    KIND = "duckdb"
 
     def _connect(self) -> Any:
         import duckdb
@@ -40,6 +42,19 @@ class DuckdbStore(EmbeddedSqlStore):
         for statement in _SCHEMA:
             con.execute(statement)
         return con
+
+    def _connect_read_only(self) -> Any:
+        return connect_read_only(self.path)
+
+    def _tables(self, con: Any) -> dict[str, set[str]]:
+        return tables_of(con, self.path)
+
+    def _unreadable(self, exc: Exception) -> StoreError | None:
+        import duckdb
+
+        if isinstance(exc, duckdb.Error):
+            return duckdb_error(self.path, exc)
+        return super()._unreadable(exc)
 
     # Whole columns bound as lists and expanded with unnest: DuckDB binds one list far faster than
     # hundreds of scalars, and one UPDATE for the batch avoids a costly per-row UPDATE (30 ms -> 3 ms

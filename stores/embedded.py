@@ -2,6 +2,10 @@
 
 A dialect supplies `_connect` (open the file, create the schema), its `BEGIN` statement, and the three
 bulk statements of a group commit, each in the form its engine runs fastest.
+
+Opened `read_only` (what `harnesslab sessions` does), a store changes nothing in its file, not even the journal
+mode, creates no store where there was none, and reads only a file of its kind holding its tables; a file it
+cannot read is an UnreadableFile naming it and what is wrong (empty, damaged, not ours).
 """
 from __future__ import annotations
 
@@ -11,31 +15,41 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from stores.base import Event, SessionInfo, SessionNotFound, decode_event, slice_bounds
+from stores.archive import ReadOnlyStore, damaged, not_ours, require_kind
+from stores.base import CorruptEvent, Event, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds
 from stores.batch import BatchWriter, Write, plan_batch
 
 T = TypeVar("T")
 
+# every column of the tables a store file holds (see the dialects' schemas)
+STORE_COLUMNS = {
+    "sessions": {"key", "id", "meta", "created"},
+    "heads": {"key", "length", "status", "updated"},
+    "events": {"session_key", "position", "type", "data", "ts", "v"},
+}
+
 
 class EmbeddedSqlStore(BatchWriter, ABC):
     BEGIN = "BEGIN"
+    KIND = ""  # what stores.archive.file_kind calls this dialect's files
 
-    def __init__(self, path: str | Path, group_commit: bool = True, max_batch: int = 1024):
+    def __init__(self, path: str | Path, group_commit: bool = True, max_batch: int = 1024, read_only: bool = False):
         super().__init__(self._commit_async, group_commit, max_batch)
         self.path = Path(path)
+        self.read_only = read_only
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=type(self).__name__)
         self._con: Any = None
 
     # -- the SessionStore protocol (create_session and append: BatchWriter) -------------------------
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
-        return await self._run(self._read_events, session_id, start, stop)
+        return await self._read(self._read_events, session_id, start, stop)
 
     async def session(self, session_id: str) -> SessionInfo:
-        return await self._run(self._read_session, session_id)
+        return await self._read(self._read_session, session_id)
 
     async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
-        return await self._run(self._read_sessions, status, limit)
+        return await self._read(self._read_sessions, status, limit)
 
     async def close(self) -> None:
         await self._drain()
@@ -47,6 +61,8 @@ class EmbeddedSqlStore(BatchWriter, ABC):
     # -- writes -----------------------------------------------------------------------------------
 
     async def _commit_async(self, writes: Sequence[Write]) -> list[Any]:
+        if self.read_only:
+            raise ReadOnlyStore(f"{self.path} was opened read-only")
         return await self._run(self._commit, writes)
 
     def _commit(self, writes: Sequence[Write]) -> list[Any]:
@@ -84,6 +100,19 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         """Open `self.path`, configure durability, create the schema if missing."""
 
     @abstractmethod
+    def _connect_read_only(self) -> Any:
+        """Open `self.path` read-only, changing nothing in it."""
+
+    @abstractmethod
+    def _tables(self, con: Any) -> dict[str, set[str]]:
+        """Table -> its columns, of every table in the file."""
+
+    def _unreadable(self, exc: Exception) -> StoreError | None:
+        """What `exc`, raised reading the file, says is wrong with it; None if it is not about the file.
+        A dialect adds its engine's errors."""
+        return damaged(self.path, exc) if isinstance(exc, CorruptEvent) else None
+
+    @abstractmethod
     def _heads(self, con: Any, ids: list[str]) -> dict[str, tuple[int, int, str]]:
         """id -> (key, length, status) for those of `ids` that exist, read inside the write transaction."""
 
@@ -100,11 +129,34 @@ class EmbeddedSqlStore(BatchWriter, ABC):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def _read(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._run(fn, *args)
+        except Exception as exc:
+            unreadable = self._unreadable(exc) if self.read_only else None
+            if unreadable is None:
+                raise
+            raise unreadable from None
+
     def _connection(self) -> Any:
-        if self._con is None:
+        if self._con is None and self.read_only:
+            self._con = self._open_read_only()
+        elif self._con is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._con = self._connect()
         return self._con
+
+    def _open_read_only(self) -> Any:
+        require_kind(self.path, self.KIND)
+        con = self._connect_read_only()
+        try:
+            tables = self._tables(con)
+            if any(not columns <= tables.get(table, set()) for table, columns in STORE_COLUMNS.items()):
+                raise not_ours(self.path, self.KIND, tables)
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def _read_events(self, session_id: str, start: int, stop: int | None) -> list[Event]:
         key, info = self._head(session_id)
@@ -123,7 +175,7 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         row = self._connection().execute(f"{_SESSIONS} WHERE s.id = ?", (session_id,)).fetchone()
         if row is None:
             raise SessionNotFound(session_id)
-        return row[0], SessionInfo.from_row(row[1:])
+        return row[0], _info(row)
 
     def _read_sessions(self, status: str | None, limit: int | None) -> list[SessionInfo]:
         sql, params = _SESSIONS, []
@@ -132,7 +184,18 @@ class EmbeddedSqlStore(BatchWriter, ABC):
         sql += " ORDER BY s.created, s.id"
         if limit is not None:
             sql, params = sql + " LIMIT ?", params + [int(limit)]
-        return [SessionInfo.from_row(row[1:]) for row in self._connection().execute(sql, params).fetchall()]
+        return [_info(row) for row in self._connection().execute(sql, params).fetchall()]
+
+
+def _info(row: tuple) -> SessionInfo:
+    """A _SESSIONS row as a SessionInfo; a damaged one is a CorruptEvent (its meta is its session.created's data)."""
+    try:
+        info = SessionInfo.from_row(row[1:])
+    except (TypeError, ValueError) as exc:
+        raise CorruptEvent(str(row[1]), 0, f"its meta is not JSON ({exc})") from None
+    if not isinstance(info.meta, dict):
+        raise CorruptEvent(info.id, 0, "its meta is not a JSON object")
+    return info
 
 
 _SESSIONS = (

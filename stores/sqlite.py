@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from urllib.parse import quote
 
+from stores.archive import UnreadableFile, damaged
+from stores.base import StoreError
 from stores.embedded import EmbeddedSqlStore
 
 _SCHEMA = """
@@ -30,6 +33,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_position ON events (session_key, positi
 
 class SqliteStore(EmbeddedSqlStore):
     BEGIN = "BEGIN IMMEDIATE"
+    KIND = "sqlite"
 
     def __init__(
         self,
@@ -38,8 +42,9 @@ class SqliteStore(EmbeddedSqlStore):
         max_batch: int = 1024,
         busy_timeout_ms: int = 10_000,
         wal_autocheckpoint: int = 4000,
+        read_only: bool = False,
     ):
-        super().__init__(path, group_commit, max_batch)
+        super().__init__(path, group_commit, max_batch, read_only)
         self.busy_timeout_ms, self.wal_autocheckpoint = busy_timeout_ms, wal_autocheckpoint
 
     def _connect(self) -> sqlite3.Connection:
@@ -51,6 +56,28 @@ class SqliteStore(EmbeddedSqlStore):
         con.execute(f"PRAGMA wal_autocheckpoint={int(self.wal_autocheckpoint)}")
         con.executescript(_SCHEMA)
         return con
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        # mode=ro: no write, no journal mode change; only a WAL database gets the -wal and -shm all its readers share
+        uri = f"file:{quote(str(self.path.absolute()))}?mode=ro"
+        con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        con.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+        return con
+
+    def _tables(self, con: sqlite3.Connection) -> dict[str, set[str]]:
+        tables: dict[str, set[str]] = {}
+        for table, column in con.execute(
+            "SELECT m.name, c.name FROM sqlite_master m JOIN pragma_table_info(m.name) c WHERE m.type = 'table'"
+        ):
+            tables.setdefault(table, set()).add(column)
+        return tables
+
+    def _unreadable(self, exc: Exception) -> StoreError | None:
+        if isinstance(exc, sqlite3.OperationalError):  # locked, cannot be opened, I/O: the file itself may be sound
+            return UnreadableFile(f"{self.path} cannot be read: {exc}")
+        if isinstance(exc, sqlite3.DatabaseError):  # corrupt, or not a database
+            return damaged(self.path, exc)
+        return super()._unreadable(exc)
 
     def _heads(self, con: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[int, int, str]]:
         found = {}
