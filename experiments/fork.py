@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from experiments.transcript import gaps, printable
 from harnesses.hands import Hands, first_hand, hand_of, live_sandbox_id
 from harnesses.log import SessionLog
 from sandboxes.base import Fetch, SandboxProvider, Setup
@@ -60,7 +61,7 @@ class ToolDivergence:
 
     def __str__(self) -> str:
         call = f"{self.tool} {json.dumps(self.input, ensure_ascii=False)[:120]}"
-        return f"position {self.position} ({call}): expected {self.expected[:BRIEF]!r}, got {self.got[:BRIEF]!r}"
+        return printable(f"position {self.position} ({call}): expected {self.expected[:BRIEF]!r}, got {self.got[:BRIEF]!r}")
 
     def row(self) -> dict[str, Any]:
         return {"position": self.position, "tool": self.tool, "input": json.dumps(self.input), "expected": self.expected, "got": self.got}
@@ -78,6 +79,10 @@ async def find_session(store: SessionStore, prefix: str) -> SessionInfo:
 async def load_origin(store: SessionStore, prefix: str) -> Origin:
     info = await find_session(store, prefix)
     events = await store.events(info.id)
+    if missing := gaps(events, info.length):
+        first, last = missing[0]
+        raise ForkError(f"session {info.id}: its log has a gap (no event at positions {first}..{last} of {info.length}): "
+                        "a fork or replay needs the whole log")
     return Origin(info, events, await _givers(store, events))
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from stores.base import Event
 from stores.postgres import PostgresStore
 from stores.sqlite import SqliteStore
 from tests.experiments.test_cli import harnesslab
@@ -187,3 +188,94 @@ def test_postgres_start_prints_a_working_dsn_and_stop_stops_it(tmp_path, postgre
     assert stopped.returncode == 0 and "stopped" in stopped.stdout
     assert not (folder / "data" / "postmaster.pid").exists()
     shutil.rmtree(folder)
+
+
+def gapped_store(path: Path) -> str:
+    """A store whose one session lost the event at position 2 (deleted behind the store's back): its id."""
+    import sqlite3
+
+    async def go() -> str:
+        store = SqliteStore(path)
+        try:
+            sid = await store.create_session({"task": "greeting", "suite": "smoke", "instance": 0})
+            await store.append(sid, [Event("user.message", {"text": "hi"}), Event("harness.woke", {"harness": "h"}),
+                                     Event("session.completed", {"reason": "end_turn"})], expect=1)
+            return sid
+        finally:
+            await store.close()
+
+    sid = asyncio.run(go())
+    with sqlite3.connect(path) as con:
+        con.execute("DELETE FROM events WHERE position = 2")
+    con.close()
+    return sid
+
+
+def test_show_says_where_a_log_has_a_gap_and_fork_refuses_it(tmp_path):
+    sid = gapped_store(tmp_path / "log.sqlite")
+    shown = harnesslab("sessions", "show", sid[:8], "log.sqlite", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert " · 4 events · " in lines[0] and lines[0].endswith(" · GAP: positions 2 missing from the log")
+    assert [line.split()[0] for line in lines[1:]] == ["#0", "#1", "#2", "#3"]
+    assert lines[3].split(None, 2)[1:] == ["MISSING", "positions 2: the log has no event there"]
+    exported = harnesslab("sessions", "export", "log.sqlite", "--to", "archive.duckdb", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    from_archive = harnesslab("sessions", "show", sid[:8], "archive.duckdb", cwd=tmp_path)
+    assert from_archive.stdout == shown.stdout  # the archive keeps the gap where it is
+    for argv in (["fork", sid[:8], "--from", "log.sqlite", "--at", "2"], ["replay", sid[:8], "--from", "archive.duckdb"]):
+        refused = harnesslab(*argv, cwd=tmp_path)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert f"session {sid}: its log has a gap (no event at positions 2..2 of 4)" in refused.stderr
+
+
+CONTROLS = {  # what a sandbox's output may hold to act on the terminal that shows it, and how it is shown instead
+    "\x1b]52;c;aGFja2Vk\x07": "\\x1b]52;c;aGFja2Vk\\x07",  # OSC 52: write the clipboard
+    "\x1b[2J\x1b[H": "\\x1b[2J\\x1b[H",  # clear the screen, cursor home
+    "\x1b]0;owned\x1b\\": "\\x1b]0;owned\\x1b\\",  # set the window title
+    "\x9b31m": "\\x9b31m",  # CSI as one C1 character
+    "ok\rFAKE": "ok\\x0dFAKE", "ab\x08\x08": "ab\\x08\\x08", "\x07": "\\x07", "\x7f": "\\x7f", "\x00": "\\x00",
+}
+
+
+def test_show_and_ls_print_control_sequences_visibly(tmp_path):
+    async def go() -> str:
+        store = SqliteStore(tmp_path / "log.sqlite")
+        try:
+            sid = await store.create_session({"task": "\x1b[31mred\x1b[0m", "suite": "smoke", "instance": 0})
+            await store.append(sid, [Event("tool.result", {"output": " ".join(CONTROLS), "duration_ms": 1.0})], expect=1)
+            return sid
+        finally:
+            await store.close()
+
+    sid = asyncio.run(go())
+    shown = harnesslab("sessions", "show", sid, "log.sqlite", "--width", "1000", cwd=tmp_path)
+    listing = harnesslab("sessions", "ls", "log.sqlite", cwd=tmp_path)
+    for done in (shown, listing):
+        assert done.returncode == 0, done.stderr
+        assert controls_in(done.stdout) == []
+        assert "\\x1b[31mred\\x1b[0m" in done.stdout
+    assert " ".join(CONTROLS.values()) in shown.stdout
+    traced = harnesslab("sessions", "traces", "log.sqlite", "--to", "/dev/stdout", cwd=tmp_path)
+    assert traced.returncode == 0 and "invoke_agent" in traced.stdout and controls_in(traced.stdout) == []
+
+
+def controls_in(text: str) -> list[str]:
+    return [c for c in text if (ord(c) < 32 and c not in "\n\t") or 0x7f <= ord(c) <= 0x9f]
+
+
+def test_printable_escapes_every_control_but_newline_and_tab():
+    from experiments.transcript import printable
+
+    for raw, shown in CONTROLS.items():
+        assert printable(raw) == shown
+    assert printable("line\n\ttabbed é ✓") == "line\n\ttabbed é ✓"
+    assert controls_in(printable("".join(map(chr, range(0x00, 0xa0))))) == []
+
+
+def test_a_divergence_quoting_tool_output_prints_its_controls_visibly():
+    from experiments.fork import ToolDivergence
+
+    raw = " ".join(CONTROLS)
+    shown = str(ToolDivergence(7, "bash", {"command": raw}, expected=raw, got="\x1b[2Jclean"))
+    assert controls_in(shown) == [] and "\\x9b31m" in shown and "\\x1b[2Jclean" in shown
