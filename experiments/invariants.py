@@ -1,8 +1,10 @@
 """Invariants every session log must keep, checked after every run, Jepsen-style.
 
 - positions are contiguous from 0, and position 0 is session.created;
+- every event has the shape its type says (`harnesses.messages.malformed`); the rules below skip one that has not;
 - every tool.result answers a tool_use of an earlier model.response;
-- a tool_use has at most one tool.call, logged before its result, and at most one tool.result;
+- a tool_use id has at most one tool.call in the session, logged before its result (its idempotency key is the
+  id), and at most one tool.result per model.response (a model that reuses an id is answered with an error);
 - in a session that has ended, every tool.call has its result;
 - every session ends: its last lifecycle event is session.completed, or session.failed with a reason.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Iterable
 
-from harnesses.messages import tool_uses
+from harnesses.messages import malformed, tool_uses
 from stores.base import TERMINAL_TYPES, Event
 
 
@@ -43,11 +45,16 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
 
     asked: set[str] = set()
     called: dict[str, int] = {}
-    answered: dict[str, int] = {}
+    answered: dict[str, int] = {}  # of the latest model.response
+    closed: set[str] = set()  # ids with a tool.result
     for event in events:
         data, position = event.data, event.position
-        if event.type == "model.response":
-            asked.update(use.get("id") for use in tool_uses(event))
+        problem = malformed(event)
+        if problem is not None:
+            violation(position, "well-formed events", problem)
+        elif event.type == "model.response":
+            asked.update(use["id"] for use in tool_uses(event))
+            answered = {}
         elif event.type == "tool.call":
             use_id = data.get("tool_use_id")
             if use_id in called:
@@ -60,6 +67,7 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
             if use_id in answered:
                 violation(position, "one tool.result per tool use", f"{use_id} was already answered at position {answered[use_id]}")
             answered.setdefault(use_id, position)
+            closed.add(use_id)
 
     lifecycle = [e for e in events if e.type in TERMINAL_TYPES or e.type == "user.message"]
     ended = bool(lifecycle) and lifecycle[-1].type in TERMINAL_TYPES
@@ -69,7 +77,7 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
         violation(lifecycle[-1].position, "failures have a reason", "session.failed without a reason")
     if ended:
         for use_id, position in called.items():
-            if use_id not in answered:
+            if use_id not in closed:
                 violation(position, "calls are answered", f"{use_id} was called but the ended session has no result for it")
     return found
 

@@ -4,6 +4,9 @@ A session belongs to the worker slot named in its last harness.woke. A worker wa
 sessions that belong to no one or to its own slot: a restarted worker (same slot, new process) so
 takes over what its predecessor was driving at once. A session untouched for `stale_s` is anyone's
 (its slot may never come back). The store's `expect` check makes the loser of any race back off.
+
+A session a wake cannot end (its log cannot be read, the wake raised, or it left the session active without
+writing anything) is logged once and left alone: one bad log never keeps a worker busy.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from experiments.acks import AckedStore
 from experiments.failpoints import Failpoints
 from experiments.faults import mixed_seed
 from experiments.load import startup_frozen
-from stores.base import Event, StoreUnavailable
+from stores.base import Event, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class Worker:
         self.ended = ended  # told of each session this worker ended (experiments.collect.Checker checks it)
         self.concurrency, self.poll_s, self.stale_s = concurrency, poll_s, stale_s
         self.running: dict[str, asyncio.Task] = {}
+        self.skipped: set[str] = set()  # sessions this worker cannot end: it no longer takes them
         self.woken = self.conflicts = self.interrupted = 0
 
     async def run(self, exit_when_idle: bool = True) -> None:
@@ -57,32 +61,49 @@ class Worker:
     async def _take_sessions(self) -> list:
         """Start driving the active sessions that are this worker's to take, among the oldest `window`
         (in-flight ones come first, so a restarted worker finds its own at once); returns those."""
-        active = await self.store.sessions(status="active", limit=self.window)
+        active = [info for info in await self.store.sessions(status="active", limit=self.window) if info.id not in self.skipped]
         for info in active:
             if len(self.running) >= self.concurrency:
                 break
             if info.id not in self.running and await self._mine(info):
-                self.running[info.id] = asyncio.create_task(self._drive(info.id))
+                self.running[info.id] = asyncio.create_task(self._drive(info))
         return active
 
     async def _mine(self, info: Any) -> bool:
-        """Unowned, this slot's, or left untouched for `stale_s` (its slot may be gone for good)."""
+        """Left untouched for `stale_s` (its slot may be gone for good); or unowned or this slot's, and holding a user
+        message (one created a moment ago may be about to get its first)."""
         if time.time() - info.updated > self.stale_s:
             return True
-        return owner(await self.store.events(info.id)) in (None, self.slot)
+        try:
+            events = await self.store.events(info.id)
+        except StoreError as exc:
+            if isinstance(exc, StoreUnavailable):
+                raise
+            self._skip(info.id, f"its log cannot be read: {exc}")
+            return False
+        return owner(events) in (None, self.slot) and any(e.type == "user.message" for e in events)
 
-    async def _drive(self, session_id: str) -> None:
+    async def _drive(self, info: Any) -> None:
         try:
             self.woken += 1
-            outcome = await self.harness.wake(session_id)
+            outcome = await self.harness.wake(info.id)
             self.conflicts += outcome.status == "conflict"
             if self.ended is not None and outcome.status in ("completed", "failed"):
-                await self.ended(session_id)
+                await self.ended(info.id)
+            elif outcome.status not in ("completed", "failed") and (await self.store.session(info.id)).length == info.length:
+                self._skip(info.id, f"a wake left it {outcome.status} without writing anything ({outcome.reason})")
         except StoreUnavailable as exc:  # the session stays active and this slot's: the next poll wakes it again
             self.interrupted += 1
-            log.warning("worker %s: session %s interrupted: %s", self.slot, session_id, exc)
+            log.warning("worker %s: session %s interrupted: %s", self.slot, info.id, exc)
+        except Exception:
+            log.exception("worker %s: cannot end session %s, skipping it: driving it raised", self.slot, info.id)
+            self.skipped.add(info.id)
         finally:
-            del self.running[session_id]
+            del self.running[info.id]
+
+    def _skip(self, session_id: str, why: str) -> None:
+        log.error("worker %s: cannot end session %s, skipping it: %s", self.slot, session_id, why)
+        self.skipped.add(session_id)
 
 
 async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = None, failpoints: Failpoints | None = None,

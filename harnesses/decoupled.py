@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 from harnesses.base import ContextStrategy, Model, ModelError, ModelRequest, Outcome
 from harnesses.hands import DEFAULT_HAND, FirstResult, Hands
 from harnesses.log import SessionLog
-from harnesses.messages import stable_prefix
-from harnesses.steps import CallModel, Ended, Finish, RunTools, next_step
+from harnesses.messages import content_problem, stable_prefix
+from harnesses.steps import CallModel, Ended, Finish, RunTools, ended, log_problem, next_step, open_calls
 from sandboxes.base import SandboxError, SandboxProvider, ToolResult
 from sandboxes.tools import TOOLS
 from stores.base import Conflict, Event, SessionStore, StoreUnavailable
@@ -73,9 +73,12 @@ class DecoupledHarness:
         started = time.time()
         session = await SessionLog.open(self.store, session_id)
         hands = self._hands(session)
-        step = next_step(session.events, self.max_turns)
-        if isinstance(step, Ended):
-            return _outcome(session, hands, step)
+        done = ended(session.events)
+        if done is not None:
+            return _outcome(session, hands, done)
+        problem = log_problem(session.events)  # a log read from a store may hold anything
+        if problem is not None:
+            return await self._fail(session, hands, f"malformed log: {problem}")
         woke = Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
                                       **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
         session.write(woke)  # the claim commits while the first request goes out; a lost claim cancels that request
@@ -135,6 +138,9 @@ class DecoupledHarness:
         request = ModelRequest(session.meta.get("system", ""), messages, self._offered(session.meta), self.max_tokens)
         requested = time.time()
         response = await session.meanwhile(self.model.respond(request))  # the log commits what made it due meanwhile
+        problem = content_problem(response.content)
+        if problem is not None:  # never logged: the next wake could not read it
+            raise ModelError(f"the model's response is malformed: {problem}")
         data: dict[str, Any] = {
             "content": response.content,
             "stop_reason": response.stop_reason,
@@ -201,6 +207,8 @@ class DecoupledHarness:
 
     async def _run_tool(self, session: SessionLog, hands: Hands, step: RunTools, call: dict, offered: set[str]) -> ToolResult:
         tool_use_id, name, input = call.get("id"), call.get("name"), call.get("input")
+        if tool_use_id in step.refused:
+            return ToolResult(step.refused[tool_use_id], is_error=True)
         if name not in offered:
             return ToolResult(f"tool {name!r} is not offered in this session; offered: {', '.join(sorted(offered))}", True)
         own = name in self._context_tools  # the session reading itself: answered from the log, not by the hands
@@ -254,12 +262,10 @@ class DecoupledHarness:
     async def _fail(self, session: SessionLog, hands: Hands, reason: str) -> Outcome:
         """End the session, first answering every logged tool call still open: the log says how each ended."""
         session = await session.durable_copy()  # without observers: whatever mirrored the log may be what failed
-        answered = {e.data.get("tool_use_id") for e in session.events if e.type == "tool.result"}
-        open_calls = [e.data for e in session.events if e.type == "tool.call" and e.data.get("tool_use_id") not in answered]
         closing = [
-            Event("tool.result", {"tool_use_id": call.get("tool_use_id"), "name": call.get("name"), "is_error": True,
+            Event("tool.result", {"tool_use_id": call["tool_use_id"], "name": call.get("name"), "is_error": True,
                                   "output": f"not completed: the session failed ({reason})", "duration_ms": 0.0})
-            for call in open_calls
+            for call in open_calls(session.events)
         ]
         try:
             await session.append(*closing, Event("session.failed", {"reason": reason}))

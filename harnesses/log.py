@@ -40,10 +40,11 @@ class SessionLog:
 
     def write(self, *events: Event) -> asyncio.Future:
         """Append without waiting: the events join the local copy now; the future resolves once they are durable."""
-        start = len(self.events)
+        # after the last position, not the count: a log the store returned with a gap can still be ended
+        start = self.events[-1].position + 1 if self.events else 0
         appended = [event.at(start + i) for i, event in enumerate(events)]
         self.events.extend(appended)
-        self._last = asyncio.ensure_future(self._commit(self._last, start, appended))
+        self._last = asyncio.ensure_future(self._commit(self._last, start, appended, len(self.events)))
         return self._last
 
     async def meanwhile(self, work: Coroutine[Any, Any, T]) -> T:
@@ -82,7 +83,8 @@ class SessionLog:
         await self.settled()
         return SessionLog(self.store, self.session_id, self.events[: self.durable])
 
-    async def _commit(self, before: asyncio.Future | None, start: int, appended: list[Event]) -> None:
+    async def _commit(self, before: asyncio.Future | None, start: int, appended: list[Event], held: int) -> None:
+        """Append `appended` at position `start`; once durable, the first `held` events of the local copy are."""
         if before is not None:
             if not before.done():
                 await asyncio.wait({before})
@@ -92,7 +94,7 @@ class SessionLog:
             if self.failure is not None:
                 raise self.failure
             await self.store.append(self.session_id, appended, expect=start)
-            self.durable = start + len(appended)
+            self.durable = held
             for observer in self.observers:
                 await observer(appended)
         except BaseException as exc:

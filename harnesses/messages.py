@@ -6,6 +6,52 @@ from typing import Any, Iterable
 from stores.base import Event
 
 
+def malformed(event: Event) -> str | None:
+    """Why the harness cannot read `event` as its type says (the shapes this module and the loop rely on), or None."""
+    data = event.data
+    if event.type == "model.response":
+        return content_problem(data.get("content"))
+    if event.type in ("tool.call", "tool.result"):
+        return _id_problem(f"{event.type} tool_use_id", data.get("tool_use_id"))
+    if event.type == "user.message" and not isinstance(data.get("text", ""), str):
+        return f"user.message text must be a string, got {_kind(data['text'])}"
+    return None
+
+
+def content_problem(content: Any) -> str | None:
+    """Why `content` is not a list of content blocks the harness can read, or None."""
+    if not isinstance(content, list):
+        return f"model.response content must be a list of content blocks, got {_kind(content)}"
+    for i, block in enumerate(content):
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            return f"content block {i} must be an object with a string type, got {_kind(block)}"
+        if block["type"] == "text" and not isinstance(block.get("text"), str):
+            return f"content block {i} (text) must have a string text, got {_kind(block.get('text'))}"
+        if block["type"] == "tool_use":
+            problem = _id_problem(f"content block {i} (tool_use) id", block.get("id"))
+            if problem is None and not isinstance(block.get("name"), str):
+                problem = f"content block {i} (tool_use) name must be a string, got {_kind(block.get('name'))}"
+            if problem is not None:
+                return problem
+    return None
+
+
+def _id_problem(what: str, value: Any) -> str | None:
+    if isinstance(value, str) and value:
+        return None
+    return f"{what} is missing" if value is None else f"{what} must be a non-empty string, got {_kind(value)}"
+
+
+def _kind(value: Any) -> str:
+    """How a bad value is named: scalars quoted (cut short), containers by type alone (their repr could be huge)."""
+    if value is None:
+        return "null"
+    if isinstance(value, (str, int, float)):
+        text = repr(value)
+        return f"{type(value).__name__} {text if len(text) <= 60 else text[:60] + '...'}"
+    return type(value).__name__
+
+
 def tool_uses(response: Event) -> list[dict[str, Any]]:
     return [b for b in response.data.get("content", []) if isinstance(b, dict) and b.get("type") == "tool_use"]
 
@@ -36,14 +82,37 @@ def events_to_messages(events: Iterable[Event]) -> list[dict[str, Any]]:
     conversation and are skipped.
     """
     messages: list[dict[str, Any]] = []
+    shown: set[str] = set()  # the tool_use ids of the messages so far
+    renamed: dict[str, str] = {}  # the latest response's ids shown under another name, and that name
     for event in events:
         if event.type == "model.response":
-            messages.append({"role": "assistant", "content": list(event.data.get("content", []))})
+            content, renamed = _unique_uses(event, shown)
+            messages.append({"role": "assistant", "content": content})
         elif event.type == "user.message":
             _add_user_block(messages, {"type": "text", "text": event.data.get("text", "")})
         elif event.type == "tool.result":
-            _add_user_block(messages, tool_result_block(event))
+            block = tool_result_block(event)
+            _add_user_block(messages, {**block, "tool_use_id": renamed.get(block["tool_use_id"], block["tool_use_id"])})
     return messages
+
+
+def _unique_uses(response: Event, shown: set[str]) -> tuple[list[dict[str, Any]], dict[str, str]]:
+    """The response's content with every tool_use id once in the request, as the API requires (a model may repeat
+    one; the harness refused those calls): a later block with an id of the same response is left out (one result
+    answers them all), and an id an earlier response used is shown, with its result, as `<id>-<position>`."""
+    content, renamed, here = [], {}, set()
+    for block in response.data.get("content", []):
+        if isinstance(block, dict) and block.get("type") == "tool_use":
+            use_id = block.get("id")
+            if use_id in here:
+                continue
+            here.add(use_id)
+            if use_id in shown:
+                renamed[use_id] = f"{use_id}-{response.position}"
+                block = {**block, "id": renamed[use_id]}
+        content.append(block)
+    shown.update(here, renamed.values())
+    return content, renamed
 
 
 def with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

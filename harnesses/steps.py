@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from harnesses.messages import response_text, tool_uses
+from harnesses.messages import malformed, response_text, tool_uses
 from stores.base import TERMINAL_TYPES, Event
 
 
@@ -16,8 +16,9 @@ class CallModel:
 
 @dataclass(frozen=True, slots=True)
 class RunTools:
-    calls: list[dict[str, Any]]  # tool_use blocks that have no tool.result yet
+    calls: list[dict[str, Any]]  # tool_use blocks that have no tool.result yet, one per id
     logged: set[str] = field(default_factory=set)  # ids whose tool.call is already in the log
+    refused: dict[str, str] = field(default_factory=dict)  # id -> why its call must not run (the id is not unique)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,38 +41,98 @@ Step = CallModel | RunTools | Finish | Ended
 
 
 def next_step(events: Sequence[Event], max_turns: int) -> Step:
-    terminal: Event | None = None
+    """The next step of a log that `log_problem` finds nothing wrong with."""
+    done = ended(events)
+    if done is not None:
+        return done
     user: Event | None = None
     response: Event | None = None
     results: set[str] = set()
     logged: set[str] = set()
+    used: set[str] = set()  # the tool_use ids of every response before the latest
     calls_this_turn = 0
     for event in events:
         kind = event.type
         if kind == "user.message":
-            terminal, user, calls_this_turn = None, event, 0
+            user, calls_this_turn = event, 0
         elif kind == "model.response":
+            if response is not None:
+                used.update(use["id"] for use in tool_uses(response))
             response, results, logged = event, set(), set()
             calls_this_turn += 1
         elif kind == "tool.call":
             logged.add(event.data.get("tool_use_id"))
         elif kind == "tool.result":
             results.add(event.data.get("tool_use_id"))
-        elif kind in TERMINAL_TYPES:
-            terminal = event
 
-    if terminal is not None:
-        status = terminal.type.removeprefix("session.")
-        return Ended(status, terminal.data.get("reason", ""), terminal.data.get("final_text", ""))
     if user is None:
         return Ended("awaiting_input", "the session has no user message yet")
     uses = tool_uses(response) if response is not None else []
-    pending = [use for use in uses if use.get("id") not in results]
+    pending = [use for use in uses if use["id"] not in results]
     if pending:
-        return RunTools(pending, logged & {use.get("id") for use in pending})
+        return _run_tools(pending, logged, used)
     answered = response is not None and response.position > user.position
     if answered and not uses:
         return Finish("completed", response.data.get("stop_reason", "end_turn"), response_text(response))
     if calls_this_turn >= max_turns:
         return Finish("failed", f"max_turns: {max_turns} model calls without ending the turn", response_text(response))
     return CallModel(user.ts, first_of_turn=calls_this_turn == 0)
+
+
+def _run_tools(pending: list[dict[str, Any]], logged: set[str], used: set[str]) -> RunTools:
+    """One call per id; an id that is not unique (in the response, or in the session) is refused, not run: one
+    result answers it, and running a call under another's id would reuse that call's idempotency key."""
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for use in pending:
+        by_id.setdefault(use["id"], []).append(use)
+    refused = {}
+    for use_id, same in by_id.items():
+        if use_id in used:
+            refused[use_id] = (f"tool_use id {use_id!r} was already used by an earlier tool call in this session, so this "
+                               "call did not run: tool_use ids must be unique within a session; call it again with a new id")
+        elif len(same) > 1:
+            names = ", ".join(str(use.get("name")) for use in same)
+            refused[use_id] = (f"tool_use id {use_id!r} is used by {len(same)} tool calls of this response ({names}), so "
+                               "none of them ran: tool_use ids must be unique; call them again, each with an id of its own")
+    return RunTools([same[0] for same in by_id.values()], logged & by_id.keys(), refused)
+
+
+def ended(events: Sequence[Event]) -> Ended | None:
+    """The terminal event after the last user message, as a step; None while the session is active. Reads types and
+    the terminal event alone, so it holds on a log `log_problem` finds fault with."""
+    for event in reversed(events):
+        if event.type == "user.message":
+            return None
+        if event.type in TERMINAL_TYPES:
+            data = event.data
+            return Ended(event.type.removeprefix("session."), str(data.get("reason", "")), str(data.get("final_text", "")))
+    return None
+
+
+def log_problem(events: Sequence[Event]) -> str | None:
+    """Why a harness cannot carry on from this log, naming the first bad position; None if it can.
+
+    A log read from a store may hold anything: a position gap, an event whose data does not have its type's shape
+    (see `harnesses.messages.malformed`), or no user message (its creator stopped between creating it and the first
+    append)."""
+    if not events:
+        return "position 0: the store returned no events, not even session.created"
+    for index, event in enumerate(events):
+        if event.position != index:
+            return f"position {index}: the store returned position {event.position} here (a gap in the log)"
+        if index == 0 and event.type != "session.created":
+            return f"position 0: the log starts with {event.type}, not session.created"
+        problem = malformed(event)
+        if problem is not None:
+            return f"position {index}: {problem}"
+    if not any(event.type == "user.message" for event in events):
+        return (f"position {len(events) - 1}: the log ends here without a user.message "
+                "(whatever created the session stopped before appending one)")
+    return None
+
+
+def open_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The data of each tool.call that has no tool.result (calls without a readable id aside: nothing can answer them)."""
+    calls = [e.data for e in events if e.type == "tool.call" and not malformed(e)]
+    answered = {e.data["tool_use_id"] for e in events if e.type == "tool.result" and not malformed(e)}
+    return [call for call in calls if call["tool_use_id"] not in answered]

@@ -83,3 +83,72 @@ async def test_acknowledged_events_missing_from_a_store_are_named(tmp_path):
     await other.append("s1", [Event("user.message", {"text": "hi"}), Event("user.message", {"text": "changed"})], expect=1)
     checked, lost = await lost_events(other, tmp_path / "acks.jsonl")
     assert checked == 2 and [(e.position, e.detail) for e in lost] == [(2, "acknowledged, but the store holds a different event there")]
+
+
+def damage(path, sid: str, sql: str) -> None:
+    """Change session `sid`'s rows in the SQLite file at `path` behind the store's back (`sql` uses ?1 for its key)."""
+    import sqlite3
+
+    with sqlite3.connect(path) as db:
+        [(key,)] = db.execute("SELECT key FROM sessions WHERE id = ?", (sid,)).fetchall()
+        db.execute(sql, (key,))
+
+
+def skips_logged(caplog, sid: str) -> int:
+    return sum(1 for r in caplog.records if r.name == "experiments.worker" and r.levelname == "ERROR" and sid in r.getMessage())
+
+
+async def test_a_worker_ends_or_skips_each_bad_session_once_and_finishes_the_good_ones(tmp_path, caplog):
+    from stores.sqlite import SqliteStore
+
+    path, hands = tmp_path / "lab.sqlite", LocalSandboxProvider(root=str(tmp_path / "hands"))
+    store = SqliteStore(path)
+    [(suite, instance, task)] = load_suite("smoke", only=["arithmetic"])
+    user = Event("user.message", {"text": task.prompt})
+    ids = {}
+    for name, events in [("good", [user]), ("bad_content", [user, Event("model.response", {"content": "hi"})]),
+                         ("no_user", []), ("corrupt", [user]), ("tail_gap", [user, Event("harness.woke", {})])]:
+        ids[name] = await store.create_session(task.meta(suite, instance))
+        if events:
+            await store.append(ids[name], events, expect=1)
+    await store.close()
+    damage(path, ids["corrupt"], "UPDATE events SET data = '{\"text\": ' WHERE session_key = ?1 AND position = 1")
+    damage(path, ids["tail_gap"], "DELETE FROM events WHERE session_key = ?1 AND position = 2")  # the head still says 3
+    store = SqliteStore(path)
+    harness = DecoupledHarness(store, ScriptedModel(policy_book()), hands, FullContext(), worker="w0")
+    worker = Worker(store, harness, "w0", poll_s=0.01, stale_s=0)  # stale at once: the session with no user message too
+    await asyncio.wait_for(worker.run(exit_when_idle=True), timeout=60)  # it exits: nothing left it can end
+    status = {name: (await store.session(sid)).status for name, sid in ids.items()}
+    assert status == {"good": "completed", "bad_content": "failed", "no_user": "failed", "corrupt": "active", "tail_gap": "active"}
+    assert "position 2: model.response content" in (await store.events(ids["bad_content"]))[-1].data["reason"]
+    assert worker.woken == 5 and worker.skipped == {ids["corrupt"], ids["tail_gap"]}  # each woken once
+    assert [skips_logged(caplog, ids[name]) for name in ("corrupt", "tail_gap")] == [1, 1]
+    await store.close()
+    await hands.close()
+
+
+async def test_a_fresh_session_with_no_user_message_waits_for_it_and_an_unreadable_one_is_skipped_once(tmp_path, caplog):
+    from stores.sqlite import SqliteStore
+
+    path, hands = tmp_path / "lab.sqlite", LocalSandboxProvider(root=str(tmp_path / "hands"))
+    store = SqliteStore(path)
+    [(suite, instance, task)] = load_suite("smoke", only=["arithmetic"])
+    fresh, corrupt, good = [await store.create_session(task.meta(suite, instance)) for _ in range(3)]
+    for sid in (corrupt, good):
+        await store.append(sid, [Event("user.message", {"text": task.prompt})], expect=1)
+    await store.close()
+    damage(path, corrupt, "UPDATE events SET data = 'null' WHERE session_key = ?1 AND position = 1")
+    store = SqliteStore(path)
+    harness = DecoupledHarness(store, ScriptedModel(policy_book()), hands, FullContext(), worker="w0")
+    worker = Worker(store, harness, "w0", poll_s=0.01)
+    running = asyncio.ensure_future(worker.run(exit_when_idle=True))
+    while (await store.session(good)).status == "active":  # every poll looked at the older two first
+        assert not running.done()
+        await asyncio.sleep(0.01)
+    assert [e.type for e in await store.events(fresh)] == ["session.created"]  # left to the run about to append
+    await store.append(fresh, [Event("user.message", {"text": task.prompt})], expect=1)
+    await asyncio.wait_for(running, timeout=60)
+    assert (await store.session(fresh)).status == "completed" and worker.skipped == {corrupt}
+    assert skips_logged(caplog, corrupt) == 1 and (await store.session(corrupt)).status == "active"
+    await store.close()
+    await hands.close()
