@@ -22,6 +22,7 @@ from pathlib import Path
 
 from experiments.failpoints import POINTS
 from experiments.paths import CONFIG_DIR
+from experiments.transcript import printable
 
 EXAMPLES = """examples:
   harnesslab run
@@ -50,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         if not users_mistake(exc):
             raise
-        print(f"harnesslab: {exc}", file=sys.stderr)
+        print(f"harnesslab: {printable(str(exc))}", file=sys.stderr)
         return 1
 
 
@@ -184,7 +185,7 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
         except Exception as exc:  # Hydra would print a user's mistake with a traceback; SystemExit passes it by
             if not users_mistake(exc):
                 raise
-            print(f"harnesslab: {exc}", file=sys.stderr)
+            print(f"harnesslab: {printable(str(exc))}", file=sys.stderr)
             raise SystemExit(1) from None
         except KeyboardInterrupt:  # the run has closed its parts by now: its sandboxes and temporary folders are gone
             print(f"harnesslab: interrupted; what it logged is in {runtime.output_dir}", file=sys.stderr)
@@ -215,7 +216,7 @@ async def _ls(source, args) -> int:
     print(session_table(infos, source.where))
     if not infos and await source.is_empty():
         for hint in source.elsewhere:
-            print(f"harnesslab: {hint}", file=sys.stderr)
+            print(f"harnesslab: {printable(hint)}", file=sys.stderr)
     return 0
 
 
@@ -228,7 +229,7 @@ async def _show(source, args) -> int:
         info = await find_session(source.store, args.session)
     except ForkError as exc:
         hints = source.elsewhere if await source.is_empty() else []
-        print("; ".join([f"harnesslab: {exc} (looked in {source.where})", *hints]), file=sys.stderr)
+        print(printable("; ".join([f"harnesslab: {exc} (looked in {source.where})", *hints])), file=sys.stderr)
         return 1
     if source.defaulted:
         print(f"harnesslab: from {source.where}", file=sys.stderr)
@@ -384,7 +385,7 @@ def _report(args: argparse.Namespace) -> int:
     try:
         print(report(args.path, args.out))
     except (FileNotFoundError, ValueError) as exc:
-        print(f"harnesslab: {exc}", file=sys.stderr)
+        print(f"harnesslab: {printable(str(exc))}", file=sys.stderr)
         return 1
     return 0
 

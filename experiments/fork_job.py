@@ -24,6 +24,7 @@ from experiments.parts import PARTS, recorded_choices
 from experiments.runner import SessionRecord, check
 from experiments.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict
+from experiments.transcript import printable
 from harnesses.models.replay import ReplayModel
 from sandboxes.base import Setup
 from stores import archive
@@ -88,7 +89,7 @@ def run_fork_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str], req
         for d in result.divergences
     ])
     chosen = " ".join(f"{group}={choices.get(group, '?')}" for group in PARTS)
-    print_run(saved, f"harnesslab {'replay' if result.replay else 'fork'} · {chosen}", result.summary(request.source))
+    print_run(saved, f"harnesslab {'replay' if result.replay else 'fork'} · {chosen}", printable(result.summary(request.source)))
     return saved.path
 
 
@@ -180,7 +181,7 @@ def command(command: str, argv: list[str], run: Callable[..., int]) -> int:
         origin = asyncio.run(_origin(open_source(source), args.session))
         check_fork_point(origin, origin.task_start if args.at is None else args.at, getattr(args, "message", None))
     except (ForkError, StoreError) as exc:
-        print(f"harnesslab {command}: {exc}", file=sys.stderr)
+        print(f"harnesslab {command}: {printable(str(exc))}", file=sys.stderr)
         return 1
     if replay and any(o.split("=")[0].lstrip("+~") == "model" for o in overrides):
         print("harnesslab replay: the recording answers every model call; to continue with a model, use "

@@ -26,6 +26,7 @@ from experiments.parts import PARTS, RECORDED, build, recorded_choices
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, close_on_exit, run_suite, run_to_cleanup
 from experiments.summary import summary_table
+from experiments.transcript import printable
 from stores import archive
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
@@ -114,7 +115,7 @@ def print_run(saved: SavedRun, heading: str, extra: str | None = None) -> None:
         print(extra)
     print(f"invariants: {len(saved.violations)} violation(s) in {len(saved.tables['sessions'])} session log(s)")
     for violation in saved.violations[:20]:
-        print(f"  {violation}")
+        print(f"  {printable(str(violation))}")
     print(f"results: {saved.path}")
 
 

@@ -319,3 +319,13 @@ def test_read_table_names_a_file_that_is_no_database(tmp_path):
 
     with pytest.raises(UnreadableFile, match="is neither an SQLite nor a DuckDB file"):
         read_table([path], "runs")
+
+
+def test_an_error_quoting_a_foreign_file_prints_its_control_sequences_visibly(tmp_path):
+    """A foreign file's table names reach the error line: an OSC 52 clipboard write in one is shown, not sent."""
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as con:
+        con.execute('CREATE TABLE "x\x1b]52;c;aGk=\x07" (a)')
+    done = harnesslab("sessions", "ls", str(foreign), cwd=tmp_path)
+    assert done.returncode == 1 and NOT_OURS in done.stderr, done.stderr
+    assert "\x1b" not in done.stderr and "\x07" not in done.stderr and "\\x1b]52;c;aGk=\\x07" in done.stderr
