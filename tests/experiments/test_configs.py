@@ -33,6 +33,9 @@ def composed(overrides: list[str], tmp_path, request=None, emulator=None, record
         OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.db"))
     if "dsn" in cfg.store:
         OmegaConf.update(cfg, "store.dsn", request.getfixturevalue("postgres_dsn"))
+    if "latency" in cfg.model:  # composing and building is the point, not a paced model (scale waits 8 s per call)
+        OmegaConf.update(cfg, "model.latency.base_ttft_ms", min(cfg.model.latency.base_ttft_ms, 40))
+        OmegaConf.update(cfg, "model.latency.output_tokens_per_s", max(cfg.model.latency.output_tokens_per_s, 400))
     if "recording" in cfg.model:
         OmegaConf.update(cfg, "model.recording.spec", str(recording))
     if "api_key_env" in cfg.model and not os.environ.get(cfg.model.api_key_env):  # no real key: an emulator
