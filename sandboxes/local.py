@@ -116,14 +116,17 @@ class LocalSandbox(Sandbox):
         Never raises: what cannot be removed is logged, and teardown goes on."""
         doomed = self.root.with_name(f".closed-{self.root.name}-{uuid.uuid4().hex[:8]}")
         try:
-            os.rename(self.root, doomed)
+            if self.own_user:  # its uid's claim goes with it: held until the tree is swept and removed
+                await asyncio.to_thread(uid_claims.move, self.user[0], self.root, doomed)
+            else:
+                os.rename(self.root, doomed)
         except FileNotFoundError:  # removed already (by someone else): its processes and uid are still to end
             doomed = None
         await self._sweep()
         if doomed is not None:
             await remove_quietly(doomed)
         if self.own_user:  # its uid is free for another sandbox
-            await asyncio.to_thread(uid_claims.release, self.user[0], self.root)
+            await asyncio.to_thread(uid_claims.release, self.user[0], doomed or self.root)
 
 
 async def remove_quietly(folder: Path) -> None:

@@ -38,8 +38,22 @@ def claim(uid: int, workspace: Path) -> bool:
         if holder is not None and (os.path.isdir(holder) or live_processes_of(uid)):
             return False
         _remove(entry)
-        os.symlink(workspace, entry)
+        try:
+            os.symlink(workspace, entry)
+        except FileExistsError:  # claimed in between by one who found it free, which takes no lock
+            return False
         return True
+
+
+def move(uid: int, workspace: Path, to: Path) -> None:
+    """Rename `workspace` to `to`, and its claim on `uid` with it, in one step for any taker: a closing sandbox
+    keeps its uid while the renamed tree is swept and removed (else, its workspace gone, another could take the
+    uid over in between, and the sweep kill the taker's processes). FileNotFoundError if `workspace` is gone."""
+    entry = CLAIMS / str(uid)
+    with _locked():
+        os.rename(workspace, to)
+        if _holder(entry) == str(workspace):
+            _point(entry, to)
 
 
 def release(uid: int, workspace: Path) -> None:
@@ -55,6 +69,14 @@ def _holder(entry: Path) -> str | None:
         return os.readlink(entry)
     except (FileNotFoundError, OSError):  # none, or not a symlink: nobody's
         return None
+
+
+def _point(entry: Path, workspace: Path) -> None:
+    """`entry` to `workspace` at once (a new link renamed over it): never missing in between."""
+    new = entry.with_name(f".{entry.name}.new")
+    _remove(new)
+    os.symlink(workspace, new)
+    os.replace(new, entry)
 
 
 def _remove(entry: Path) -> None:
