@@ -33,6 +33,16 @@ def require(engine: str, why: str) -> None:
     pytest.skip(f"{engine} unavailable: {why}")
 
 
+def pytest_configure(config):
+    """This run's temporary folders outside /tmp/pytest-of-<user>, which every pytest process that starts makes 0700
+    again: a sandbox user could then no longer reach a workspace made under tmp_path."""
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        import tempfile
+
+        config.option.basetemp = tempfile.mkdtemp(prefix="harnesslab-tests-")
+        os.chmod(config.option.basetemp, 0o711)
+
+
 @pytest.fixture(autouse=True)
 def reachable_tmp_path(request, tmp_path_factory):
     """Local sandboxes run commands as an unprivileged user, who must pass through to workspaces under tmp_path
