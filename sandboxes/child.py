@@ -2,11 +2,15 @@
 
 A child gets its config (with its secrets) as one JSON document on stdin, never in argv or the
 environment, which other processes can read in /proc; it answers with one JSON line on stdout once it
-serves, and runs until SIGTERM. The parent stops it by its PID.
+serves, and runs until SIGTERM. The parent stops it by its PID. A child also ends when its parent does, however
+the parent ends (SIGKILL too): the kernel tells it (PR_SET_PDEATHSIG), so a killed run leaves no proxy holding
+secrets, no service and no emulator listening.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import json
 import os
 import select
@@ -21,6 +25,8 @@ from typing import Any, Awaitable, Callable
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
 _ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8", "HOME": "/nonexistent"}
+PARENT_ENV = "HARNESSLAB_PARENT"  # the pid of the process a child must not outlive
+_PR_SET_PDEATHSIG = 1
 
 
 class ChildFailed(RuntimeError):
@@ -40,7 +46,8 @@ class Child:
     def start(self) -> dict[str, Any]:
         """Start the child, hand it its config, and return what it says once it serves."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=PROJECT_ROOT, env=_ENV, start_new_session=True,
+            [sys.executable, "-m", self.module], cwd=PROJECT_ROOT, env={**_ENV, PARENT_ENV: str(os.getpid())},
+            start_new_session=True,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
         )
         self.process.stdin.write(json.dumps(self.config).encode())
@@ -90,6 +97,30 @@ class Child:
             self.process.wait()
 
 
+@functools.cache
+def _prctl() -> Callable[..., int]:
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def die_with_parent(parent: int, number: int) -> None:
+    """Have the kernel send this process signal `number` when its parent ends, SIGKILL included; end at once if the
+    parent `parent` is already gone (it died before this was set, and this process now has another parent).
+
+    Set it after any change of uid: the kernel clears it then. It is also sent when the *thread* that started this
+    process ends, its process living on: a child started from a worker thread checks os.getppid() when it comes."""
+    if _prctl()(_PR_SET_PDEATHSIG, number, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def dies_with_this_process(number: int) -> Callable[[], None]:
+    """A preexec_fn for Popen: the child is sent signal `number` when this process ends (after Popen's own change of
+    user, if any, which would clear it). prctl is looked up here, before the fork, so the child only calls it."""
+    _prctl()
+    return functools.partial(die_with_parent, os.getpid(), number)
+
+
 async def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], Awaitable[None]]]:
     """Serve an aiohttp application on loopback (port 0: one the OS picks); its URL, and how to stop it."""
     from aiohttp import web
@@ -102,15 +133,27 @@ async def serve_app(app: Any, port: int = 0) -> tuple[str, Callable[[], Awaitabl
 
 
 def serve(start: Callable[[dict[str, Any]], Awaitable[tuple[dict[str, Any], Callable[[], Awaitable[None]]]]]) -> None:
-    """The child's main: read the config, `start` it, print what it returns, serve until SIGTERM, then clean up."""
+    """The child's main: read the config, `start` it, print what it returns, serve until SIGTERM or until its parent
+    ends (SIGHUP from the kernel, the parent gone), then clean up."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
+
+    def orphaned() -> bool:  # a SIGHUP with the parent still there: only the thread that started this one ended
+        return os.getppid() != parent
+
+    signal.signal(signal.SIGHUP, lambda number, frame: orphaned() and sys.exit(1))  # until the loop takes over
+    die_with_parent(parent, signal.SIGHUP)
     config = json.loads(sys.stdin.read())
 
     async def main() -> None:
         stopping = asyncio.Event()
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: orphaned() and stopping.set())
         info, cleanup = await start(config)
-        os.write(sys.stdout.fileno(), (json.dumps(info) + "\n").encode())
         try:
+            if orphaned():  # the parent ended while this one started: nobody will read the line, or stop it
+                return
+            os.write(sys.stdout.fileno(), (json.dumps(info) + "\n").encode())
             await stopping.wait()
         finally:
             await cleanup()
