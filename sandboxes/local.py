@@ -15,6 +15,7 @@ import logging
 import os
 import pwd
 import re
+import stat
 import subprocess
 import tempfile
 import threading
@@ -165,6 +166,19 @@ async def in_daemon_thread(function: Callable[[], Any], *args: Any) -> Any:
     return await future
 
 
+def workspaces_folder(root: Path) -> Path:
+    """Where the workspaces under sandbox.root `root` go: `root` itself if it is this user's private folder (or
+    does not exist yet, and will be made one); else a private folder of this user's inside it, so a shared folder
+    (a 1777 /tmp, a 0755 home) is never changed. Only a folder private to this user gains search permission."""
+    try:
+        info = root.stat()
+    except FileNotFoundError:
+        return root
+    if info.st_uid == os.geteuid() and not info.st_mode & 0o066:
+        return root
+    return root / f"harnesslab-workspaces-{os.geteuid()}"
+
+
 def _check_reachable(folder: Path) -> None:
     for above in [folder, *folder.parents]:
         if not above.stat().st_mode & 0o001:
@@ -218,8 +232,8 @@ class LocalSandboxProvider:
         self._user = self._identity(user) if user != PER_SANDBOX else None
         self._per_sandbox = user == PER_SANDBOX and os.geteuid() == 0
         self._provisioned: list[LocalSandbox] = []
-        self._real_root: Path | None = None  # _root with its symlinks resolved
-        self._reachable: Path | None = None  # a root its sandboxes' users were found to reach
+        self._real_root: Path | None = None  # where the workspaces are: _root resolved, or a private folder in it
+        self._private: Path | None = None  # _real_root, once made private (and reachable by the sandboxes' users)
 
     @property
     def tools(self) -> Sequence[ToolSpec]:
@@ -258,17 +272,30 @@ class LocalSandboxProvider:
         has (its processes are killed by uid, so a shared one would kill another's): claimed, never guessed."""
         while True:
             sandbox = self._sandbox(f"{self.hand}-{uuid.uuid4().hex[:16]}")
-            sandbox.root.mkdir(parents=True)
+            self._make_private(sandbox.root.parent, reachable=sandbox.user is not None)
+            sandbox.root.mkdir()
             if not self._per_sandbox or uid_claims.claim(sandbox.user[0], sandbox.root):
                 return sandbox
             sandbox.root.rmdir()
 
+    def _make_private(self, folder: Path, reachable: bool) -> None:
+        """Make `folder`, where the workspaces go, exist as this user's private folder (once): nobody else may list
+        it or write in it. `reachable`: the sandboxes' users may pass through it to their workspaces."""
+        if self._private == folder:
+            return
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o066:
+            raise SandboxError(
+                f"sandbox.root: {folder} is not a private folder of uid {os.geteuid()} (owner {info.st_uid}, mode "
+                f"{stat.filemode(info.st_mode)}); remove it, or choose another sandbox.root")
+        if reachable:
+            os.chmod(folder, stat.S_IMODE(info.st_mode) | 0o011)  # search only: the sandboxes cannot list each other
+            _check_reachable(folder)
+        self._private = folder
+
     def _make_workspace(self, sandbox: LocalSandbox) -> None:
         if sandbox.user is not None:
-            if self._reachable != sandbox.root.parent:  # once per root
-                sandbox.root.parent.chmod(0o711)  # the user may pass through to its workspace, not list the others
-                _check_reachable(sandbox.root.parent)
-                self._reachable = sandbox.root.parent
             os.chown(sandbox.root, *sandbox.user)
             sandbox.root.chmod(0o700)
 
@@ -289,13 +316,13 @@ class LocalSandboxProvider:
                 if _ID.match(name) and name.startswith(f"{self.hand}-"):
                     await self._sandbox(name).close()
             await remove_quietly(self._root)
-            self._root = self._real_root = None
+            self._root = self._real_root = self._private = None
 
     def _sandbox(self, sandbox_id: str) -> LocalSandbox:
         if self._root is None:
             self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
         if self._real_root is None:
-            self._real_root = Path(os.path.realpath(self._root))
+            self._real_root = workspaces_folder(Path(os.path.realpath(self._root)))
         sandbox = self.sandbox_class(sandbox_id, self._real_root / sandbox_id, user=self._user_of(sandbox_id),
                                      own_user=self._per_sandbox, **self._options)
         sandbox.journal = self.journal

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sandboxes.local import LocalSandboxProvider
+from sandboxes.base import SandboxError
+from sandboxes.local import PER_SANDBOX, LocalSandboxProvider, workspaces_folder
 
 
 async def test_keep_leaves_workspaces_for_whoever_checks_them(tmp_path):
@@ -21,6 +23,43 @@ async def test_keep_leaves_workspaces_for_whoever_checks_them(tmp_path):
     await later.close()
     with pytest.raises(ValueError, match="needs a sandbox.root"):
         LocalSandboxProvider(keep=True)
+
+
+@pytest.mark.parametrize("user", [PER_SANDBOX, None], ids=["user-per-sandbox", "as-this-process"])
+async def test_a_shared_root_keeps_its_mode_and_the_workspaces_go_in_a_private_folder_inside(tmp_path, user):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp
+    provider = LocalSandboxProvider(root=str(shared), user=user)
+    try:
+        sandbox = await provider.provision()
+        result = await sandbox.execute("bash", {"command": "echo hi > a.txt && cat a.txt"})
+        assert (result.output.strip(), result.is_error) == ("hi", False)
+        assert stat.S_IMODE(shared.stat().st_mode) == 0o1777
+        private = sandbox.root.parent
+        assert private.parent == shared and private.stat().st_uid == os.geteuid()
+        assert stat.S_IMODE(private.stat().st_mode) & 0o066 == 0  # nobody else lists it or writes in it
+        later = LocalSandboxProvider(root=str(shared), user=user)  # another process finds the same workspaces
+        assert await (await later.attach(sandbox.id)).alive()
+    finally:
+        await provider.close()
+
+
+@pytest.mark.parametrize("planted_by", ["anyone", "another-user"])
+async def test_a_folder_planted_where_the_private_folder_goes_is_refused(tmp_path, planted_by):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = workspaces_folder(shared.resolve())
+    planted.mkdir()
+    if planted_by == "anyone":
+        planted.chmod(0o777)
+    elif os.geteuid() == 0:
+        os.chown(planted, 65534, 65534)  # private, but not ours
+    else:
+        pytest.skip("planting a folder of another user needs root")
+    with pytest.raises(SandboxError, match="is not a private folder"):
+        await LocalSandboxProvider(root=str(shared)).provision()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="sandbox users of their own need root")
