@@ -4,7 +4,9 @@ Containers run with no network, every capability dropped, no-new-privileges, a r
 for /workspace and /tmp, a non-root user, pids/memory/CPU limits and capped logs. The executor
 (sandboxes/executor.py and the tool code it shares with the local backend) travels in the container's
 command line, so nothing is bind-mounted and DOCKER_HOST may point at any engine. A container that
-dies ends its stream: SandboxLost.
+dies ends its stream: SandboxLost, and a lost sandbox's container is removed at once. A provider that keeps
+nothing has a reaper, a process of its own that removes the provider's containers when the provider's process
+ends, SIGKILL included (`python -m sandboxes.docker_engine`).
 """
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import struct
-import time
 import uuid
 import zipfile
 from functools import cache
@@ -22,17 +24,21 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.child import Child
+from sandboxes.docker_engine import LABEL, engine_env, engine_if_it_answers, ensure_image, prune, remove_container
 from sandboxes.journal import Journal
-from sandboxes.tools import ToolSpec
+from sandboxes.tools import ToolError, ToolSpec
 
-LABEL = "harnesslab"
+log = logging.getLogger(__name__)
+
 _BOOT = (
     "import base64,sys;p='/tmp/harnesslab-executor.zip';open(p,'wb').write(base64.b64decode(sys.argv[1]));"
     "sys.path.insert(0,p);from sandboxes.executor import main;main()"
 )
 _SHIPPED = ("__init__.py", "tools.py", "process.py", "workspace.py", "executor.py")
 _REPLY_GRACE_S = 15.0  # beyond a call's own timeout, before a silent executor counts as lost
-REMOVAL_WAIT_S = 60.0  # for a container someone else is removing (or that is changing state) to be gone
+MIN_REPLY_BYTES = 16 << 20  # a reply line may hold this plus 6 bytes per byte of output (its worst JSON escape)
+_STDERR_KEPT = 4096  # bytes of the executor's stderr kept, to say why its stream ended
 
 
 @cache
@@ -50,15 +56,20 @@ class _Channel:
 
     The container's stdin outlives any one attach connection, so a dead worker's hands live on for
     the next brain; a reply still on its way to a dead attach can reach the next one, so replies
-    carry the request's unique id and others are dropped.
+    carry the request's unique id and others are dropped. What is held is bounded: a reply line longer
+    than `max_line` fails the call waiting for it (the rest of that line is dropped as it arrives), and
+    only the tail of stderr is kept.
     """
 
-    def __init__(self, stream: Any):
+    def __init__(self, stream: Any, max_line: int):
         # docker-py's stream object keeps the HTTP response alive; once that is collected, it closes the
         # socket under us (an intermittent EBADF): so the channel holds the stream, and uses its socket
         self.stream, self.sock = stream, getattr(stream, "_sock", stream)
         self.sock.setblocking(False)
-        self.frames, self.stdout, self.stderr = bytearray(), bytearray(), bytearray()
+        self.max_line = max_line
+        self.header, self.kind, self.left = bytearray(), 1, 0  # the frame being read: its kind, its bytes to come
+        self.stdout, self.stderr = bytearray(), bytearray()
+        self.skipping = False  # dropping the rest of a line that was too long
         self.turn = asyncio.Lock()  # one call at a time on an executor
 
     async def send(self, payload: dict) -> None:
@@ -71,26 +82,67 @@ class _Channel:
         return message
 
     async def receive(self) -> dict:
+        """The next line, a JSON object. ToolError if it is longer than `max_line`; SandboxLost if it is not JSON
+        or the stream ends."""
         loop = asyncio.get_running_loop()
-        while b"\n" not in self.stdout:
+        while (end := self._line_end()) < 0:
+            if len(self.stdout) > self.max_line:
+                self.stdout.clear()
+                self.skipping = True
+                raise self._too_long()
             data = await loop.sock_recv(self.sock, 1 << 16)
             if not data:
                 raise SandboxLost(f"the container's stream ended{': ' + self.stderr.decode(errors='replace')[-300:] if self.stderr else ''}")
             self._unframe(data)
-        line, _, rest = bytes(self.stdout).partition(b"\n")
-        self.stdout = bytearray(rest)
-        return json.loads(line)
+        line = bytes(self.stdout[:end])
+        del self.stdout[: end + 1]
+        if len(line) > self.max_line:
+            raise self._too_long()
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            raise SandboxLost(f"the executor sent a line that is not a JSON object: {line[:200]!r}")
+        return message
+
+    def _too_long(self) -> ToolError:
+        return ToolError(f"the sandbox's reply was longer than {self.max_line} bytes, the most the harness reads")
+
+    def _line_end(self) -> int:
+        """Where the first whole line held ends, or -1; the rest of a line that was too long is dropped first."""
+        end = self.stdout.find(b"\n")
+        while self.skipping:
+            if end < 0:
+                self.stdout.clear()
+                return -1
+            del self.stdout[: end + 1]
+            self.skipping, end = False, self.stdout.find(b"\n")
+        return end
 
     def _unframe(self, data: bytes) -> None:
-        self.frames += data
-        while len(self.frames) >= 8:
-            kind, size = self.frames[0], struct.unpack(">I", self.frames[4:8])[0]
-            if len(self.frames) < 8 + size:
-                break
-            (self.stdout if kind == 1 else self.stderr).extend(self.frames[8 : 8 + size])
-            del self.frames[: 8 + size]
+        view = memoryview(data)
+        while view:
+            if self.left == 0:  # a frame header, perhaps split across reads
+                taken = 8 - len(self.header)
+                self.header += view[:taken]
+                view = view[taken:]
+                if len(self.header) == 8:
+                    self.kind, self.left = self.header[0], struct.unpack(">I", self.header[4:8])[0]
+                    self.header.clear()
+                continue
+            chunk, view = view[: self.left], view[self.left :]
+            self.left -= len(chunk)
+            if self.kind == 1:
+                self.stdout += chunk
+            else:
+                self.stderr = (self.stderr + chunk)[-_STDERR_KEPT:]
 
     def close(self) -> None:
+        """Close the connection now: the stream (docker-py's file object) holds a reference that keeps the socket
+        open until the garbage collector runs, so both are closed."""
+        with contextlib.suppress(OSError):
+            self.stream.close()
         self.sock.close()
 
 
@@ -101,6 +153,13 @@ class DockerSandbox(Sandbox):
         self.provider, self.id, self.channel = provider, container_id, channel
 
     async def _run(self, name: str, input: dict) -> tuple[str, bool]:
+        try:
+            return await self._call(name, input)
+        except SandboxLost:  # never used again (the log says lost): its container goes now, not at the run's end
+            await self.provider.discard(self.id)
+            raise
+
+    async def _call(self, name: str, input: dict) -> tuple[str, bool]:
         timeout = effective_timeout(input, self.provider.timeout_s, self.provider.max_timeout_s)
         async with self.channel.turn:
             request = {"id": uuid.uuid4().hex, "name": name, "input": input, "timeout": timeout, "limit": self.provider.output_limit}
@@ -109,6 +168,8 @@ class DockerSandbox(Sandbox):
                 reply = await asyncio.wait_for(self.channel.reply(request["id"]), timeout + _REPLY_GRACE_S)
             except (OSError, asyncio.TimeoutError) as exc:
                 raise SandboxLost(f"sandbox {self.id[:12]}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(reply.get("output"), str) or not isinstance(reply.get("is_error"), bool):
+            raise SandboxLost(f"sandbox {self.id[:12]}: the executor's reply lacks output or is_error: {str(reply)[:200]}")
         return reply["output"], reply["is_error"]
 
     async def alive(self) -> bool:
@@ -141,7 +202,10 @@ class DockerSandboxProvider:
         self.run_label = run_label or uuid.uuid4().hex  # every container of this provider (or run), for cleanup
         self.keep = keep  # leave containers running on close: workers hand sessions to one another
         self.journal = Journal(journal) if journal else None
+        self.reply_limit = MIN_REPLY_BYTES + 6 * output_limit  # bytes of one reply line held, at most
         self._api: Any = None
+        self._connecting = asyncio.Lock()
+        self._reaper: Child | None = None  # removes this provider's containers if its process dies (unless `keep`)
         self._channels: dict[str, _Channel] = {}  # container id -> its one attach connection
         self._creating: set[asyncio.Future] = set()  # containers the engine is creating for this provider
 
@@ -164,7 +228,7 @@ class DockerSandboxProvider:
         try:
             sock = await asyncio.to_thread(self._attach, api, container)
             await asyncio.to_thread(api.start, container)
-            channel = _Channel(sock)
+            channel = _Channel(sock, self.reply_limit)
             ready = await asyncio.wait_for(channel.receive(), 30)
             if not ready.get("ready"):
                 raise SandboxLost(f"the executor did not start: {ready}")
@@ -179,10 +243,10 @@ class DockerSandboxProvider:
         """Another handle on a live container: this process's channel to it, or a new attach."""
         api = await self._client()
         if not await self.running(sandbox_id):
-            self._forget(sandbox_id)
+            await self.discard(sandbox_id)  # exited, it is lost for good: the log will say so, and it is replaced
             raise SandboxLost(f"sandbox {sandbox_id[:12]} is not running")
         if sandbox_id not in self._channels:
-            self._channels[sandbox_id] = _Channel(await asyncio.to_thread(self._attach, api, sandbox_id))
+            self._channels[sandbox_id] = _Channel(await asyncio.to_thread(self._attach, api, sandbox_id), self.reply_limit)
         return self._sandbox(sandbox_id, self._channels[sandbox_id])
 
     def _sandbox(self, container_id: str, channel: _Channel) -> DockerSandbox:
@@ -201,11 +265,19 @@ class DockerSandboxProvider:
 
     async def remove(self, container_id: str) -> None:
         self._forget(container_id)
-        api = self._api or await asyncio.to_thread(_engine_if_it_answers)  # closed meanwhile: a client for this once
+        api = self._api or await asyncio.to_thread(engine_if_it_answers)  # closed meanwhile: a client for this once
         if api is not None:
             await asyncio.to_thread(remove_container, api, container_id)
         if api is not None and api is not self._api:
             await asyncio.to_thread(api.close)
+
+    async def discard(self, container_id: str) -> None:
+        """Remove a lost sandbox's container; a failure is logged, not raised (the caller reports the loss, and
+        close prunes whatever is left)."""
+        try:
+            await self.remove(container_id)
+        except Exception as exc:
+            log.warning("could not remove lost container %s: %s: %s", container_id[:12], type(exc).__name__, exc)
 
     def _forget(self, container_id: str) -> None:
         channel = self._channels.pop(container_id, None)
@@ -220,20 +292,25 @@ class DockerSandboxProvider:
         await asyncio.gather(*self._creating, return_exceptions=True)  # their containers exist once they end
         api, self._api = self._api, None
         if not self.keep:
-            api = api or await asyncio.to_thread(_engine_if_it_answers)
+            api = api or await asyncio.to_thread(engine_if_it_answers)
             if api is not None:
                 await asyncio.to_thread(prune, api, {f"{LABEL}.provider": self.run_label})
         if api is not None:
             await asyncio.to_thread(api.close)
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:
+            await asyncio.to_thread(reaper.stop)
 
     async def _client(self) -> Any:
-        if self._api is None:
-            from sandboxes.docker_engine import ensure_image
+        async with self._connecting:
+            if self._api is None:
+                import docker
 
-            import docker
-
-            self.image = self.image or await asyncio.to_thread(ensure_image)
-            self._api = docker.from_env().api  # DOCKER_HOST and friends, as the docker CLI reads them
+                self.image = self.image or await asyncio.to_thread(ensure_image)
+                if not self.keep and self._reaper is None:  # before the first container exists
+                    self._reaper = Child("sandboxes.docker_engine", {"run_label": self.run_label, "engine": engine_env()})
+                    await asyncio.to_thread(self._reaper.start)
+                self._api = docker.from_env().api  # DOCKER_HOST and friends, as the docker CLI reads them
         return self._api
 
     def _create(self, api: Any) -> str:
@@ -258,48 +335,3 @@ class DockerSandboxProvider:
     @staticmethod
     def _attach(api: Any, container: str) -> Any:
         return api.attach_socket(container, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
-
-
-def _engine_if_it_answers() -> Any:
-    """A client of the engine (DOCKER_HOST and friends), or None if none answers: then nothing is there to remove."""
-    import docker
-
-    try:
-        return docker.from_env().api
-    except docker.errors.DockerException:
-        return None
-
-
-def prune(api: Any, labels: dict[str, str] | None = None) -> int:
-    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many.
-
-    Every container is tried, whatever happens to another; the first failure is raised after."""
-    wanted = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (labels or {}).items()]
-    found = api.containers(all=True, filters={"label": wanted})
-    failures = []
-    for container in found:
-        try:
-            remove_container(api, container["Id"])
-        except Exception as exc:
-            failures.append(exc)
-    if failures:
-        raise failures[0]
-    return len(found)
-
-
-def remove_container(api: Any, container_id: str) -> None:
-    """Remove a container, killing it first; idempotent and race-safe. One already gone counts as removed; one
-    that someone else is removing (or that is changing state: 409 Conflict) is retried until it is gone."""
-    import docker
-
-    deadline = time.monotonic() + REMOVAL_WAIT_S
-    while True:
-        try:
-            api.remove_container(container_id, force=True)
-            return
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409 or time.monotonic() > deadline:
-                raise
-        time.sleep(0.05)

@@ -5,9 +5,12 @@ bridge network (`--bridge=none --iptables=false --ip-masq=false`), then wait for
 `ensure_image()`: `debootstrap --variant=minbase` (with python3) into a folder, then `docker import`,
 tagged by a hash of the recipe, so it is rebuilt only when the recipe changes. No container registry.
 Both are idempotent: `harnesslab docker setup` (and `make docker`) run them.
+`prune()` removes harnesslab's containers by label; run as `python -m sandboxes.docker_engine`, this module is
+a provider's reaper (sandboxes.child), which prunes the provider's containers when the provider's process ends.
 """
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -16,6 +19,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sandboxes.base import SandboxError
 
@@ -23,6 +27,8 @@ SUITE = "bookworm"
 PACKAGES = ("python3", "coreutils", "findutils", "grep", "sed", "git")
 IMAGE = "harnesslab-sandbox"
 DOCKERD_LOG = Path("/var/log/harnesslab-dockerd.log")
+LABEL = "harnesslab"  # on every container harnesslab makes; LABEL.provider names the provider (or run) that made it
+REMOVAL_WAIT_S = 60.0  # for a container someone else is removing (or that is changing state) to be gone
 
 
 class EngineUnavailable(SandboxError, RuntimeError):
@@ -113,3 +119,76 @@ def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise EngineUnavailable(f"{what} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-1500:]}")
+
+
+def engine_env() -> dict[str, str]:
+    """What docker.from_env reads to find the engine (DOCKER_HOST, DOCKER_CERT_PATH or ~/.docker, ...)."""
+    return {key: value for key, value in os.environ.items() if key.startswith("DOCKER_") or key == "HOME"}
+
+
+def engine_if_it_answers() -> Any:
+    """A client of the engine (DOCKER_HOST and friends), or None if none answers: then nothing is there to remove."""
+    import docker
+
+    try:
+        return docker.from_env().api
+    except docker.errors.DockerException:
+        return None
+
+
+def prune(api: Any, labels: dict[str, str] | None = None) -> int:
+    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many.
+
+    Every container is tried, whatever happens to another; the first failure is raised after."""
+    wanted = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (labels or {}).items()]
+    found = api.containers(all=True, filters={"label": wanted})
+    failures = []
+    for container in found:
+        try:
+            remove_container(api, container["Id"])
+        except Exception as exc:
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+    return len(found)
+
+
+def remove_container(api: Any, container_id: str) -> None:
+    """Remove a container, killing it first; idempotent and race-safe. One already gone counts as removed; one
+    that someone else is removing (or that is changing state: 409 Conflict) is retried until it is gone."""
+    import docker
+
+    deadline = time.monotonic() + REMOVAL_WAIT_S
+    while True:
+        try:
+            api.remove_container(container_id, force=True)
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)
+
+
+async def _reap_when_stopped(config: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+    """The reaper (sandboxes.child): it waits, and when it stops (its provider closing, or the provider's process
+    ending, SIGKILL included) it removes every container with the provider's run label."""
+    os.environ.update(config["engine"])
+    labels = {f"{LABEL}.provider": config["run_label"]}
+
+    def reap() -> None:
+        api = engine_if_it_answers()
+        if api is not None:
+            try:
+                prune(api, labels)
+            finally:
+                api.close()
+
+    return {"pid": os.getpid()}, lambda: asyncio.to_thread(reap)
+
+
+if __name__ == "__main__":
+    from sandboxes.child import serve
+
+    serve(_reap_when_stopped)

@@ -2,6 +2,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import os
+import socket
+import struct
+import threading
 
 import pytest
 
@@ -9,7 +15,10 @@ from experiments.runner import run_task
 from experiments.tasks import load_suite
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
-from sandboxes.docker import LABEL, DockerSandboxProvider
+from sandboxes import docker as docker_module
+from sandboxes.base import SandboxLost
+from sandboxes.docker import LABEL, DockerSandboxProvider, _Channel
+from sandboxes.tools import ToolError
 from stores.memory import MemoryStore
 from tests.experiments.test_cli import harnesslab
 from tests.helpers import KillAfter
@@ -95,3 +104,120 @@ async def test_kept_hands_outlive_the_brain_that_made_them_and_stale_replies_are
     finally:
         await second.remove(sandbox.id)
         await second.close()
+
+
+def open_sockets() -> set[str]:
+    """This process's open sockets, as /proc names them (socket:[inode])."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return {name for name in found if name.startswith("socket:")}
+
+
+@contextlib.contextmanager
+def no_garbage_collection():
+    """Whatever is closed in here was closed by the code, not by the collector."""
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def container_exists(api, container_id: str) -> bool:
+    import docker
+
+    try:
+        api.inspect_container(container_id)
+    except docker.errors.NotFound:
+        return False
+    return True
+
+
+async def test_closing_a_sandbox_closes_its_attach_socket_at_once(docker_hands):
+    with no_garbage_collection():
+        sandbox = await docker_hands.provision()
+        socket_name = os.readlink(f"/proc/self/fd/{sandbox.channel.sock.fileno()}")
+        await sandbox.close()
+        assert socket_name not in open_sockets()
+
+
+@pytest.mark.parametrize("how", ["killed", "hung"])
+async def test_a_lost_sandbox_has_its_container_removed_and_its_socket_closed(docker_hands, monkeypatch, how):
+    monkeypatch.setattr(docker_module, "_REPLY_GRACE_S", 0.5)  # a hung executor is given up on soon
+    with no_garbage_collection():
+        sandbox = await docker_hands.provision()
+        socket_name = os.readlink(f"/proc/self/fd/{sandbox.channel.sock.fileno()}")
+        if how == "killed":
+            docker_hands._api.kill(sandbox.id, signal="SIGKILL")
+        else:
+            docker_hands._api.pause(sandbox.id)  # the executor never answers
+        with pytest.raises(SandboxLost):
+            await sandbox.execute("bash", {"command": "echo hi", "timeout": 1})
+        assert not container_exists(docker_hands._api, sandbox.id)
+        assert socket_name not in open_sockets()
+
+
+async def test_attaching_to_a_sandbox_that_exited_removes_its_container(docker_image, docker_hands):
+    first = DockerSandboxProvider(image=docker_image, keep=True)
+    sandbox = await first.provision()
+    await first.close()  # keep: the container stays, as a dead worker's would
+    await docker_hands.start()
+    try:
+        docker_hands._api.kill(sandbox.id, signal="SIGKILL")
+        with pytest.raises(SandboxLost, match="not running"):
+            await docker_hands.attach(sandbox.id)
+        assert not container_exists(docker_hands._api, sandbox.id)
+    finally:
+        await docker_hands.remove(sandbox.id)
+
+
+async def test_a_reply_longer_than_the_limit_fails_that_call_and_the_next_call_works(docker_hands):
+    sandbox = await docker_hands.provision()
+    docker_hands._channels[sandbox.id].max_line = 4096
+    flooded = await sandbox.execute("bash", {"command": "head -c 20000 /dev/zero | tr '\\0' x"})
+    assert flooded.is_error and "longer than 4096 bytes" in flooded.output
+    after = await sandbox.execute("bash", {"command": "echo still here"})
+    assert (after.output.strip(), after.is_error) == ("still here", False)
+
+
+class PeakChannel(_Channel):
+    """A channel that records the most stdout it ever held."""
+
+    peak = 0
+
+    def _unframe(self, data: bytes) -> None:
+        super()._unframe(data)
+        self.peak = max(self.peak, len(self.stdout))
+
+
+def frame(kind: int, payload: bytes) -> bytes:
+    return bytes([kind, 0, 0, 0]) + struct.pack(">I", len(payload)) + payload
+
+
+async def test_an_executor_flooding_its_stream_fails_one_call_in_bounded_memory():
+    """32 MiB on one line (in frames split across reads, with stderr between) against a 1 MiB limit: the call fails,
+    the channel never holds much more than the limit, and the reply after the flood is read."""
+    ours, executor = socket.socketpair()
+    limit = 1 << 20
+
+    def flood() -> None:
+        chunk = frame(1, b"x" * 65_000) + frame(2, b"noise")
+        with contextlib.suppress(OSError):  # the channel closed early: the test failed, stop writing
+            for _ in range(32 * (1 << 20) // 65_000):
+                executor.sendall(chunk)
+            executor.sendall(frame(1, b'\n{"id": "next", "output": "ok", "is_error": false}\n'))
+
+    channel = PeakChannel(ours, limit)
+    writer = threading.Thread(target=flood)
+    writer.start()
+    try:
+        with pytest.raises(ToolError, match="longer than"):
+            await channel.receive()
+        assert (await channel.reply("next"))["output"] == "ok"
+    finally:
+        channel.close()
+        executor.close()
+        await asyncio.to_thread(writer.join)
+    assert channel.peak <= limit + (1 << 17) and len(channel.stderr) <= 4096

@@ -3,11 +3,18 @@ created for a provision that was cancelled, never fails a cleanup and is never l
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
+import time
+import uuid
 from typing import Any
 
 import pytest
 
+from sandboxes.child import PROJECT_ROOT
 from sandboxes.docker import LABEL, DockerSandboxProvider, prune
 
 pytestmark = pytest.mark.docker
@@ -127,6 +134,64 @@ async def test_close_removes_the_container_of_a_provision_cancelled_while_it_was
     try:
         assert labelled(provider.run_label) == []
     finally:  # what a failure left behind
+        api = engine()
+        prune(api, {f"{LABEL}.provider": provider.run_label})
+        api.close()
+
+
+KILLED_RUN = """
+import asyncio, sys
+from sandboxes.docker import DockerSandboxProvider
+
+async def main():
+    provider = DockerSandboxProvider(image=sys.argv[1], run_label=sys.argv[2])
+    await asyncio.gather(provider.provision(), provider.provision())
+    print("provisioned", flush=True)
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def until(condition, timeout_s: float = 60.0) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; whether it held."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def test_the_containers_of_a_process_killed_by_sigkill_are_removed(docker_image, tmp_path):
+    """No cleanup runs in a SIGKILLed process: its provider's reaper, a process of its own, removes its containers."""
+    label = f"test-sigkill-{uuid.uuid4().hex[:12]}"
+    with open(tmp_path / "stderr", "w") as stderr:
+        run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, docker_image, label], cwd=PROJECT_ROOT,
+                               stdout=subprocess.PIPE, stderr=stderr, text=True, start_new_session=True)
+    try:
+        assert run.stdout.readline() == "provisioned\n", (tmp_path / "stderr").read_text()[-3000:]
+        assert len(labelled(label)) == 2
+        os.kill(run.pid, signal.SIGKILL)
+        run.wait()
+        assert until(lambda: not labelled(label)), labelled(label)
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+        api = engine()
+        prune(api, {f"{LABEL}.provider": label})
+        api.close()
+
+
+async def test_kept_containers_have_no_reaper_and_outlive_their_provider(docker_image):
+    provider = DockerSandboxProvider(image=docker_image, keep=True)
+    sandbox = await provider.provision()
+    assert provider._reaper is None
+    await provider.close()
+    try:
+        assert [c["Id"] for c in labelled(provider.run_label)] == [sandbox.id]
+    finally:
         api = engine()
         prune(api, {f"{LABEL}.provider": provider.run_label})
         api.close()
