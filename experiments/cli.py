@@ -418,7 +418,7 @@ def _sandbox_prune(args: argparse.Namespace) -> int:
 def _postgres_start(args: argparse.Namespace) -> int:
     from stores.postgres_server import LocalPostgres
 
-    dsn = LocalPostgres(args.dir.resolve(), args.port).start()
+    dsn = LocalPostgres(args.dir.resolve(), args.port, detach=True).start()
     print(f"PostgreSQL is up ({args.dir}). To use it:\n  export HARNESSLAB_POSTGRES_DSN={dsn}\n  harnesslab run store=postgres")
     return 0
 
