@@ -15,6 +15,7 @@ SCHEMA_VERSION = 1
 TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})
 _TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")  # fullmatch: `$` would let "a.b\n" through
 _VALID_TYPES: set[str] = set()  # types already checked against _TYPE_PATTERN
+MAX_SESSION_ID_LENGTH = 200  # characters; a uuid4 hex is 32
 MAX_DATA_DEPTH = 200  # levels of nesting in an event's data (a scalar is one); far deeper than any harness writes
 _MAX_VERSION = 2**31 - 1  # v is a 32-bit integer column in PostgreSQL and DuckDB
 _CONTAINERS = (dict, list, tuple)
@@ -56,6 +57,10 @@ class SessionExists(StoreError, ValueError):
     def __init__(self, session_id: str):
         super().__init__(f"session {session_id!r} already exists")
         self.session_id = session_id
+
+
+class InvalidSessionId(StoreError, ValueError):
+    """A session id that cannot be stored: not a str, empty, too long, or holding an unprintable character."""
 
 
 class InvalidEvent(StoreError, ValueError):
@@ -108,6 +113,24 @@ def status_after(types: Iterable[str], current: str = "active") -> str:
         elif kind == "user.message":
             current = "active"
     return current
+
+
+def check_session_id(session_id: Any) -> None:
+    """InvalidSessionId unless `session_id` is a non-empty str of at most MAX_SESSION_ID_LENGTH printable characters:
+    checked by create_session and append before anything else (a NUL, say, would otherwise fail in PostgreSQL only)."""
+    if isinstance(session_id, str) and 0 < len(session_id) <= MAX_SESSION_ID_LENGTH and session_id.isprintable():
+        return
+    if not isinstance(session_id, str):
+        why = f"is of type {type(session_id).__name__}, not str"
+    elif not session_id:
+        why = "is empty"
+    elif len(session_id) > MAX_SESSION_ID_LENGTH:
+        why = f"is {len(session_id)} characters long"
+    else:
+        why = "holds a control or other unprintable character"
+    raise InvalidSessionId(f"session id {_shown(session_id)} {why}: a session id is a str of 1 to "
+                           f"{MAX_SESSION_ID_LENGTH} printable characters (no NUL, tab, newline or other control "
+                           "character), like a uuid4 hex")
 
 
 def encode_row(session_id: str, event: Event) -> tuple[str, str, float, int]:
@@ -228,7 +251,8 @@ class SessionStore(Protocol):
     """The session log. Every method is a coroutine; every backend passes tests/stores/test_contract.py."""
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
-        """Create a session whose log starts with `session.created` carrying `meta`."""
+        """Create a session whose log starts with `session.created` carrying `meta`; its id is `session_id`
+        (InvalidSessionId unless check_session_id accepts it), or a new uuid4 hex."""
 
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
         """Append atomically after position `expect` (None: wherever the log ends).

@@ -11,6 +11,7 @@ from stores.base import (
     SessionNotFound,
     StoreError,
     check_expect,
+    check_session_id,
     encode_row,
     status_after,
 )
@@ -93,12 +94,14 @@ class BatchWriter:
         self._group = GroupCommit(self._commit_apart, max_batch, in_flight) if group_commit else None
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
-        session_id = session_id or uuid.uuid4().hex
+        session_id = uuid.uuid4().hex if session_id is None else session_id
+        check_session_id(session_id)
         row = encode_row(session_id, Event("session.created", dict(meta)))
         await self._write(Write(session_id, [row], 0, row[1]))
         return session_id
 
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        check_session_id(session_id)
         return await self._write(Write(session_id, [encode_row(session_id, e) for e in events], expect))
 
     async def _drain(self) -> None:

@@ -10,6 +10,7 @@ from stores.base import (
     SessionExists,
     SessionNotFound,
     check_expect,
+    check_session_id,
     decode_event,
     encode_row,
     slice_bounds,
@@ -25,7 +26,8 @@ class MemoryStore:
         self._info: dict[str, SessionInfo] = {}
 
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
-        session_id = session_id or uuid.uuid4().hex
+        session_id = uuid.uuid4().hex if session_id is None else session_id
+        check_session_id(session_id)
         if session_id in self._info:
             raise SessionExists(session_id)
         row = encode_row(session_id, Event("session.created", dict(meta)))  # validated before anything is created
@@ -34,6 +36,7 @@ class MemoryStore:
         return session_id
 
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
+        check_session_id(session_id)
         log, info = self._log(session_id), self._info[session_id]
         check_expect(session_id, expect, len(log))
         rows = [encode_row(session_id, e) for e in events]

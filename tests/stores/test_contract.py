@@ -2,12 +2,24 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stores.base import MAX_DATA_DEPTH, Conflict, Event, InvalidEvent, SessionExists, SessionNotFound, SessionStore
+from stores.base import (
+    MAX_DATA_DEPTH,
+    MAX_SESSION_ID_LENGTH,
+    Conflict,
+    Event,
+    InvalidEvent,
+    InvalidSessionId,
+    SessionExists,
+    SessionNotFound,
+    SessionStore,
+)
 
 
 def ev(i: int, kind: str = "user.message") -> Event:
@@ -227,6 +239,39 @@ async def test_duplicate_session_id_rejected(store):
         await store.create_session({}, session_id="fixed")
     assert len(await store.events("fixed")) == 1
 
+
+BAD_SESSION_IDS = [
+    ("", "is empty"),
+    ("a\x00b", "'a\\x00b' holds a control or other unprintable character"),
+    ("tab\there", "unprintable"),
+    ("line\n", "unprintable"),
+    ("\x1b[31mred", "unprintable"),
+    ("lone \udc80", "unprintable"),
+    ("x" * (MAX_SESSION_ID_LENGTH + 1), f"is {MAX_SESSION_ID_LENGTH + 1} characters long"),
+    (12, "is of type int, not str"),
+    (b"bytes", "is of type bytes, not str"),
+]
+
+
+@pytest.mark.parametrize("bad, message", BAD_SESSION_IDS)
+async def test_invalid_session_id_refused_at_the_door(store, bad, message):
+    valid = f"1 to {MAX_SESSION_ID_LENGTH} printable characters"
+    with pytest.raises(InvalidSessionId, match=f"session id .*{re.escape(message)}.*{valid}"):
+        await store.create_session({}, session_id=bad)
+    sid = await store.create_session({})
+    with pytest.raises(InvalidSessionId, match=re.escape(message)):
+        await store.append(bad, [ev(1)])
+    with pytest.raises(InvalidSessionId, match=re.escape(message)):
+        await store.append(bad, [])
+    assert [info.id for info in await store.sessions()] == [sid]
+
+
+@pytest.mark.parametrize("good", [uuid.uuid4().hex, str(uuid.uuid4()), "sess-3f2a", "s1", "fork of é 漢字 😀",
+                                  "x" * MAX_SESSION_ID_LENGTH])
+async def test_project_made_session_ids_are_valid(store, good):
+    assert await store.create_session({}, session_id=good) == good
+    assert await store.append(good, [ev(1)]) == 2
+    assert (await store.session(good)).id == good
 
 
 async def test_concurrent_appends_without_expect_all_land_whole_and_in_some_order(store):
