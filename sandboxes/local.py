@@ -9,7 +9,6 @@ Use sandbox=namespace or sandbox=docker for untrusted work.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import functools
 import logging
 import os
@@ -85,11 +84,12 @@ class LocalSandbox(Sandbox):
         return result
 
     async def _file_tool(self, name: str, input: dict, timeout_s: float) -> str:
-        """A file tool, off the event loop, as the sandbox's user (so a symlink it swaps in cannot make us write
-        for root), within the call's timeout; a call stuck in the kernel is abandoned, never waited for."""
+        """A file tool, off the event loop, as the sandbox's user with no supplementary group, as its commands run
+        (so a symlink it swaps in cannot make us write for root), within the call's timeout; a call stuck in the
+        kernel is abandoned, never waited for."""
         call = functools.partial(workspace.file_tool, self.root, name, input, self.output_limit)
         if self.user is not None:
-            call = functools.partial(as_user, self.user, call)
+            call = functools.partial(uid_claims.as_user, self.user, call)
         try:
             return await asyncio.wait_for(in_daemon_thread(call), timeout_s)
         except asyncio.TimeoutError:
@@ -185,24 +185,6 @@ def _check_reachable(folder: Path) -> None:
             raise SandboxError(
                 f"sandbox.root {folder}: its commands run as an unprivileged user, who cannot pass through {above} "
                 f"(mode {above.stat().st_mode & 0o777:o}); choose a root every user may pass through, or sandbox.user=null")
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def as_user(user: tuple[int, int], function, *args):
-    """`function(*args)` with this thread's file-system identity switched to `user` (Linux setfsuid/setfsgid:
-    per thread, unlike setuid), so the kernel checks its file access as the sandbox user's."""
-    libc = _libc()
-    old_gid = libc.setfsgid(user[1])
-    old_uid = libc.setfsuid(user[0])
-    try:
-        return function(*args)
-    finally:
-        libc.setfsuid(old_uid)
-        libc.setfsgid(old_gid)
 
 
 class LocalSandboxProvider:

@@ -5,12 +5,15 @@ import os
 import stat
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
 
 from sandboxes.base import SandboxError
 from sandboxes.local import PER_SANDBOX, LocalSandboxProvider, workspaces_folder
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 async def test_keep_leaves_workspaces_for_whoever_checks_them(tmp_path):
@@ -89,3 +92,34 @@ def _run_another_pytest_process(folder: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "--noconftest", "-p", "no:cacheprovider", "-c",
                            str(folder / "pytest.ini"), str(folder)], cwd=folder, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+GROUP_READ = textwrap.dedent("""
+    import asyncio, os, sys
+    from sandboxes.local import LocalSandboxProvider
+
+    async def main():
+        os.setgroups([int(sys.argv[2])])  # root with a supplementary group, as on many hosts
+        provider = LocalSandboxProvider(root=sys.argv[1])
+        try:
+            sandbox = await provider.provision()
+            secret = sandbox.root / "group-secret"
+            secret.write_text("SECRET")
+            os.chown(secret, 0, int(sys.argv[2]))
+            secret.chmod(0o040)  # only that group may read it
+            read = await sandbox.execute("read_file", {"path": "group-secret"})
+            print(read.is_error, "SECRET" in read.output)
+        finally:
+            await provider.close()
+
+    asyncio.run(main())
+""")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sandbox users of their own need root")
+def test_read_file_cannot_read_with_a_supplementary_group_of_root(tmp_path):
+    """Commands run without root's supplementary groups (setpriv --clear-groups), and so do file tools."""
+    group = 4243  # a group of root's in the child process only: no entry in /etc/group is needed
+    done = subprocess.run([sys.executable, "-c", GROUP_READ, str(tmp_path / "hands"), str(group)], cwd=PROJECT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.stdout == "True False\n", done.stdout + done.stderr
