@@ -21,7 +21,7 @@ import uuid
 import zipfile
 from functools import cache
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
 from sandboxes.child import Child
@@ -56,9 +56,11 @@ class _Channel:
 
     The container's stdin outlives any one attach connection, so a dead worker's hands live on for
     the next brain; a reply still on its way to a dead attach can reach the next one, so replies
-    carry the request's unique id and others are dropped. What is held is bounded: a reply line longer
-    than `max_line` fails the call waiting for it (the rest of that line is dropped as it arrives), and
-    only the tail of stderr is kept.
+    carry the request's unique id. Every line that is not a JSON object with that id is dropped: docker-init
+    (PID 1) holds the same stream, and a command may write into it there. The executor starts each reply on
+    a line of its own, so bytes written without a newline end on a line of theirs. What is held is bounded: a
+    line longer than `max_line` fails the call waiting for it (the rest of that line is dropped as it
+    arrives), and only the tail of stderr is kept.
     """
 
     def __init__(self, stream: Any, max_line: int):
@@ -76,14 +78,22 @@ class _Channel:
         await asyncio.get_running_loop().sock_sendall(self.sock, (json.dumps(payload) + "\n").encode())
 
     async def reply(self, request_id: str) -> dict:
-        """The reply to `request_id`, dropping stale replies to calls made over an earlier attach."""
-        while (message := await self.receive()).get("id") != request_id:
-            pass
-        return message
+        """The reply to `request_id`. Every other line is dropped: a stale reply to a call made over an earlier
+        attach, or whatever a command wrote into the stream through docker-init (PID 1), which holds it too."""
+        return await self.next_message(lambda message: message.get("id") == request_id)
 
-    async def receive(self) -> dict:
-        """The next line, a JSON object. ToolError if it is longer than `max_line`; SandboxLost if it is not JSON
-        or the stream ends."""
+    async def next_message(self, wanted: Callable[[dict], bool]) -> dict:
+        """The next line that is a JSON object `wanted` accepts; every other line is dropped."""
+        while True:
+            try:
+                message = json.loads(await self.line())
+            except ValueError:
+                continue
+            if isinstance(message, dict) and wanted(message):
+                return message
+
+    async def line(self) -> bytes:
+        """The next line. ToolError if it is longer than `max_line`; SandboxLost if the stream ends."""
         loop = asyncio.get_running_loop()
         while (end := self._line_end()) < 0:
             if len(self.stdout) > self.max_line:
@@ -98,13 +108,7 @@ class _Channel:
         del self.stdout[: end + 1]
         if len(line) > self.max_line:
             raise self._too_long()
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):
-            raise SandboxLost(f"the executor sent a line that is not a JSON object: {line[:200]!r}")
-        return message
+        return line
 
     def _too_long(self) -> ToolError:
         return ToolError(f"the sandbox's reply was longer than {self.max_line} bytes, the most the harness reads")
@@ -229,9 +233,7 @@ class DockerSandboxProvider:
             sock = await asyncio.to_thread(self._attach, api, container)
             await asyncio.to_thread(api.start, container)
             channel = _Channel(sock, self.reply_limit)
-            ready = await asyncio.wait_for(channel.receive(), 30)
-            if not ready.get("ready"):
-                raise SandboxLost(f"the executor did not start: {ready}")
+            await asyncio.wait_for(channel.next_message(lambda message: message.get("ready") is True), 30)
         except BaseException:
             with contextlib.suppress(Exception):  # the original failure is what the caller must see
                 await self.remove(container)

@@ -7,7 +7,9 @@ Request: {"id", "name", "input", "timeout", "limit"}; reply: {"id", "output", "i
 Nothing a tool call does ends the executor: any failure is that call's tool error. It is not dumpable,
 so the commands, which run as the same user, cannot open its stdin or stdout through /proc and write
 into the channel; after each command it kills every other process of that user (a detached one too).
-Replies are ASCII JSON, so whatever bytes a tool returns, the line encodes.
+Replies are ASCII JSON, so whatever bytes a tool returns, the line encodes. docker-init (PID 1) holds the same
+stdout and is dumpable, so a command can write into the channel there: each reply starts on a new line, and the
+host drops every line that is not the reply it waits for.
 """
 from __future__ import annotations
 
@@ -75,8 +77,7 @@ async def serve() -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=256 * 1024 * 1024)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    sys.stdout.write(json.dumps({"ready": True}) + "\n")
-    sys.stdout.flush()
+    send({"ready": True})
     while line := await reader.readline():
         try:
             request = json.loads(line)
@@ -86,8 +87,14 @@ async def serve() -> None:
             reply = await handle(request)
         else:
             reply = {"id": None, "output": f"unreadable request: {request}", "is_error": True}
-        sys.stdout.write(json.dumps(reply) + "\n")
-        sys.stdout.flush()
+        send(reply)
+
+
+def send(message: dict) -> None:
+    """`message` on a line of its own: docker-init holds this stream too, and bytes a command wrote there without
+    a newline end on the line before, which the host drops."""
+    sys.stdout.write("\n" + json.dumps(message) + "\n")
+    sys.stdout.flush()
 
 
 def main() -> None:

@@ -214,10 +214,24 @@ async def test_an_executor_flooding_its_stream_fails_one_call_in_bounded_memory(
     writer.start()
     try:
         with pytest.raises(ToolError, match="longer than"):
-            await channel.receive()
+            await channel.line()
         assert (await channel.reply("next"))["output"] == "ok"
     finally:
         channel.close()
         executor.close()
         await asyncio.to_thread(writer.join)
     assert channel.peak <= limit + (1 << 17) and len(channel.stderr) <= 4096
+
+
+async def test_every_line_but_the_reply_is_dropped():
+    """What a command can write into the stream through docker-init (PID 1): lines that are not JSON, JSON that is
+    not an object or carries another id, bytes without a newline before the executor's next reply."""
+    ours, executor = socket.socketpair()
+    channel = _Channel(ours, 1 << 20)
+    try:
+        junk = b'not json\n[1]\n{}\n{"id": "stale", "output": "no", "is_error": false}\nunterminated'
+        executor.sendall(frame(1, junk) + frame(1, b'\n{"id": "wanted", "output": "ok", "is_error": false}\n'))
+        assert await asyncio.wait_for(channel.reply("wanted"), 10) == {"id": "wanted", "output": "ok", "is_error": False}
+    finally:
+        channel.close()
+        executor.close()

@@ -148,20 +148,14 @@ async def test_an_output_flood_is_capped(sandbox):
     "head -c 64M /dev/zero > {fd}",  # a flood, without a newline
 ])
 @pytest.mark.parametrize("process", ["$PPID", "1"])
-async def test_a_command_cannot_write_into_the_hands_channel(request, sandbox, process, writes):
+async def test_a_command_cannot_write_into_the_hands_channel(sandbox, process, writes):
     """On Docker the channel to the harness is the executor's stdout (the command's parent), which docker-init
     (PID 1) holds too. Whatever a command writes there costs at most that call."""
-    if sandbox.hand == "docker" and process == "1" and "json" in writes:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=CHANNEL_FIX))
     before = reset_peak_rss()
     await call(sandbox, "bash", {"command": writes.format(fd=f"/proc/{process}/fd/1") + "; true"})
     after = await call(sandbox, "bash", {"command": "echo still here"})
     assert (after.output, after.is_error) == ("still here\n", False)
     assert rss_mb() - before < 64
-
-
-CHANNEL_FIX = ("docker-init's stdout is the channel too, and a command may write to it: the host must drop lines "
-               "that are not JSON objects (sandboxes/docker.py), the executor must start each reply on a new line")
 
 
 def processes_with(marker: str) -> list[int]:
