@@ -12,7 +12,6 @@ import contextlib
 import errno
 import os
 import stat
-import uuid
 from pathlib import Path
 from typing import BinaryIO, Callable, Mapping
 
@@ -22,11 +21,20 @@ from sandboxes.tools import ToolError
 MAX_LISTED = 2000  # entries list_files returns
 MAX_EDIT_BYTES = 8 << 20  # edit_file holds the file in memory: larger ones are for bash (sed, python)
 _CHUNK = 1 << 16
-_OPEN_DIRS = 64  # remove_tree holds at most this many directories open; deeper ones are moved up first
-_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a folder to list, its last name not followed
 _PATH_ONLY = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC  # a folder to walk through, not to read
 _NO_WAIT = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_LINKS = 40  # symlinks followed in one path, as the kernel allows
+
+
+def __getattr__(name: str):
+    """remove_tree, still importable from here, lives in sandboxes.tree_removal: imported only when asked for,
+    as the Docker executor ships this module without that one."""
+    if name == "remove_tree":
+        from sandboxes.tree_removal import remove_tree
+
+        return remove_tree
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 async def run_tool(
@@ -305,7 +313,7 @@ def _walk(base: int, prefix: str, recursive: bool) -> tuple[list[str], int]:
     while folders and len(names) <= MAX_LISTED:
         folder, seen = folders.popleft()
         try:
-            fd = os.open(folder or ".", _DIRECTORY, dir_fd=base)
+            fd = os.open(folder or ".", DIRECTORY, dir_fd=base)
         except OSError:
             unreadable += 1
             continue
@@ -342,61 +350,3 @@ def _is_dir(entry: os.DirEntry) -> bool:
 def _shown(name: str) -> str:
     """A file name as text: bytes that are not UTF-8 escaped, so the listing is always valid text."""
     return os.fsencode(name).decode("utf-8", errors="backslashreplace")
-
-
-def remove_tree(path: str | Path) -> None:
-    """Delete directory `path` and everything in it, symlinks not followed, however deep: iteratively, with
-    at most _OPEN_DIRS directories open (a deeper one is first moved up, into `path`). OSError if it cannot."""
-    top = _Folder.open(path, "")
-    stack = [top]
-    try:
-        while stack:
-            folder = stack[-1]
-            if not folder.subfolders:
-                stack.pop()
-                os.close(folder.fd)
-                if stack:
-                    os.rmdir(folder.name, dir_fd=stack[-1].fd)
-                continue
-            name = folder.subfolders.pop()
-            if len(stack) >= _OPEN_DIRS:
-                moved = f".harnesslab-removing-{uuid.uuid4().hex}"
-                os.rename(name, moved, src_dir_fd=folder.fd, dst_dir_fd=top.fd)
-                top.subfolders.append(moved)
-            else:
-                stack.append(_Folder.open(name, name, folder.fd))
-    finally:
-        for folder in stack:
-            os.close(folder.fd)
-    os.rmdir(path)
-
-
-class _Folder:
-    """An open directory being emptied: its files are gone once opened; `subfolders` are still to remove."""
-
-    def __init__(self, fd: int, name: str, subfolders: list[str]):
-        self.fd, self.name, self.subfolders = fd, name, subfolders
-
-    @classmethod
-    def open(cls, path: str | Path, name: str, parent: int | None = None) -> _Folder:
-        fd = _open_folder(path, parent)
-        try:
-            subfolders = []
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        subfolders.append(entry.name)
-                    else:
-                        os.unlink(entry.name, dir_fd=fd)
-        except BaseException:
-            os.close(fd)
-            raise
-        return cls(fd, name, subfolders)
-
-
-def _open_folder(path: str | Path, parent: int | None) -> int:
-    try:
-        return os.open(path, _DIRECTORY, dir_fd=parent)
-    except PermissionError:  # a folder its owner made unreadable (chmod 000): ours to open again
-        os.chmod(path, 0o700, dir_fd=parent)
-        return os.open(path, _DIRECTORY, dir_fd=parent)
