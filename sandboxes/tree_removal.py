@@ -29,15 +29,21 @@ def remove_tree(path: str | Path) -> None:
                 continue
             name = folder.subfolders.pop()
             if len(stack) >= _OPEN_DIRS:
-                moved = f".harnesslab-removing-{uuid.uuid4().hex}"
-                os.rename(name, moved, src_dir_fd=folder.fd, dst_dir_fd=top.fd)
-                top.subfolders.append(moved)
+                top.subfolders.append(_move_up(name, folder.fd, top.fd))
             else:
                 stack.append(_Folder.open(name, name, folder.fd))
     finally:
         for folder in stack:
             os.close(folder.fd)
     os.rmdir(path)
+
+
+def _move_up(name: str, parent: int, top: int) -> str:
+    """Move folder `name` from folder `parent` into folder `top`, under a new name, which it returns."""
+    os.close(_open_folder(name, parent))  # a folder moved to another parent must be writable: its `..` changes
+    moved = f".harnesslab-removing-{uuid.uuid4().hex}"
+    os.rename(name, moved, src_dir_fd=parent, dst_dir_fd=top)
+    return moved
 
 
 class _Folder:
@@ -64,8 +70,18 @@ class _Folder:
 
 
 def _open_folder(path: str | Path, parent: int | None) -> int:
+    """Folder `path` opened to be emptied. One its owner made unreadable or read-only (chmod 000, 555) is, if it is
+    ours, made ours to empty (rwx) first; the folders of others only root can empty, whatever their mode."""
     try:
-        return os.open(path, DIRECTORY, dir_fd=parent)
-    except PermissionError:  # a folder its owner made unreadable (chmod 000): ours to open again
+        fd = os.open(path, DIRECTORY, dir_fd=parent)
+    except PermissionError:
         os.chmod(path, 0o700, dir_fd=parent)
         return os.open(path, DIRECTORY, dir_fd=parent)
+    try:
+        status = os.fstat(fd)
+        if status.st_mode & 0o700 != 0o700 and status.st_uid == os.geteuid():
+            os.fchmod(fd, 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
