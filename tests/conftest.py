@@ -33,14 +33,51 @@ def require(engine: str, why: str) -> None:
     pytest.skip(f"{engine} unavailable: {why}")
 
 
+_MADE_BASETEMP = pytest.StashKey[str]()
+
+
 def pytest_configure(config):
     """This run's temporary folders outside /tmp/pytest-of-<user>, which every pytest process that starts makes 0700
     again: a sandbox user could then no longer reach a workspace made under tmp_path."""
     if config.option.basetemp is None and not hasattr(config, "workerinput"):
         import tempfile
 
-        config.option.basetemp = tempfile.mkdtemp(prefix="harnesslab-tests-")
+        config.option.basetemp = config.stash[_MADE_BASETEMP] = tempfile.mkdtemp(prefix="harnesslab-tests-")
         os.chmod(config.option.basetemp, 0o711)
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
+def pytest_sessionfinish(session, exitstatus):
+    """The temporary folders pytest_configure made for this run are removed if it passed, kept if it did not."""
+    base = session.config.stash.get(_MADE_BASETEMP, None)
+    if base is None:
+        return
+    if exitstatus != pytest.ExitCode.OK:
+        return _report(session.config, f"this run's temporary folders are kept: {base}")
+    from sandboxes.tree_removal import remove_tree
+
+    try:
+        remove_tree(base)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        _report(session.config, f"could not remove this run's temporary folders {base}: {exc}")
+
+
+_REPORT = pytest.StashKey[str]()
+
+
+def _report(config, line: str) -> None:
+    """`line` at the end of the terminal summary (which comes after pytest_sessionfinish), else printed now."""
+    if config.pluginmanager.has_plugin("terminalreporter"):
+        config.stash[_REPORT] = line
+    else:
+        print(line)
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    if line := config.stash.get(_REPORT, None):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)
