@@ -324,7 +324,7 @@ def _worker(args: argparse.Namespace) -> int:
 
     from experiments.config_check import check_config
     from experiments.failpoints import Failpoints
-    from experiments.job import compose_config
+    from experiments.runner import run_to_cleanup
     from experiments.worker import serve
 
     if args.config and args.overrides:
@@ -333,12 +333,14 @@ def _worker(args: argparse.Namespace) -> int:
         cfg = OmegaConf.load(args.config)
         check_config(cfg)
     else:
+        from experiments.job import compose_config  # not above: a worker restarted on --config has no use for pandas
+
         cfg = compose_config(args.overrides)
     failpoints = None
     if args.crash_at or args.sandbox_kills:
         failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
-    return asyncio.run(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints,
-                             check=args.check, fault_seed=args.fault_seed))
+    return run_to_cleanup(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints,
+                                check=args.check, fault_seed=args.fault_seed))
 
 
 def _submit(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import uuid
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -22,15 +22,12 @@ from experiments import invariants, results
 from experiments.config_check import GROUPS, ConfigError, check_config
 from experiments.leaks import leak_violations
 from experiments.load import LoadMeter, load_line, startup_frozen
-from experiments.parts import PARTS, RECORDED, build, recorded_choices
+from experiments.parts import PARTS, RECORDED, build, build_parts, recorded_choices, start_parts
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
-from experiments.runner import SessionRecord, close_on_exit, run_suite, run_to_cleanup
+from experiments.runner import SessionRecord, run_suite, run_to_cleanup
 from experiments.summary import summary_table
 from experiments.transcript import printable
 from stores import archive
-from harnesses.base import ContextStrategy, Harness, Model
-from sandboxes.base import SandboxProvider
-from stores.base import SessionStore
 from stores.postgres import redact_dsn
 
 # HTTP client libraries log every request at INFO, which Hydra's job logging would print
@@ -117,41 +114,6 @@ def print_run(saved: SavedRun, heading: str, extra: str | None = None) -> None:
     for violation in saved.violations[:20]:
         print(f"  {printable(str(violation))}")
     print(f"results: {saved.path}")
-
-
-@dataclass(frozen=True, slots=True)
-class Parts:
-    store: SessionStore
-    sandboxes: SandboxProvider
-    model: Model
-    context: ContextStrategy
-    harness: Harness
-    credentials: Any = None  # a CredentialLab with credentials=proxy: it grants sessions their capabilities
-
-
-def build_parts(
-    cfg: DictConfig, stack: AsyncExitStack, harness_options: dict[str, Any] | None = None,
-    wrap: Callable[[str, Any], Any] = lambda name, part: part,
-) -> Parts:
-    """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order.
-
-    `wrap(name, part)` may wrap the store, sandbox provider and model before the harness gets them."""
-    store = wrap("store", close_on_exit(stack, build(cfg, "store")))
-    sandboxes = wrap("sandbox", close_on_exit(stack, build(cfg, "sandbox")))
-    model = wrap("model", close_on_exit(stack, build(cfg, "model")))
-    context = build(cfg, "context")
-    lab = close_on_exit(stack, build(cfg, "credentials")) if cfg.get("credentials") else None
-    options = {**(harness_options or {}), **({"credentials": lab.credentials} if lab is not None else {})}
-    harness = build(cfg, "harness", store=store, model=model, sandboxes=sandboxes, context=context, **options)
-    return Parts(store, sandboxes, model, context, harness, lab)
-
-
-async def start_parts(parts: Parts) -> None:
-    """Let parts with an async `start` (a model's client, an emulator) get ready before sessions are timed."""
-    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.credentials, parts.harness):
-        start = getattr(part, "start", None)
-        if start is not None:
-            await start()
 
 
 async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None, meter: LoadMeter | None = None,

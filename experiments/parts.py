@@ -9,7 +9,9 @@ two custom parts apart, and from the option they replaced.
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -17,6 +19,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.config_check import ConfigError, locate
 from experiments.paths import CONFIG_DIR
+from experiments.runner import close_on_exit
+from harnesses.base import ContextStrategy, Harness, Model
+from sandboxes.base import SandboxProvider
+from stores.base import SessionStore
 
 PARTS = ("harness", "model", "sandbox", "store", "context")  # the `sessions` table has a column for each
 RECORDED = (*PARTS, "tasks")  # shown in a run's header
@@ -78,3 +84,38 @@ def _said(exc: BaseException) -> str:
     """A constructor's own message; with the error's type where the message alone is not a sentence."""
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if isinstance(exc, (TypeError, OSError, LookupError)) or not text else text
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    store: SessionStore
+    sandboxes: SandboxProvider
+    model: Model
+    context: ContextStrategy
+    harness: Harness
+    credentials: Any = None  # a CredentialLab with credentials=proxy: it grants sessions their capabilities
+
+
+def build_parts(
+    cfg: DictConfig, stack: AsyncExitStack, harness_options: dict[str, Any] | None = None,
+    wrap: Callable[[str, Any], Any] = lambda name, part: part,
+) -> Parts:
+    """Instantiate every swappable part from its `_target_`; `stack` closes them in reverse order.
+
+    `wrap(name, part)` may wrap the store, sandbox provider and model before the harness gets them."""
+    store = wrap("store", close_on_exit(stack, build(cfg, "store")))
+    sandboxes = wrap("sandbox", close_on_exit(stack, build(cfg, "sandbox")))
+    model = wrap("model", close_on_exit(stack, build(cfg, "model")))
+    context = build(cfg, "context")
+    lab = close_on_exit(stack, build(cfg, "credentials")) if cfg.get("credentials") else None
+    options = {**(harness_options or {}), **({"credentials": lab.credentials} if lab is not None else {})}
+    harness = build(cfg, "harness", store=store, model=model, sandboxes=sandboxes, context=context, **options)
+    return Parts(store, sandboxes, model, context, harness, lab)
+
+
+async def start_parts(parts: Parts) -> None:
+    """Let parts with an async `start` (a model's client, an emulator) get ready before sessions are timed."""
+    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.credentials, parts.harness):
+        start = getattr(part, "start", None)
+        if start is not None:
+            await start()

@@ -19,14 +19,14 @@ import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Callable, Iterator
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.acks import AckedStore, lost_events
 from experiments.collect import outcome_of
-from experiments.config_check import ConfigError
+from experiments.config_check import ConfigError, locate
 from experiments.faults import Fault, HarnessKill, faults_from_config, incarnation_seed
 from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.runner import SessionRecord, check
@@ -39,6 +39,12 @@ from stores.postgres_server import LocalPostgres
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
 JOURNAL = "journal.jsonl"  # the side-effect journal, in the run's folder
+WORKER_MODULES = ("experiments.cli", "experiments.worker", "experiments.parts")  # with the parts' own modules
+LAZY_IMPORTS = {  # what a part (of this class or one extending it) imports only as it starts
+    # the SDK (1.2 s, most of a worker's start), then what it imports as its client is made
+    "harnesses.models.anthropic.AnthropicModel": ("anthropic", "httpcore2", "anyio._backends._asyncio"),
+    "stores.postgres.PostgresStore": ("psycopg", "psycopg_pool"),
+}
 
 
 @dataclass
@@ -50,6 +56,7 @@ class Lab:
     sandboxes: SandboxProvider  # the driver's handle on the workers' sandboxes
     postgres: LocalPostgres | None
     supervisor: Supervisor | None = None
+    preload: tuple[str, ...] = ()  # modules every worker imports before it is ready
 
     @property
     def acks(self) -> Path:
@@ -70,7 +77,7 @@ async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tupl
     workers = cfg.run.get("workers") or DEFAULT_WORKERS
     async with _lab(cfg, folder, faults) as lab:
         tasks = await _submit(lab, instantiate(cfg.tasks))
-        lab.supervisor = Supervisor(_worker_command(lab, faults, cfg.run.get("seed", 0)), workers, folder / "workers")
+        lab.supervisor = Supervisor(_worker_command(lab, faults, cfg.run.get("seed", 0)), workers, folder / "workers", lab.preload)
         injected = await _run_workers(lab, faults, cfg.run.get("seed", 0), cfg.run.get("timeout_s", 900))
         print(f"[{cell}] {len(tasks)} session(s) driven by {workers} worker process(es); verifying", file=sys.stderr, flush=True)
         return await _verify(lab, tasks, faults, injected, reruns_allowed=cfg.harness.get("interrupted") == "rerun")
@@ -138,7 +145,29 @@ async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncItera
         _provider_config(driver_cfg)["keep"] = False  # the driver keeps nothing: the run's containers go with it
         sandboxes = instantiate(driver_cfg)
         stack.push_async_callback(sandboxes.close)
-        yield Lab(folder, store, sandboxes, postgres)
+        if hasattr(sandboxes, "start"):  # docker's starts its reaper: the workers' containers go if the driver dies
+            await sandboxes.start()
+        yield Lab(folder, store, sandboxes, postgres, preload=worker_imports(workers_cfg))
+
+
+def worker_imports(workers_cfg: dict[str, Any]) -> tuple[str, ...]:
+    """The modules a worker of this config imports before it is ready: the supervisor's fork server imports
+    them once for every worker (experiments/supervisor.py), instead of each new worker importing them again."""
+    parts = [locate(target) for target in _targets(workers_cfg)]
+    modules = [*WORKER_MODULES, *(part.__module__ for part in parts if isinstance(getattr(part, "__module__", None), str))]
+    for base, lazy in LAZY_IMPORTS.items():
+        if any(isinstance(part, type) and issubclass(part, locate(base)) for part in parts):
+            modules += lazy
+    return tuple(dict.fromkeys(modules))
+
+
+def _targets(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("_target_"), str):
+            yield node["_target_"]
+        node = list(node.values())
+    for item in node if isinstance(node, list) else ():
+        yield from _targets(item)
 
 
 async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExitStack) -> LocalPostgres | None:

@@ -2,17 +2,24 @@
 
 For fault experiments the supervisor can also SIGKILL a random live worker; every kill, restart and
 readiness is recorded with its wall-clock time, so recovery can be measured against the session logs.
+
+With `preload`, workers are forked from a fork server that imported those modules once
+(experiments/fork_server.py). Workers end with the supervisor's process, SIGKILL included.
 """
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import IO, Any, Callable, Sequence
+
+from experiments.fork_server import ForkServer
+from sandboxes.child import dies_with_this_process
+
+CANNOT_GO_ON = 3  # a worker's exit code: what stops it would stop its successor too (a damaged store, say)
 
 
 @dataclass
@@ -33,19 +40,22 @@ class Kill:
 
 
 class WorkerFailed(RuntimeError):
-    """A worker keeps dying before it is ready: restarting it again would not help."""
+    """A worker keeps dying before it is ready, or says it cannot go on: restarting it would not help."""
 
 
 class Supervisor:
-    def __init__(self, command: Callable[[str, int], list[str]], slots: int, log_dir: Path):
+    def __init__(self, command: Callable[[str, int], list[str]], slots: int, log_dir: Path, preload: Sequence[str] = ()):
         # command(slot, incarnation): the slot's n-th process gets n (0 first), to seed its fault streams with
         self.command, self.log_dir = command, log_dir  # each slot's stderr goes to log_dir/<slot>.log
         self.slots = {f"w{i}": Slot(f"w{i}") for i in range(slots)}
         self.kills: list[Kill] = []
         self.readies: list[tuple[str, float]] = []  # (slot, time) for every process that became ready
         self._watchers: list[asyncio.Task] = []
+        self.fork_server = ForkServer(preload, log_dir / "fork-server.log") if preload else None
 
     async def start(self) -> None:
+        if self.fork_server is not None:
+            await self.fork_server.start()
         self._watchers = [asyncio.create_task(self._keep_alive(slot)) for slot in self.slots.values()]
 
     async def wait(self, timeout: float) -> None:
@@ -60,7 +70,7 @@ class Supervisor:
         if not ready:
             return None
         slot = rng.choice(ready)
-        os.kill(slot.process.pid, signal.SIGKILL)
+        slot.process.kill()
         kill = Kill(slot.name, slot.process.pid, now)
         self.kills.append(kill)
         return kill
@@ -72,7 +82,17 @@ class Supervisor:
             if slot.process and slot.process.returncode is None:
                 slot.process.kill()
         await asyncio.gather(*self._watchers, return_exceptions=True)
-        await asyncio.gather(*(slot.process.wait() for slot in self.slots.values() if slot.process))
+        await asyncio.gather(*(slot.process.wait() for slot in self.slots.values() if slot.process), return_exceptions=True)
+        if self.fork_server is not None:
+            await self.fork_server.stop()
+
+    async def _spawn(self, command: list[str], log: IO[bytes]) -> Any:
+        if self.fork_server is not None:
+            forked = await self.fork_server.spawn(command, log)
+            if forked is not None:
+                return forked
+        return await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=log, preexec_fn=dies_with_this_process(signal.SIGTERM))
 
     async def _keep_alive(self, slot: Slot) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -81,8 +101,7 @@ class Supervisor:
             slot.ready_at, incarnation = None, len(slot.starts)
             slot.starts.append(time.time())
             with open(self.log_dir / f"{slot.name}.log", "ab") as log:
-                slot.process = await asyncio.create_subprocess_exec(*self.command(slot.name, incarnation), stdout=asyncio.subprocess.PIPE,
-                                                                    stderr=log)
+                slot.process = await self._spawn(self.command(slot.name, incarnation), log)
             async for line in slot.process.stdout:
                 if line.startswith(b"worker ") and b" ready " in line:
                     slot.ready_at = time.time()
@@ -92,6 +111,9 @@ class Supervisor:
             if code == -signal.SIGKILL and not any(k.pid == slot.process.pid for k in self.kills):
                 self.kills.append(Kill(slot.name, slot.process.pid, time.time(), by_supervisor=False))
             failed_starts = failed_starts + 1 if slot.ready_at is None and not slot.done else 0
-            if failed_starts >= 3:
+            if failed_starts >= 3 or code == CANNOT_GO_ON:
                 tail = (self.log_dir / f"{slot.name}.log").read_text(errors="replace")[-1500:]
-                raise WorkerFailed(f"worker {slot.name} died {failed_starts} times before it was ready (exit {code}):\n{tail}")
+                said = "said it cannot go on" if code == CANNOT_GO_ON else f"died {failed_starts} times before it was ready"
+                raise WorkerFailed(f"worker {slot.name} {said} (exit {code}):\n{tail}")
+
+

@@ -21,6 +21,7 @@ from experiments.acks import AckedStore
 from experiments.failpoints import Failpoints
 from experiments.faults import mixed_seed
 from experiments.load import startup_frozen
+from experiments.supervisor import CANNOT_GO_ON
 from stores.base import Event, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,13 @@ def owner(events: list[Event]) -> str | None:
     return woke[-1].data.get("worker") if woke else None
 
 
+class CannotGoOn(RuntimeError):
+    """The store cannot list its active sessions: no worker could go on, a restarted one neither."""
+
+
 class Worker:
     max_pause_s = 1.0  # the longest wait between polls of an unavailable store
-    window = 256  # active sessions looked at per poll, oldest first: a backlog of thousands costs nothing
+    window = 256  # active sessions looked at per poll, oldest first (past those skipped): a backlog costs nothing
 
     def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0,
                  ended: Callable[[str], Awaitable[None]] | None = None):
@@ -54,6 +59,8 @@ class Worker:
             except StoreUnavailable as exc:  # a store restart: wait it out, backing off
                 log.warning("worker %s: %s; retrying in %.2f s", self.slot, exc, pause)
                 idle, pause = False, min(pause * 2, self.max_pause_s)
+            except StoreError as exc:  # a damaged row, say: it stays damaged
+                raise CannotGoOn(f"worker {self.slot}: the store cannot list its active sessions: {exc}") from exc
             if idle and not self.running and exit_when_idle:
                 return
             await asyncio.sleep(pause)
@@ -61,7 +68,8 @@ class Worker:
     async def _take_sessions(self) -> list:
         """Start driving the active sessions that are this worker's to take, among the oldest `window`
         (in-flight ones come first, so a restarted worker finds its own at once); returns those."""
-        active = [info for info in await self.store.sessions(status="active", limit=self.window) if info.id not in self.skipped]
+        listed = await self.store.sessions(status="active", limit=self.window + len(self.skipped))
+        active = [info for info in listed if info.id not in self.skipped]
         for info in active:
             if len(self.running) >= self.concurrency:
                 break
@@ -115,7 +123,7 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
     `fault_seed`: this process's own, mixed into the seed of its model's fault stream."""
     from contextlib import AsyncExitStack
 
-    from experiments.job import build_parts, start_parts
+    from experiments.parts import build_parts, start_parts
 
     if fault_seed is not None:
         seed_model_faults(cfg, fault_seed)
@@ -138,7 +146,11 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
             checker = Checker(parts.store, parts.sandboxes, instantiate(cfg.tasks), slot)
         worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency, ended=checker)
         with startup_frozen():
-            await worker.run(exit_when_idle)
+            try:
+                await worker.run(exit_when_idle)
+            except CannotGoOn as exc:
+                print(exc, file=sys.stderr, flush=True)
+                return CANNOT_GO_ON
         print(f"worker {slot} done: woke {worker.woken} session(s), {worker.conflicts} conflict(s), "
               f"{worker.interrupted} interrupted by the store", file=sys.stderr)
     return 0

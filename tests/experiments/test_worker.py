@@ -152,3 +152,36 @@ async def test_a_fresh_session_with_no_user_message_waits_for_it_and_an_unreadab
     assert skips_logged(caplog, corrupt) == 1 and (await store.session(corrupt)).status == "active"
     await store.close()
     await hands.close()
+
+
+async def test_a_store_that_cannot_list_its_sessions_stops_the_worker_with_the_reason(tmp_path):
+    import sqlite3
+
+    from experiments.worker import CannotGoOn
+    from stores.sqlite import SqliteStore
+
+    path = tmp_path / "sessions.sqlite"
+    store = SqliteStore(path)
+    await store.create_session({"task": "damaged"})
+    con = sqlite3.connect(path)
+    con.execute("UPDATE sessions SET meta = '{not json'")
+    con.commit()
+    con.close()
+    harness = DecoupledHarness(store, ScriptedModel(policy_book()), LocalSandboxProvider(root=str(tmp_path)), FullContext())
+    with pytest.raises(CannotGoOn, match="cannot list its active sessions: .*meta is not JSON"):
+        await asyncio.wait_for(Worker(store, harness, "w0").run(), timeout=30)
+    await store.close()
+
+
+async def test_sessions_a_worker_skips_do_not_hide_the_ones_behind_them(tmp_path):
+    store, hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
+    [(suite, instance, task)] = load_suite("smoke", only=["arithmetic"])
+    ids = []
+    for _ in range(5):
+        ids.append(await store.create_session(task.meta(suite, instance)))
+        await store.append(ids[-1], [Event("user.message", {"text": task.prompt})], expect=1)
+    worker = Worker(store, DecoupledHarness(store, ScriptedModel(policy_book()), hands, FullContext()), "w0")
+    worker.window, worker.skipped = 3, set(ids[:3])  # the three oldest: no wake can end them
+    await asyncio.wait_for(worker.run(), timeout=60)
+    assert {s.id for s in await store.sessions(status="completed")} == set(ids[3:])
+    await hands.close()
