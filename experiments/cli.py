@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from experiments.failpoints import POINTS
-from experiments.paths import CONFIG_DIR
+from experiments.paths import CONFIG_DIR, keep_outputs_private
 from experiments.transcript import printable
 
 EXAMPLES = """examples:
@@ -39,6 +39,7 @@ EXAMPLES = """examples:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    keep_outputs_private()
     if argv and argv[0] == "run":
         return run(argv[1:])
     if argv and argv[0] in ("replay", "fork"):

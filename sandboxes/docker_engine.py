@@ -29,6 +29,7 @@ IMAGE = "harnesslab-sandbox"
 DOCKERD_LOG = Path("/var/log/harnesslab-dockerd.log")
 LABEL = "harnesslab"  # on every container harnesslab makes; LABEL.provider names the provider (or run) that made it
 REMOVAL_WAIT_S = 60.0  # for a container someone else is removing (or that is changing state) to be gone
+PUBLIC_UMASK = 0o022  # a run keeps its own files private (umask 077); the engine, apt and the image must not inherit that
 
 
 class EngineUnavailable(SandboxError, RuntimeError):
@@ -54,7 +55,7 @@ def ensure_engine(wait_s: float = 60.0) -> None:
     with open(DOCKERD_LOG, "ab") as log:
         subprocess.Popen(
             ["dockerd", "--bridge=none", "--iptables=false", "--ip-masq=false"],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True, umask=PUBLIC_UMASK,
         )
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -100,7 +101,7 @@ def ensure_image() -> str:
         _apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="harnesslab-rootfs-") as root:
         _run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, root, mirror()], "debootstrap")
-        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["tar", "-C", root, "-c", "."], stdout=subprocess.PIPE, umask=PUBLIC_UMASK)
         imported = subprocess.run(["docker", "import", "-", tag], stdin=tar.stdout, capture_output=True, text=True)
         tar.wait()
         if imported.returncode != 0:
@@ -116,7 +117,7 @@ def _apt_install(package: str) -> None:
 
 
 def _run(argv: list[str], what: str, env: dict[str, str] | None = None) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    done = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, umask=PUBLIC_UMASK)
     if done.returncode != 0:
         raise EngineUnavailable(f"{what} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-1500:]}")
 

@@ -164,7 +164,6 @@ def answers(url: str) -> bool:
         connection.close()
 
 
-@pytest.mark.xfail(strict=True, reason="until experiments/cli.py calls experiments.paths.keep_outputs_private() first")
 async def test_a_runs_outputs_are_private_to_their_owner_and_a_local_sandbox_reads_none(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("local sandboxes run as another uid only when harnesslab runs as root")
