@@ -26,6 +26,7 @@ from sandboxes import uid_claims, workspace
 from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxError, SandboxLost, effective_timeout
 from sandboxes.journal import Journal
 from sandboxes.process import live_processes_of
+from sandboxes.tree_removal import remove_tree
 from sandboxes.tools import ToolError, ToolSpec
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class LocalSandbox(Sandbox):
 async def remove_quietly(folder: Path) -> None:
     """Remove `folder` however deep it is (off the event loop); a failure is logged, never raised."""
     try:
-        await in_daemon_thread(workspace.remove_tree, folder)
+        await in_daemon_thread(remove_tree, folder)
     except FileNotFoundError:
         pass
     except Exception as exc:  # teardown never fails a run: the sessions' results matter more than a folder

@@ -27,16 +27,6 @@ _NO_WAIT = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _MAX_LINKS = 40  # symlinks followed in one path, as the kernel allows
 
 
-def __getattr__(name: str):
-    """remove_tree, still importable from here, lives in sandboxes.tree_removal: imported only when asked for,
-    as the Docker executor ships this module without that one."""
-    if name == "remove_tree":
-        from sandboxes.tree_removal import remove_tree
-
-        return remove_tree
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 async def run_tool(
     root: Path, name: str, input: dict, *, argv: Callable[[str], list[str]], env: Mapping[str, str],
     timeout_s: float, output_limit: int,

@@ -117,7 +117,7 @@ def status_after(types: Iterable[str], current: str = "active") -> str:
 
 def check_session_id(session_id: Any) -> None:
     """InvalidSessionId unless `session_id` is a non-empty str of at most MAX_SESSION_ID_LENGTH printable characters:
-    checked by create_session and append before anything else (a NUL, say, would otherwise fail in PostgreSQL only)."""
+    checked by every write and read of a session before anything else (a NUL, say, would otherwise fail in PostgreSQL only)."""
     if isinstance(session_id, str) and 0 < len(session_id) <= MAX_SESSION_ID_LENGTH and session_id.isprintable():
         return
     if not isinstance(session_id, str):

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from stores.archive import ReadOnlyStore, damaged, not_ours, require_kind
-from stores.base import CorruptEvent, Event, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds
+from stores.base import (
+    CorruptEvent, Event, SessionInfo, SessionNotFound, StoreError, check_session_id, decode_event, slice_bounds,
+)
 from stores.batch import BatchWriter, Write, plan_batch
 
 T = TypeVar("T")
@@ -43,9 +45,11 @@ class EmbeddedSqlStore(BatchWriter, ABC):
     # -- the SessionStore protocol (create_session and append: BatchWriter) -------------------------
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        check_session_id(session_id)
         return await self._read(self._read_events, session_id, start, stop)
 
     async def session(self, session_id: str) -> SessionInfo:
+        check_session_id(session_id)
         return await self._read(self._read_session, session_id)
 
     async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:

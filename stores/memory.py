@@ -48,11 +48,13 @@ class MemoryStore:
         return len(log)
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        check_session_id(session_id)
         log = self._log(session_id)
         lo, hi = slice_bounds(len(log), start, stop)
         return [decode_event(session_id, p, *log[p]) for p in range(lo, hi)]
 
     async def session(self, session_id: str) -> SessionInfo:
+        check_session_id(session_id)
         self._log(session_id)
         return self._info[session_id]
 

@@ -16,8 +16,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Sequence
 
 from stores.base import (
-    Conflict, Event, SessionExists, SessionInfo, SessionNotFound, StoreError, StoreUnavailable, decode_event, slice_bounds,
-    status_after,
+    Conflict, Event, SessionExists, SessionInfo, SessionNotFound, StoreError, StoreUnavailable, check_session_id, decode_event,
+    slice_bounds, status_after,
 )
 from stores.batch import BatchWriter, Write, commit_apart
 
@@ -60,6 +60,7 @@ class PostgresStore(BatchWriter):
     # -- the SessionStore protocol (create_session and append: BatchWriter) -------------------------
 
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
+        check_session_id(session_id)
         async with self._connection() as conn:
             if start >= 0 and (stop is None or stop >= 0):  # bounds that need no length: one round trip (a wake)
                 lo, hi = start, stop
@@ -76,6 +77,7 @@ class PostgresStore(BatchWriter):
             return [decode_event(session_id, *row) for row in rows]
 
     async def session(self, session_id: str) -> SessionInfo:
+        check_session_id(session_id)
         async with self._connection() as conn:
             return SessionInfo.from_row(await self._session_row(conn, session_id))
 

@@ -263,6 +263,9 @@ async def test_invalid_session_id_refused_at_the_door(store, bad, message):
         await store.append(bad, [ev(1)])
     with pytest.raises(InvalidSessionId, match=re.escape(message)):
         await store.append(bad, [])
+    for read in (store.session(bad), store.events(bad)):  # a NUL failed in PostgreSQL's driver
+        with pytest.raises(InvalidSessionId, match=re.escape(message)):
+            await read
     assert [info.id for info in await store.sessions()] == [sid]
 
 
