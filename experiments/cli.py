@@ -15,11 +15,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import uuid
 from pathlib import Path
 
+from experiments import handlers
 from experiments.failpoints import POINTS
 from experiments.paths import CONFIG_DIR, keep_outputs_private
 from experiments.transcript import printable
@@ -86,20 +85,20 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("source", nargs="?", help=SOURCES_HELP)
     ls.add_argument("--status", choices=["active", "completed", "failed"])
     ls.add_argument("--limit", type=int)
-    ls.set_defaults(handler=lambda a: _sessions(a, _ls))
+    ls.set_defaults(handler=lambda a: handlers.sessions(a, handlers.ls))
     show = sessions.add_parser("show", help="print a readable transcript of one session")
     show.add_argument("session", help="a session id, or a unique prefix of one")
     show.add_argument("source", nargs="?", help=SOURCES_HELP)
     show.add_argument("--width", type=int, default=100, help="characters per event line")
-    show.set_defaults(handler=lambda a: _sessions(a, _show))
+    show.set_defaults(handler=lambda a: handlers.sessions(a, handlers.show))
     export = sessions.add_parser("export", help="copy sessions into a results.duckdb `events` table")
     export.add_argument("source", help=SOURCES_HELP)
     export.add_argument("--to", required=True, type=Path, help="the results.duckdb to write (created if missing)")
-    export.set_defaults(handler=lambda a: _sessions(a, _export))
+    export.set_defaults(handler=lambda a: handlers.sessions(a, handlers.export))
     traces = sessions.add_parser("traces", help="write sessions as OpenTelemetry traces (GenAI conventions), one span per JSON line")
     traces.add_argument("source", nargs="?", help=SOURCES_HELP)
     traces.add_argument("--to", type=Path, default=Path("traces.jsonl"), help="the JSON-lines file to write (default: traces.jsonl)")
-    traces.set_defaults(handler=lambda a: _sessions(a, _traces))
+    traces.set_defaults(handler=lambda a: handlers.sessions(a, handlers.traces))
     for action in (ls, show, export, traces):
         action.add_argument("--schema", default="harnesslab", help="PostgreSQL schema of the store")
 
@@ -108,7 +107,7 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--latency", type=Path, help="a latency profile YAML (see `harnesslab calibrate`)")
     emulator.add_argument("--faults", help="fault rates, e.g. rate_limit=0.05,overloaded=0.05,disconnect=0.02")
-    emulator.set_defaults(handler=_emulator)
+    emulator.set_defaults(handler=handlers.emulator)
 
     calibrate = commands.add_parser("calibrate", help="measure the API (or the emulator) and write a latency profile")
     calibrate.add_argument("--out", type=Path, default=Path("latency.yaml"))
@@ -116,7 +115,7 @@ def parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--base-url", help="an endpoint other than the API (needs ANTHROPIC_API_KEY)")
     calibrate.add_argument("--sizes", default="200,2000,8000", help="prompt sizes in tokens, comma-separated")
     calibrate.add_argument("--repeats", type=int, default=5)
-    calibrate.set_defaults(handler=_calibrate)
+    calibrate.set_defaults(handler=handlers.calibrate)
 
     worker = commands.add_parser("worker", help="drive unfinished sessions of a shared store (with Hydra overrides)")
     worker.add_argument("--slot", default="w0", help="this worker's slot: a restarted worker keeps its slot")
@@ -133,25 +132,25 @@ def parser() -> argparse.ArgumentParser:
     faults.add_argument("--fault-seed", type=int, default=0, help="seeds this process's fault streams (fault points, the emulator's "
                         "errors): fault runs give each worker process its own")
     worker.add_argument("overrides", nargs="*", help="Hydra overrides; the store must be shared (store.path=... or a DSN)")
-    worker.set_defaults(handler=_worker)
+    worker.set_defaults(handler=handlers.worker)
     submit = commands.add_parser("submit", help="create the configured tasks' sessions in a shared store, for workers")
     submit.add_argument("overrides", nargs="*", help="Hydra overrides, as for run; the store must be shared")
-    submit.set_defaults(handler=_submit)
+    submit.set_defaults(handler=handlers.submit)
     collect = commands.add_parser("collect", help="one results.duckdb of every session in a shared store (checked by `worker --check`)")
     collect.add_argument("--out", type=Path, help="its folder (default: outputs/collect-<time>)")
     collect.add_argument("overrides", nargs="*", help="Hydra overrides naming the store, as for the workers")
-    collect.set_defaults(handler=_collect)
+    collect.set_defaults(handler=handlers.collect)
 
     report = commands.add_parser("report", help="what the runs of results files vary, and each section about them (TTFT, recovery, context, ...); writes plots")
     report.add_argument("path", type=Path, nargs="+", help="results.duckdb files or folders of them (runs, multiruns): one report over all")
     report.add_argument("--out", type=Path, help="where the PNGs go (default: PATH/report for one PATH; for several, a new folder under ./reports)")
-    report.set_defaults(handler=_report)
+    report.set_defaults(handler=handlers.report)
 
     docker = commands.add_parser("docker", help="the Docker engine and sandbox image").add_subparsers(metavar="ACTION", required=True)
     docker.add_parser("setup", help="start an engine (installing docker.io if needed) and build the image offline").set_defaults(
-        handler=_docker_setup)
+        handler=handlers.docker_setup)
     sandbox = commands.add_parser("sandbox", help="sandbox housekeeping").add_subparsers(metavar="ACTION", required=True)
-    sandbox.add_parser("prune", help="remove every harnesslab container left on the engine").set_defaults(handler=_sandbox_prune)
+    sandbox.add_parser("prune", help="remove every harnesslab container left on the engine").set_defaults(handler=handlers.sandbox_prune)
 
     postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
         metavar="ACTION", required=True
@@ -161,8 +160,8 @@ def parser() -> argparse.ArgumentParser:
     for action in (start, stop):
         action.add_argument("--dir", type=Path, default=Path(".harnesslab/postgres"), help="its data folder")
     start.add_argument("--port", type=int, default=55432)
-    start.set_defaults(handler=_postgres_start)
-    stop.set_defaults(handler=_postgres_stop)
+    start.set_defaults(handler=handlers.postgres_start)
+    stop.set_defaults(handler=handlers.postgres_stop)
     return top
 
 
@@ -194,243 +193,6 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
 
     sys.argv = [f"harnesslab {command}", *args]
     job()
-    return 0
-
-
-def _sessions(args: argparse.Namespace, action) -> int:
-    from experiments.sources import read_source
-
-    async def go() -> int:
-        source = read_source(args.source, args.schema)
-        try:
-            return await action(source, args)
-        finally:
-            await source.store.close()
-
-    return asyncio.run(go())
-
-
-async def _ls(source, args) -> int:
-    from experiments.transcript import session_table
-
-    infos = await source.store.sessions(status=args.status, limit=args.limit)
-    print(session_table(infos, source.where))
-    if not infos and await source.is_empty():
-        for hint in source.elsewhere:
-            print(f"harnesslab: {printable(hint)}", file=sys.stderr)
-    return 0
-
-
-async def _show(source, args) -> int:
-    from experiments.transcript import transcript
-
-    from experiments.fork import ForkError, find_session
-
-    try:
-        info = await find_session(source.store, args.session)
-    except ForkError as exc:
-        hints = source.elsewhere if await source.is_empty() else []
-        print(printable("; ".join([f"harnesslab: {exc} (looked in {source.where})", *hints])), file=sys.stderr)
-        return 1
-    if source.defaulted:
-        print(f"harnesslab: from {source.where}", file=sys.stderr)
-    print(transcript(info, await source.store.events(info.id), args.width))
-    return 0
-
-
-async def _export(source, args) -> int:
-    from stores.archive import export_sessions
-
-    await source.require_sessions()  # else an error, and no empty archive: the sessions are somewhere else
-    count = await export_sessions(source.store, args.to, run_id=f"export-{uuid.uuid4().hex[:8]}")
-    print(f"exported {count} session(s) from {source.where} to {args.to}")
-    return 0
-
-
-async def _traces(source, args) -> int:
-    from experiments.traces import export_traces
-
-    await source.require_sessions()
-    sessions, spans = await export_traces(source.store, args.to)
-    print(f"wrote {spans} span(s) of {sessions} session(s) from {source.where} to {args.to}")
-    return 0
-
-
-def _emulator(args: argparse.Namespace) -> int:
-    from experiments.tasks import policy_book
-    from harnesses.emulator.server import EmulatorServer
-    from harnesses.emulator.service import FaultProfile, LatencyProfile
-
-    latency = LatencyProfile.load(args.latency) if args.latency else LatencyProfile()
-    try:
-        rates = {k: float(v) for k, v in (item.split("=", 1) for item in args.faults.split(","))} if args.faults else {}
-        faults = FaultProfile(**rates)
-    except (TypeError, ValueError) as exc:
-        print(f"harnesslab: --faults {args.faults!r}: {exc}; valid names: rate_limit, overloaded, server_error, "
-              "disconnect, retry_after_s, seed", file=sys.stderr)
-        return 2
-
-    async def serve() -> None:
-        server = EmulatorServer(policy_book(), latency, faults)
-        url = await server.start(args.host, args.port)
-        print(f"Messages-API emulator on {url} (Ctrl-C stops it). To use it:\n"
-              f"  ANTHROPIC_API_KEY=any harnesslab run model=anthropic model.base_url={url}", flush=True)
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await server.stop()
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        pass
-    return 0
-
-
-def _calibrate(args: argparse.Namespace) -> int:
-    import os
-
-    from experiments import calibrate
-    from harnesses.models.anthropic import AnthropicModel
-
-    try:
-        sizes = [int(size) for size in args.sizes.split(",")]
-    except ValueError:
-        print(f"harnesslab: --sizes {args.sizes!r}: expected whole numbers separated by commas", file=sys.stderr)
-        return 2
-    if os.environ.get("ANTHROPIC_API_KEY"):
-        model, target = AnthropicModel(model=args.model, base_url=args.base_url), args.base_url or f"the API ({args.model})"
-    else:
-        from experiments.tasks import policy_book
-        from harnesses.models.emulator import EmulatorModel
-
-        model, target = EmulatorModel(policy_book()), "the emulator's default profile (no ANTHROPIC_API_KEY: a self-check)"
-
-    async def go():
-        try:
-            return await calibrate.measure(model, sizes, args.repeats)
-        finally:
-            await model.close()
-
-    samples = asyncio.run(go())
-    profile = calibrate.fit(samples)
-    text = calibrate.summary(samples, profile, target)
-    profile.save(args.out, comment=f"{text}\nuse: harnesslab run model.latency_file={args.out}")
-    print(f"{text}\nwrote {args.out}")
-    return 0
-
-
-def _worker(args: argparse.Namespace) -> int:
-    from omegaconf import OmegaConf
-
-    from experiments.config_check import check_config
-    from experiments.failpoints import Failpoints
-    from experiments.runner import run_to_cleanup
-    from experiments.worker import serve
-
-    if args.config and args.overrides:
-        raise SystemExit("harnesslab worker: give --config or overrides, not both")
-    if args.config:  # a resolved config a fault run wrote
-        cfg = OmegaConf.load(args.config)
-        check_config(cfg)
-    else:
-        from experiments.job import compose_config  # not above: a worker restarted on --config has no use for pandas
-
-        cfg = compose_config(args.overrides)
-    failpoints = None
-    if args.crash_at or args.sandbox_kills:
-        failpoints = Failpoints(args.crash_at, args.crash_rate, args.sandbox_kills, args.sandbox_kill_rate, args.fault_log, args.fault_seed)
-    return run_to_cleanup(serve(cfg, args.slot, exit_when_idle=not args.forever, acks=args.acks, failpoints=failpoints,
-                                check=args.check, fault_seed=args.fault_seed))
-
-
-def _submit(args: argparse.Namespace) -> int:
-    from experiments.job import compose_config
-    from experiments.parts import build
-    from stores.base import Event
-
-    cfg = compose_config(args.overrides, groups=("store", "tasks"))
-    tasks = build(cfg, "tasks")
-
-    async def go() -> int:
-        store = build(cfg, "store")
-        try:
-            for suite, instance, task in tasks:
-                session_id = await store.create_session(task.meta(suite, instance))
-                await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
-        finally:
-            await store.close()
-        print(f"submitted {len(tasks)} session(s)")
-        return 0
-
-    return asyncio.run(go())
-
-
-def _collect(args: argparse.Namespace) -> int:
-    import time
-
-    from experiments.collect import collect_job
-    from experiments.job import compose_config
-    from experiments.parts import PARTS
-
-    cfg = compose_config(args.overrides, groups=("store", "sandbox", "tasks"))
-    out = args.out or Path("outputs") / f"collect-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
-    out.mkdir(parents=True, exist_ok=True)
-    choices = dict(o.split("=", 1) for o in args.overrides if o.split("=", 1)[0] in PARTS)
-    named = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in args.overrides}  # the parts collect was told of
-    collect_job(cfg, out, choices, groups=("store", *sorted(named & set(PARTS) - {"store"})))
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    from experiments.report import report
-
-    try:
-        print(report(args.path, args.out))
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"harnesslab: {printable(str(exc))}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _docker_setup(args: argparse.Namespace) -> int:
-    import time
-
-    from sandboxes.docker_engine import ensure_engine, ensure_image
-
-    started = time.monotonic()
-    ensure_engine()
-    tag = ensure_image()
-    print(f"Docker engine answers; sandbox image {tag} ready ({time.monotonic() - started:.1f} s)")
-    return 0
-
-
-def _sandbox_prune(args: argparse.Namespace) -> int:
-    import docker
-
-    from sandboxes.docker import prune
-
-    client = docker.from_env()
-    try:
-        print(f"removed {prune(client.api)} harnesslab container(s)")
-    finally:
-        client.close()
-    return 0
-
-
-def _postgres_start(args: argparse.Namespace) -> int:
-    from stores.postgres_server import LocalPostgres
-
-    dsn = LocalPostgres(args.dir.resolve(), args.port, detach=True).start()
-    print(f"PostgreSQL is up ({args.dir}). To use it:\n  export HARNESSLAB_POSTGRES_DSN={dsn}\n  harnesslab run store=postgres")
-    return 0
-
-
-def _postgres_stop(args: argparse.Namespace) -> int:
-    from stores.postgres_server import LocalPostgres
-
-    LocalPostgres(args.dir.resolve()).stop()
-    print(f"PostgreSQL in {args.dir} stopped")
     return 0
 
 
