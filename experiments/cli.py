@@ -21,7 +21,7 @@ from pathlib import Path
 from experiments import handlers
 from experiments.failpoints import POINTS
 from experiments.paths import CONFIG_DIR, keep_outputs_private
-from experiments.transcript import printable
+from experiments.sessions.transcript import printable
 
 EXAMPLES = """examples:
   harnesslab run
@@ -65,7 +65,7 @@ def users_mistake(exc: BaseException) -> bool:
 
 
 def parser() -> argparse.ArgumentParser:
-    from experiments.sources import SOURCES_HELP
+    from experiments.sessions.sources import SOURCES_HELP
 
     top = argparse.ArgumentParser(
         prog="harnesslab", description=__doc__.split("\n\n")[0], epilog=EXAMPLES,

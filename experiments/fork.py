@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from experiments.transcript import gaps, printable
+from experiments.sessions.transcript import gaps, printable
 from harnesses.hands import Hands, first_hand, hand_of, live_sandbox_id
 from harnesses.log import SessionLog
 from sandboxes.base import Fetch, SandboxProvider, Setup

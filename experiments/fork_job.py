@@ -22,9 +22,9 @@ from experiments.fork import ForkError, Origin, ToolDivergence, check_fork_point
 from experiments.job import build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
 from experiments.parts import PARTS, recorded_choices
 from experiments.runner import SessionRecord, check
-from experiments.sources import SOURCES_HELP, newest_results, open_source
+from experiments.sessions.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict
-from experiments.transcript import printable
+from experiments.sessions.transcript import printable
 from harnesses.models.replay import ReplayModel
 from sandboxes.base import Setup
 from stores import archive
@@ -38,7 +38,7 @@ DIVERGENCES_TABLE = {
 
 @dataclass(frozen=True, slots=True)
 class ForkRequest:
-    source: str  # where the logged session is: anything experiments.sources.open_source reads
+    source: str  # where the logged session is: anything experiments.sessions.sources.open_source reads
     session: str  # its id, or a unique prefix of it
     at: int | None = None  # keep events [0, at); None: just after the task (a replay from the start)
     message: str | None = None  # a user message appended after the prefix

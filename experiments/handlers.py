@@ -10,11 +10,11 @@ import sys
 import uuid
 from pathlib import Path
 
-from experiments.transcript import printable
+from experiments.sessions.transcript import printable
 
 
 def sessions(args: argparse.Namespace, action) -> int:
-    from experiments.sources import read_source
+    from experiments.sessions.sources import read_source
 
     async def go() -> int:
         source = read_source(args.source, args.schema)
@@ -27,7 +27,7 @@ def sessions(args: argparse.Namespace, action) -> int:
 
 
 async def ls(source, args) -> int:
-    from experiments.transcript import session_table
+    from experiments.sessions.transcript import session_table
 
     infos = await source.store.sessions(status=args.status, limit=args.limit)
     print(session_table(infos, source.where))
@@ -38,7 +38,7 @@ async def ls(source, args) -> int:
 
 
 async def show(source, args) -> int:
-    from experiments.transcript import transcript
+    from experiments.sessions.transcript import transcript
 
     from experiments.fork import ForkError, find_session
 
@@ -64,7 +64,7 @@ async def export(source, args) -> int:
 
 
 async def traces(source, args) -> int:
-    from experiments.traces import export_traces
+    from experiments.sessions.traces import export_traces
 
     await source.require_sessions()
     sessions, spans = await export_traces(source.store, args.to)

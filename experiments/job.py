@@ -26,7 +26,7 @@ from experiments.parts import PARTS, RECORDED, build, build_parts, recorded_choi
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.runner import SessionRecord, run_suite, run_to_cleanup
 from experiments.summary import summary_table
-from experiments.transcript import printable
+from experiments.sessions.transcript import printable
 from stores import archive
 from stores.postgres import redact_dsn
 

@@ -8,8 +8,8 @@ from experiments.job import compose_config, run_job
 from experiments.report import report
 from experiments.report_hands import hands_table
 from experiments.results import read_table
-from experiments.sources import open_source
-from experiments.traces import export_traces
+from experiments.sessions.sources import open_source
+from experiments.sessions.traces import export_traces
 
 
 def test_the_report_shows_the_speedup_of_several_hands_and_traces_name_the_hand_of_each_tool_call(tmp_path):

@@ -265,7 +265,7 @@ def controls_in(text: str) -> list[str]:
 
 
 def test_printable_escapes_every_control_but_newline_and_tab():
-    from experiments.transcript import printable
+    from experiments.sessions.transcript import printable
 
     for raw, shown in CONTROLS.items():
         assert printable(raw) == shown

@@ -6,8 +6,8 @@ import json
 
 from experiments.job import compose_config, run_job
 from experiments.results import read_table
-from experiments.sources import open_source
-from experiments.traces import export_traces
+from experiments.sessions.sources import open_source
+from experiments.sessions.traces import export_traces
 
 
 def test_each_session_is_a_trace_of_its_model_and_tool_calls_with_token_usage(tmp_path):
