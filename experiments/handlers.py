@@ -106,7 +106,7 @@ def emulator(args: argparse.Namespace) -> int:
 def calibrate(args: argparse.Namespace) -> int:
     import os
 
-    from experiments import calibrate
+    from experiments.bench import calibrate
     from harnesses.models.anthropic import AnthropicModel
 
     try:

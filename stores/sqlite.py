@@ -28,7 +28,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_position ON events (session_key, positi
 # Events in arrival order plus a unique index, rather than a table clustered by session: a group commit
 # across 64 sessions then dirties a few data pages instead of one per session. With the hot head row
 # apart from the session's meta, and integer keys, a batch of 64 events costs 0.5 ms of CPU instead of
-# 0.9 (2 kB of meta per session; measured with the script described in experiments/bench_stores.py).
+# 0.9 (2 kB of meta per session; measured with the script described in experiments/bench/stores.py).
 
 
 class SqliteStore(EmbeddedSqlStore):

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from experiments import bench_stores
-from experiments.bench_targets import target, verdict
+from experiments.bench import stores as bench_stores
+from experiments.bench.targets import target, verdict
 
 VERDICT = re.compile(r"\(target (<=|>=|=) [^:]+: (met|MISSED|not measured)\)")
 

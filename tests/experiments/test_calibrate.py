@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments import calibrate
+from experiments.bench import calibrate
 from experiments.tasks import policy_book
 from harnesses.emulator.service import LatencyProfile
 from harnesses.models.emulator import EmulatorModel

@@ -9,8 +9,8 @@ import tempfile
 import time
 from typing import Any, Awaitable, Callable
 
-from experiments.bench import percentile
-from experiments.bench_targets import target
+from experiments.bench.targets import target
+from experiments.stats import percentile
 
 PROVISION_TARGETS_MS = {"pool(local)": 5, "pool(docker)": 5, "namespace": 30}  # p50
 

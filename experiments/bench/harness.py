@@ -1,19 +1,15 @@
-"""`make bench`: harness overhead per turn, then sandboxes, the emulator, the stores and scale (bench_*.py).
-
-Benchmarks compare alternatives side by side in one run and report medians, p95 and ratios;
-they assert nothing (tests do that). Run: `make bench` or `python -m experiments.bench [--quick]`.
-"""
+"""Harness overhead per turn: the wall time between model calls that is neither the model's nor the sandbox's
+(a scripted model, local hands, memory and sqlite stores). `python -m experiments.bench --only harness`."""
 from __future__ import annotations
 
-import argparse
-import asyncio
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from experiments.bench_targets import target
+from experiments.bench.targets import target
+from experiments.stats import percentile
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.models.scripted import ScriptedModel
@@ -22,14 +18,6 @@ from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-# -- harness overhead ---------------------------------------------------------------------------
 
 
 class TimedModel:
@@ -95,28 +83,7 @@ async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[f
     return overheads
 
 
-async def main(quick: bool, only: str | None) -> None:
-    if only in (None, "harness"):
-        await report_harness(quick)
-    if only in (None, "sandboxes"):
-        from experiments import bench_sandboxes
-
-        await bench_sandboxes.main(quick)
-    if only in (None, "emulator"):
-        from experiments import bench_emulator
-
-        await bench_emulator.main(quick)
-    if only in (None, "stores"):
-        from experiments import bench_stores
-
-        await bench_stores.main(quick)
-    if only in (None, "scale"):
-        from experiments import bench_scale
-
-        await asyncio.to_thread(bench_scale.main, quick)
-
-
-async def report_harness(quick: bool) -> None:
+async def main(quick: bool) -> None:
     sessions, turns = (3, 20) if quick else (10, 50)
     print(f"harness overhead per turn (scripted model, local hands, tool time excluded; {sessions} sessions x {turns} turns)")
     print(f"  {'store':<8} {'p50 ms':>8} {'p95 ms':>8} {'turns':>6}")
@@ -128,10 +95,3 @@ async def report_harness(quick: bool) -> None:
     print(f"  sqlite/memory p50 ratio: {medians['sqlite'] / medians['memory']:.1f}x")
     print(f"  {target('overhead p50, memory store', medians['memory'], '<=', 1, ' ms')}")
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke check")
-    parser.add_argument("--only", choices=["harness", "sandboxes", "emulator", "stores", "scale"], help="run one group of benchmarks")
-    arguments = parser.parse_args()
-    asyncio.run(main(arguments.quick, arguments.only))

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from experiments.bench import percentile
-from experiments.bench_targets import target
+from experiments.bench.targets import target
+from experiments.stats import percentile
 from stores.base import Event
 
 BACKENDS = ("memory", "sqlite", "duckdb", "postgres")

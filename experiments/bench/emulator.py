@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from experiments.bench import percentile
-from experiments.bench_targets import target
+from experiments.bench.targets import target
+from experiments.stats import percentile
 from harnesses.emulator.service import LatencyProfile
 from stores.postgres_server import free_loopback_port
 

@@ -1,7 +1,7 @@
 """A benchmark's target and whether a measurement met it: every target `make bench` prints goes through
 `target`, so none is printed without its verdict.
 
-Here rather than in bench.py: the report's load section prints targets too, and should not import the harness.
+Here rather than in harness.py: the report's load section prints targets too, and should not import the harness.
 """
 from __future__ import annotations
 

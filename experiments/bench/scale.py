@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from experiments.bench_targets import target
+from experiments.bench.targets import target
 from experiments.paths import PROJECT_ROOT
 from experiments.report import results_files
 from experiments.report_load import load_section, load_table
