@@ -13,8 +13,8 @@ from pathlib import Path
 
 from experiments.bench.targets import target
 from experiments.paths import PROJECT_ROOT
-from experiments.report import results_files
-from experiments.report_load import load_section, load_table
+from experiments.report.main import results_files
+from experiments.report.load import load_section, load_table
 
 
 def run_scale(quick: bool, sweep_dir: Path, dsn: str) -> list[Path]:

@@ -78,7 +78,7 @@ class FaultProfile:
 
     def stream(self) -> random.Random:
         """The fault stream `draw` takes from: one per server, from `seed` (a fault run's worker
-        processes each get a seed of their own, experiments/faults.py)."""
+        processes each get a seed of their own, experiments/faults/kinds.py)."""
         return random.Random(self.seed)
 
     def draw(self, rng: random.Random) -> str | None:

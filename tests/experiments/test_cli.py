@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results import SCHEMA, read_table
+from experiments.results.tables import SCHEMA, read_table
 
 HARNESSLAB = str(Path(sys.executable).with_name("harnesslab"))
 

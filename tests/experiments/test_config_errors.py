@@ -9,10 +9,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from experiments.config_check import RULES, ConfigError, check_config
-from experiments.job import compose_config, run_job
+from experiments.run.config_check import RULES, ConfigError, check_config
+from experiments.run.job import compose_config, run_job
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
-from experiments.results import read_table
+from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 
 QUICK = ["model=scripted", "store=memory", "tasks.only=[greeting]"]

@@ -10,9 +10,9 @@ from hydra.errors import MissingConfigException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from experiments.cli import CONFIG_DIR
-from experiments.job import build_parts, start_parts
-from experiments.runner import run_task
+from experiments.cli.main import CONFIG_DIR
+from experiments.run.job import build_parts, start_parts
+from experiments.run.runner import run_task
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore

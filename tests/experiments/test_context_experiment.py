@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.report_context import context_cells
-from experiments.results import read_table
+from experiments.report.context import context_cells
+from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 from tests.helpers import run_notebook
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.job import build_parts, compose_config, save_run, start_parts, utc_now
-from experiments.results import SCHEMA, read_table
-from experiments.runner import run_suite
+from experiments.run.job import build_parts, compose_config, save_run, start_parts, utc_now
+from experiments.results.tables import SCHEMA, read_table
+from experiments.run.runner import run_suite
 from experiments.tasks import load_suite
 
 

@@ -22,7 +22,7 @@ from typing import Callable
 import duckdb
 import pytest
 
-from experiments.results import SCHEMA, write_results
+from experiments.results.tables import SCHEMA, write_results
 from stores.archive import UnreadableFile, export_sessions
 from stores.base import Event
 from stores.duckdb import DuckdbStore
@@ -269,7 +269,7 @@ def test_results_that_fail_halfway_leave_no_file(tmp_path):
 WRITER = """
 import os, sys, time
 from pathlib import Path
-from experiments.results import write_results
+from experiments.results.tables import write_results
 
 def events():  # rows handed over one by one while the file is being written; the last never comes
     yield {"session_id": "s", "position": 0, "type": "session.created", "data": "{}", "ts": 0.0, "v": 1}
@@ -315,7 +315,7 @@ def test_read_only_stores_refuse_writes(sound):
 def test_read_table_names_a_file_that_is_no_database(tmp_path):
     path = tmp_path / "results.duckdb"
     path.write_bytes(b"not a database at all")
-    from experiments.results import read_table
+    from experiments.results.tables import read_table
 
     with pytest.raises(UnreadableFile, match="is neither an SQLite nor a DuckDB file"):
         read_table([path], "runs")

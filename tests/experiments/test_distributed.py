@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from experiments.results import read_table
+from experiments.results.tables import read_table
 from stores.postgres import PostgresStore
 from tests.experiments.test_cli import HARNESSLAB, harnesslab
 

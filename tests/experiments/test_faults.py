@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from experiments.faults import ModelFaults
-from experiments.job import compose_config
-from experiments.recovery import Lab, _worker_command
-from experiments.recovery_report import Recovery
-from experiments.results import read_table
-from experiments.worker import seed_model_faults
+from experiments.faults.kinds import ModelFaults
+from experiments.run.job import compose_config
+from experiments.faults.runner import Lab, _worker_command
+from experiments.faults.findings import Recovery
+from experiments.results.tables import read_table
+from experiments.workers.worker import seed_model_faults
 from harnesses.emulator.service import FaultProfile
 from tests.experiments.test_cli import harnesslab
 from tests.stores.test_durable import require_postgres_server

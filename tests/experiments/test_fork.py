@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.fork import ForkError, check_fork_point, load_origin
-from experiments.fork_job import ForkRequest, fork_and_run
-from experiments.job import compose_config, run_job
+from experiments.replay.fork import ForkError, check_fork_point, load_origin
+from experiments.replay.job import ForkRequest, fork_and_run
+from experiments.run.job import compose_config, run_job
 from experiments.sessions.sources import open_source
 from stores.base import Event
 from stores.sqlite import SqliteStore

@@ -4,10 +4,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from experiments.job import compose_config, run_job
-from experiments.report import report
-from experiments.report_hands import hands_table
-from experiments.results import read_table
+from experiments.run.job import compose_config, run_job
+from experiments.report.main import report
+from experiments.report.hands import hands_table
+from experiments.results.tables import read_table
 from experiments.sessions.sources import open_source
 from experiments.sessions.traces import export_traces
 

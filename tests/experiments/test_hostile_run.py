@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 import experiments.tasks
-from experiments.job import compose_config, run_job
-from experiments.results import read_table
+from experiments.run.job import compose_config, run_job
+from experiments.results.tables import read_table
 from experiments.tasks.base import Task, Verdict
 from harnesses.policy import Call, Conversation, Reply
 from tests.sandboxes.test_hostile import nested, processes_with, reset_peak_rss, rss_mb

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.invariants import check_session
+from experiments.results.invariants import check_session
 from stores.base import Event
 
 USE = {"type": "tool_use", "id": "t1", "name": "bash", "input": {"command": "ls"}}

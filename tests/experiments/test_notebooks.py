@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.notebook import NoSweep, choose_sweep
-from experiments.results import write_results
+from experiments.report.notebook import NoSweep, choose_sweep
+from experiments.results.tables import write_results
 from tests.experiments.test_cli import harnesslab
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
@@ -129,7 +129,7 @@ def test_from_a_fresh_clone_the_notebooks_say_what_to_run(tmp_path):
 def test_figures_are_saved_only_when_asked_and_into_a_folder_that_need_not_exist(tmp_path, capsys):
     from matplotlib.figure import Figure
 
-    from experiments.notebook import save_figure
+    from experiments.report.notebook import save_figure
 
     fig = Figure()
     fig.subplots().plot([1, 2, 3])

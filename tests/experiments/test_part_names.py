@@ -7,10 +7,10 @@ import os
 
 import pytest
 
-from experiments.job import compose_config, run_job
-from experiments.parts import recorded_choices
+from experiments.run.job import compose_config, run_job
+from experiments.run.parts import recorded_choices
 from experiments.paths import PROJECT_ROOT
-from experiments.results import read_table
+from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 
 CUSTOM = "tests.experiments.custom_parts"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.job import compose_config, run_job
-from experiments.report import report
+from experiments.run.job import compose_config, run_job
+from experiments.report.main import report
 from tests.experiments.test_cli import harnesslab
 
 SCRIPTED = ["store=memory", "model=scripted", "model.ttft_ms=20", "tasks.only=[greeting,fix_bug]"]

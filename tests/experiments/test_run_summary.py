@@ -2,8 +2,8 @@
 counts as integers, and sessions that did not complete named as failed."""
 from __future__ import annotations
 
-from experiments.job import compose_config, run_job
-from experiments.results import read_table
+from experiments.run.job import compose_config, run_job
+from experiments.results.tables import read_table
 
 PARTS = {"uncached": "input_tokens", "cache write": "cache_write_tokens", "cache read": "cache_read_tokens"}
 

@@ -6,11 +6,11 @@ import gc
 
 import pytest
 
-from experiments.load import startup_frozen
-from experiments.report import report
-from experiments.report_load import load_table
-from experiments.results import read_table
-from experiments.runner import poisson_arrivals
+from experiments.run.load import startup_frozen
+from experiments.report.main import report
+from experiments.report.load import load_table
+from experiments.results.tables import read_table
+from experiments.run.runner import poisson_arrivals
 from harnesses.base import ModelRequest
 from harnesses.models.emulator import EmulatorModel
 from tests.experiments.test_cli import harnesslab

@@ -7,10 +7,10 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from experiments.job import build_parts, compose_config, run_job, start_parts
-from experiments.leaks import leak_violations
-from experiments.report_security import security_section
-from experiments.runner import run_suite
+from experiments.run.job import build_parts, compose_config, run_job, start_parts
+from experiments.results.leaks import leak_violations
+from experiments.report.security import security_section
+from experiments.run.runner import run_suite
 from experiments.tasks import load_suite
 from stores.base import Event
 

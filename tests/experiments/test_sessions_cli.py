@@ -274,7 +274,7 @@ def test_printable_escapes_every_control_but_newline_and_tab():
 
 
 def test_a_divergence_quoting_tool_output_prints_its_controls_visibly():
-    from experiments.fork import ToolDivergence
+    from experiments.replay.fork import ToolDivergence
 
     raw = " ".join(CONTROLS)
     shown = str(ToolDivergence(7, "bash", {"command": raw}, expected=raw, got="\x1b[2Jclean"))

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from experiments.fork_server import ForkServerLost
+from experiments.workers.fork_server import ForkServerLost
 from experiments.paths import PROJECT_ROOT
-from experiments.supervisor import Supervisor, WorkerFailed
+from experiments.workers.supervisor import Supervisor, WorkerFailed
 from tests.sandboxes.test_orphans import alive, until
 
 TOY = "tests.experiments.toy_worker"
@@ -38,7 +38,7 @@ def started(log: Path) -> list[dict[str, int]]:
 
 async def test_workers_are_forked_from_the_fork_server_with_its_imports(tmp_path, monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
-    supervisor = Supervisor(toy("exits"), 2, tmp_path, preload=["experiments.supervisor", "json", "decimal"])
+    supervisor = Supervisor(toy("exits"), 2, tmp_path, preload=["experiments.workers.supervisor", "json", "decimal"])
     await supervisor.start()
     await supervisor.wait(timeout=60)
     await supervisor.stop()
@@ -52,7 +52,7 @@ async def test_workers_are_forked_from_the_fork_server_with_its_imports(tmp_path
 
 async def test_a_killed_forked_worker_is_restarted_and_its_kill_recorded(tmp_path, monkeypatch):
     monkeypatch.chdir(PROJECT_ROOT)
-    supervisor = Supervisor(toy({0: "sleeps", 1: "exits"}), 1, tmp_path, preload=["experiments.supervisor"])
+    supervisor = Supervisor(toy({0: "sleeps", 1: "exits"}), 1, tmp_path, preload=["experiments.workers.supervisor"])
     await supervisor.start()
     try:
         while not supervisor.readies:
@@ -107,7 +107,7 @@ async def test_a_worker_whose_fork_server_dies_is_killed_and_fails_its_slot(tmp_
 DRIVER = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
-    from experiments.supervisor import Supervisor
+    from experiments.workers.supervisor import Supervisor
     from tests.experiments.test_supervisor import toy
 
     async def main():

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import json
 
-from experiments.job import compose_config, run_job
-from experiments.results import read_table
+from experiments.run.job import compose_config, run_job
+from experiments.results.tables import read_table
 from experiments.sessions.sources import open_source
 from experiments.sessions.traces import export_traces
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.results import read_table
+from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 from tests.helpers import run_notebook
 

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from experiments.acks import AckedStore, lost_events
+from experiments.faults.acks import AckedStore, lost_events
 from experiments.tasks import load_suite, policy_book
-from experiments.worker import Worker
+from experiments.workers.worker import Worker
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.models.scripted import ScriptedModel
@@ -95,7 +95,7 @@ def damage(path, sid: str, sql: str) -> None:
 
 
 def skips_logged(caplog, sid: str) -> int:
-    return sum(1 for r in caplog.records if r.name == "experiments.worker" and r.levelname == "ERROR" and sid in r.getMessage())
+    return sum(1 for r in caplog.records if r.name == "experiments.workers.worker" and r.levelname == "ERROR" and sid in r.getMessage())
 
 
 async def test_a_worker_ends_or_skips_each_bad_session_once_and_finishes_the_good_ones(tmp_path, caplog):
@@ -157,7 +157,7 @@ async def test_a_fresh_session_with_no_user_message_waits_for_it_and_an_unreadab
 async def test_a_store_that_cannot_list_its_sessions_stops_the_worker_with_the_reason(tmp_path):
     import sqlite3
 
-    from experiments.worker import CannotGoOn
+    from experiments.workers.worker import CannotGoOn
     from stores.sqlite import SqliteStore
 
     path = tmp_path / "sessions.sqlite"

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from experiments.paths import PROJECT_ROOT
-from experiments.results import read_table
+from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 
 

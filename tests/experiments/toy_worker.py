@@ -6,7 +6,7 @@ import os
 import sys
 import time
 
-from experiments.supervisor import CANNOT_GO_ON
+from experiments.workers.supervisor import CANNOT_GO_ON
 
 if __name__ == "__main__":
     slot, behaviour = sys.argv[1:3]

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from experiments.runner import run_task
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.full import FullContext

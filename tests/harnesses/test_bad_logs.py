@@ -6,7 +6,7 @@ import sqlite3
 
 import pytest
 
-from experiments.invariants import check_session
+from experiments.results.invariants import check_session
 from harnesses.base import ModelError, ModelResponse
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness

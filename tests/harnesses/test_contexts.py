@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from experiments.invariants import check_session
-from experiments.runner import run_task
+from experiments.results.invariants import check_session
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.clear_tool_results import ClearToolResultsContext
 from harnesses.contexts.compaction import CompactionContext

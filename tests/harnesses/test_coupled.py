@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from experiments.invariants import check_session
-from experiments.runner import run_task
+from experiments.results.invariants import check_session
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.full import FullContext
 from harnesses.coupled import CoupledHarness

@@ -4,8 +4,8 @@ from __future__ import annotations
 import asyncio
 import pytest
 
-from experiments.invariants import check_session
-from experiments.runner import check, run_task
+from experiments.results.invariants import check_session
+from experiments.run.runner import check, run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.base import ModelError
 from harnesses.contexts.full import FullContext

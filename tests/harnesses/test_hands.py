@@ -5,8 +5,8 @@ import asyncio
 
 import pytest
 
-from experiments.invariants import check_session
-from experiments.runner import run_task
+from experiments.results.invariants import check_session
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
@@ -138,7 +138,7 @@ async def test_a_hand_that_fails_the_session_stops_the_others_writing_to_its_log
 
 
 async def test_a_fork_restores_every_hand_in_the_state_the_prefix_left(tmp_path):
-    from experiments.fork import load_origin, start_fork
+    from experiments.replay.fork import load_origin, start_fork
 
     store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
     record = await run_task(store, harness(store, provider, ["a", "b"]), provider, *SHARDS)
@@ -156,7 +156,7 @@ async def test_a_fork_restores_every_hand_in_the_state_the_prefix_left(tmp_path)
 
 
 async def test_a_fork_restores_a_received_hand_from_the_calls_of_the_session_that_handed_it_on(tmp_path):
-    from experiments.fork import load_origin, start_fork
+    from experiments.replay.fork import load_origin, start_fork
 
     def writes(path: str):
         return lambda c: Call("write_file", {"path": path, "content": path.upper()}) if c.last is None else Reply("done")

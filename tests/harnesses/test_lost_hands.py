@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.invariants import check_session
-from experiments.runner import check, run_task
+from experiments.results.invariants import check_session
+from experiments.run.runner import check, run_task
 from harnesses.contexts.full import FullContext
 from harnesses.coupled import CoupledHarness
 from harnesses.decoupled import DecoupledHarness

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.runner import run_task
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite, policy_book
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness

@@ -2,7 +2,7 @@
 for it, no call runs under a shared id, the next request holds every id once, and the log keeps its invariants."""
 from __future__ import annotations
 
-from experiments.invariants import check_session
+from experiments.results.invariants import check_session
 from harnesses.base import ModelResponse
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness

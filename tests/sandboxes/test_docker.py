@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from experiments.runner import run_task
+from experiments.run.runner import run_task
 from experiments.tasks import load_suite
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness

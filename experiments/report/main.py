@@ -1,10 +1,10 @@
 """`harnesslab report PATH ...`: one report over every results file under the paths.
 
-It starts with what the runs are and vary (experiments/sweeps.py) and, per cell, sessions passed and work
+It starts with what the runs are and vary (experiments/report/sweeps.py) and, per cell, sessions passed and work
 done; then each section that is about these runs, and only those: coupled vs decoupled TTFT against the
-seed (report_ttft.py), recovery under workers and faults (report_recovery.py), context strategies
-(report_context.py), the red team (report_security.py), several hands (report_hands.py), runs of 100
-sessions or more (report_load.py). Plots go to PATH/report for one path, to a new folder for several.
+seed (ttft.py), recovery under workers and faults (recovery.py), context strategies
+(context.py), the red team (security.py), several hands (hands.py), runs of 100
+sessions or more (load.py). Plots go to PATH/report for one path, to a new folder for several.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.report_context import context_section
-from experiments.report_hands import hands_section
-from experiments.report_load import load_section
-from experiments.report_recovery import recovery_section
-from experiments.report_security import security_section
-from experiments.report_ttft import ttft_section
-from experiments.results import read_table
-from experiments.sweeps import described, run_cells, varying
+from experiments.report.context import context_section
+from experiments.report.hands import hands_section
+from experiments.report.load import load_section
+from experiments.report.recovery import recovery_section
+from experiments.report.security import security_section
+from experiments.report.ttft import ttft_section
+from experiments.results.tables import read_table
+from experiments.report.sweeps import described, run_cells, varying
 
 NO_SECTION = (
     "  no section of the report is about these runs: TTFT needs harness=coupled and decoupled without faults or "

@@ -18,8 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from experiments import handlers
-from experiments.failpoints import POINTS
+from experiments.cli import handlers
+from experiments.faults.failpoints import POINTS
 from experiments.paths import CONFIG_DIR, keep_outputs_private
 from experiments.sessions.transcript import printable
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "run":
         return run(argv[1:])
     if argv and argv[0] in ("replay", "fork"):
-        from experiments.fork_job import command
+        from experiments.replay.job import command
 
         return command(argv[0], argv[1:], run)
     args = parser().parse_args(argv)
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def users_mistake(exc: BaseException) -> bool:
     """An error the user fixes from its message alone: the CLI prints it as one line, with no traceback."""
-    from experiments.config_check import ConfigError
+    from experiments.run.config_check import ConfigError
     from sandboxes.base import SandboxError
     from stores.base import StoreError
 
@@ -123,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--config", type=Path, help="a resolved config file to use instead of composing one (a fault run writes it)")
     worker.add_argument("--check", action="store_true", help="check each session this worker ends, in its sandbox; log the verdict")
     worker.add_argument("--acks", type=Path, help="record every append the store acknowledged in this file (fault runs check it)")
-    faults = worker.add_argument_group("fault points (fault runs start workers with these; see experiments/failpoints.py)")
+    faults = worker.add_argument_group("fault points (fault runs start workers with these; see experiments/faults/failpoints.py)")
     faults.add_argument("--crash-at", choices=POINTS, help="SIGKILL this worker at this point of its work")
     faults.add_argument("--crash-rate", type=float, default=0.2, help="the chance of crashing each time the point is passed")
     faults.add_argument("--sandbox-kills", type=int, default=0, help="destroy the sandbox a logged tool call goes to, until the log has this many")
@@ -171,10 +171,10 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import DictConfig
 
-    from experiments.config_check import check_config
+    from experiments.run.config_check import check_config
 
     if job_function is None:
-        from experiments.job import run_job as job_function
+        from experiments.run.job import run_job as job_function
 
     @hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
@@ -195,6 +195,3 @@ def run(args: list[str], command: str = "run", job_function=None) -> int:
     job()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,14 +18,15 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
-from experiments import invariants, results
-from experiments.config_check import GROUPS, ConfigError, check_config
-from experiments.leaks import leak_violations
-from experiments.load import LoadMeter, load_line, startup_frozen
-from experiments.parts import PARTS, RECORDED, build, build_parts, recorded_choices, start_parts
+from experiments.results import invariants
+from experiments.results import tables as results
+from experiments.run.config_check import GROUPS, ConfigError, check_config
+from experiments.results.leaks import leak_violations
+from experiments.run.load import LoadMeter, load_line, startup_frozen
+from experiments.run.parts import PARTS, RECORDED, build, build_parts, recorded_choices, start_parts
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
-from experiments.runner import SessionRecord, run_suite, run_to_cleanup
-from experiments.summary import summary_table
+from experiments.run.runner import SessionRecord, run_suite, run_to_cleanup
+from experiments.results.summary import summary_table
 from experiments.sessions.transcript import printable
 from stores import archive
 from stores.postgres import redact_dsn
@@ -44,7 +45,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     cell += f" faults={faults}" if faults != "none" else ""
     recovery, meter = None, None
     if cfg.get("faults") or cfg.run.get("workers"):
-        from experiments.recovery import run_with_faults
+        from experiments.faults.runner import run_with_faults
 
         if cfg.get("credentials"):
             raise ConfigError("credentials=proxy grants capabilities in the run's own process: not with faults or workers yet")
@@ -56,7 +57,7 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     found = leaks + (recovery.violations() if recovery else [])
     saved = save_run(cfg, output_dir, choices, started, records, logs, faults, found, meter)
     if recovery is not None:
-        from experiments.recovery_report import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
+        from experiments.faults.findings import FAULTS_TABLE, RECOVERY_TABLE, fault_rows
 
         archive.write_table(saved.path, "faults", FAULTS_TABLE, fault_rows(recovery, saved.run_id))
         archive.write_table(saved.path, "recovery", RECOVERY_TABLE, [{**recovery.table_row(), "run_id": saved.run_id}])

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.figures import pyplot, save
-from experiments.results import read_table
+from experiments.report.figures import pyplot, save
+from experiments.results.tables import read_table
 
 PUBLISHED = {  # what users compare with, and the strategies here that do the same
     "Anthropic: context editing cut token use 84 % in a 100-turn eval": ("clear_tool_results",),

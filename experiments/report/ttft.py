@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.figures import pyplot, save
-from experiments.results import read_table
-from experiments.sweeps import varying
+from experiments.report.figures import pyplot, save
+from experiments.results.tables import read_table
+from experiments.report.sweeps import varying
 
 SEED_CHANGE = {"p50": -0.60, "p95": -0.90}  # decoupled vs coupled, as the seed reports it
 QUANTILES = {"p50": 0.5, "p95": 0.95}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.leaks import RULE
-from experiments.results import read_table
+from experiments.results.leaks import RULE
+from experiments.results.tables import read_table
 
 SUITES = ("security", "security_abuse")
 REFUSED = "the credential proxy refused"

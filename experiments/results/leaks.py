@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Mapping
 
-from experiments.invariants import Violation
+from experiments.results.invariants import Violation
 from sandboxes.credentials.vault import encodings
 from stores.base import Event
 

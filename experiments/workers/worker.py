@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from experiments.acks import AckedStore
-from experiments.failpoints import Failpoints
-from experiments.faults import mixed_seed
-from experiments.load import startup_frozen
-from experiments.supervisor import CANNOT_GO_ON
+from experiments.faults.acks import AckedStore
+from experiments.faults.failpoints import Failpoints
+from experiments.faults.kinds import mixed_seed
+from experiments.run.load import startup_frozen
+from experiments.workers.supervisor import CANNOT_GO_ON
 from stores.base import Event, StoreError, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Worker:
     def __init__(self, store: Any, harness: Any, slot: str, concurrency: int = 8, poll_s: float = 0.05, stale_s: float = 30.0,
                  ended: Callable[[str], Awaitable[None]] | None = None):
         self.store, self.harness, self.slot = store, harness, slot
-        self.ended = ended  # told of each session this worker ended (experiments.collect.Checker checks it)
+        self.ended = ended  # told of each session this worker ended (experiments.workers.collect.Checker checks it)
         self.concurrency, self.poll_s, self.stale_s = concurrency, poll_s, stale_s
         self.running: dict[str, asyncio.Task] = {}
         self.skipped: set[str] = set()  # sessions this worker cannot end: it no longer takes them
@@ -123,7 +123,7 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
     `fault_seed`: this process's own, mixed into the seed of its model's fault stream."""
     from contextlib import AsyncExitStack
 
-    from experiments.parts import build_parts, start_parts
+    from experiments.run.parts import build_parts, start_parts
 
     if fault_seed is not None:
         seed_model_faults(cfg, fault_seed)
@@ -141,7 +141,7 @@ async def serve(cfg: Any, slot: str, exit_when_idle: bool, acks: Path | None = N
         if check:
             from hydra.utils import instantiate
 
-            from experiments.collect import Checker
+            from experiments.workers.collect import Checker
 
             checker = Checker(parts.store, parts.sandboxes, instantiate(cfg.tasks), slot)
         worker = Worker(parts.store, parts.harness, slot, cfg.run.concurrency, ended=checker)

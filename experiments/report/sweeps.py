@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.results import read_table
+from experiments.results.tables import read_table
 
 RECORDED = ("harness", "model", "sandbox", "store", "context", "faults")  # as the sessions table records them
 DIMENSIONS = (*RECORDED, "tasks", "workers", "hands")

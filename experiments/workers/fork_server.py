@@ -8,7 +8,7 @@ repeated. A command of another form, or a server that cannot fork safely, gets N
 worker as a new program.
 
 The supervisor's side (`ForkServer`) sends requests over a socket, with the new worker's stdout and stderr;
-the server (`serve_forks`, run as `python -m experiments.fork_server FD MODULE...`) answers on its stdout, one
+the server (`serve_forks`, run as `python -m experiments.workers.fork_server FD MODULE...`) answers on its stdout, one
 JSON line each: the worker's pid (or null), then, when it ends, how it exited (negative: killed by that signal).
 The server ends with the supervisor's process, and its workers with it (PR_SET_PDEATHSIG).
 """
@@ -74,7 +74,7 @@ class ForkServer:
         self._control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with theirs, open(self.log_path, "ab") as log:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "experiments.fork_server", str(theirs.fileno()), *self.preload,
+                sys.executable, "-m", "experiments.workers.fork_server", str(theirs.fileno()), *self.preload,
                 pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
                 preexec_fn=dies_with_this_process(signal.SIGTERM))
         self._reading = asyncio.create_task(self._read_answers())
@@ -212,7 +212,7 @@ def _become(command: list[str]) -> None:
     runpy.run_module(command[2], run_name="__main__", alter_sys=True)
 
 
-if __name__ == "__main__":  # python -m experiments.fork_server FD [MODULE ...]
+if __name__ == "__main__":  # python -m experiments.workers.fork_server FD [MODULE ...]
     forked = serve_forks(socket.socket(fileno=int(sys.argv[1])), sys.argv[2:])
     if forked is not None:
         _become(forked)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.results import read_table
-from experiments.sweeps import run_cells
+from experiments.results.tables import read_table
+from experiments.report.sweeps import run_cells
 
 
 def hands_table(files: list[Path]) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.results import read_table
+from experiments.results.tables import read_table
 
 TARGETS = {"overhead_p95_ms": 20.0, "peak_rss_mb": 2048.0}  # issue 11: 1,000 concurrent sessions on one machine
 

@@ -14,10 +14,10 @@ from typing import Any, Iterable, Mapping
 
 import numpy
 
-from experiments.acks import LostEvent
-from experiments.invariants import Violation
-from experiments.runner import SessionRecord
-from experiments.supervisor import Supervisor
+from experiments.faults.acks import LostEvent
+from experiments.results.invariants import Violation
+from experiments.run.runner import SessionRecord
+from experiments.workers.supervisor import Supervisor
 from stores.base import TERMINAL_TYPES, Event
 
 FAULTS_TABLE = {

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from experiments.load import LOAD_TABLE
+from experiments.run.load import LOAD_TABLE
 from stores.archive import (
     EVENTS_TABLE, OFFLINE, UnreadableFile, attach_read_only, duckdb_error, held, tables_of, write_tables,
 )

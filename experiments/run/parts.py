@@ -17,9 +17,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config_check import ConfigError, locate
+from experiments.run.config_check import ConfigError, locate
 from experiments.paths import CONFIG_DIR
-from experiments.runner import close_on_exit
+from experiments.run.runner import close_on_exit
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore

@@ -4,7 +4,7 @@ For fault experiments the supervisor can also SIGKILL a random live worker; ever
 readiness is recorded with its wall-clock time, so recovery can be measured against the session logs.
 
 With `preload`, workers are forked from a fork server that imported those modules once
-(experiments/fork_server.py). Workers end with the supervisor's process, SIGKILL included.
+(experiments/workers/fork_server.py). Workers end with the supervisor's process, SIGKILL included.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
-from experiments.fork_server import ForkServer
+from experiments.workers.fork_server import ForkServer
 from sandboxes.child import dies_with_this_process
 
 CANNOT_GO_ON = 3  # a worker's exit code: what stops it would stop its successor too (a damaged store, say)

@@ -24,13 +24,13 @@ from typing import Any, AsyncIterator, Callable, Iterator
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.acks import AckedStore, lost_events
-from experiments.collect import outcome_of
-from experiments.config_check import ConfigError, locate
-from experiments.faults import Fault, HarnessKill, faults_from_config, incarnation_seed
-from experiments.recovery_report import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
-from experiments.runner import SessionRecord, check
-from experiments.supervisor import Supervisor
+from experiments.faults.acks import AckedStore, lost_events
+from experiments.workers.collect import outcome_of
+from experiments.run.config_check import ConfigError, locate
+from experiments.faults.kinds import Fault, HarnessKill, faults_from_config, incarnation_seed
+from experiments.faults.findings import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
+from experiments.run.runner import SessionRecord, check
+from experiments.workers.supervisor import Supervisor
 from sandboxes.base import SandboxProvider, Setup
 from sandboxes.journal import starts
 from sandboxes.tools import TOOLS
@@ -39,7 +39,7 @@ from stores.postgres_server import LocalPostgres
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
 JOURNAL = "journal.jsonl"  # the side-effect journal, in the run's folder
-WORKER_MODULES = ("experiments.cli", "experiments.worker", "experiments.parts")  # with the parts' own modules
+WORKER_MODULES = ("experiments.cli.main", "experiments.workers.worker", "experiments.run.parts")  # with the parts' own modules
 LAZY_IMPORTS = {  # what a part (of this class or one extending it) imports only as it starts
     # the SDK (1.2 s, most of a worker's start), then what it imports as its client is made
     "harnesses.models.anthropic.AnthropicModel": ("anthropic", "httpcore2", "anyio._backends._asyncio"),
@@ -152,7 +152,7 @@ async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncItera
 
 def worker_imports(workers_cfg: dict[str, Any]) -> tuple[str, ...]:
     """The modules a worker of this config imports before it is ready: the supervisor's fork server imports
-    them once for every worker (experiments/supervisor.py), instead of each new worker importing them again."""
+    them once for every worker (experiments/workers/supervisor.py), instead of each new worker importing them again."""
     parts = [locate(target) for target in _targets(workers_cfg)]
     modules = [*WORKER_MODULES, *(part.__module__ for part in parts if isinstance(getattr(part, "__module__", None), str))]
     for base, lazy in LAZY_IMPORTS.items():

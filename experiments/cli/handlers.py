@@ -1,4 +1,4 @@
-"""What each `harnesslab` subcommand other than run, replay and fork does (experiments/cli.py parses them).
+"""What each `harnesslab` subcommand other than run, replay and fork does (experiments/cli/main.py parses them).
 
 Each handler takes the parsed arguments and returns the exit code; it imports what it needs when it runs, so
 `harnesslab --help` and a worker's start stay fast."""
@@ -40,7 +40,7 @@ async def ls(source, args) -> int:
 async def show(source, args) -> int:
     from experiments.sessions.transcript import transcript
 
-    from experiments.fork import ForkError, find_session
+    from experiments.replay.fork import ForkError, find_session
 
     try:
         info = await find_session(source.store, args.session)
@@ -139,10 +139,10 @@ def calibrate(args: argparse.Namespace) -> int:
 def worker(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
-    from experiments.config_check import check_config
-    from experiments.failpoints import Failpoints
-    from experiments.runner import run_to_cleanup
-    from experiments.worker import serve
+    from experiments.run.config_check import check_config
+    from experiments.faults.failpoints import Failpoints
+    from experiments.run.runner import run_to_cleanup
+    from experiments.workers.worker import serve
 
     if args.config and args.overrides:
         raise SystemExit("harnesslab worker: give --config or overrides, not both")
@@ -150,7 +150,7 @@ def worker(args: argparse.Namespace) -> int:
         cfg = OmegaConf.load(args.config)
         check_config(cfg)
     else:
-        from experiments.job import compose_config  # not above: a worker restarted on --config has no use for pandas
+        from experiments.run.job import compose_config  # not above: a worker restarted on --config has no use for pandas
 
         cfg = compose_config(args.overrides)
     failpoints = None
@@ -161,8 +161,8 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def submit(args: argparse.Namespace) -> int:
-    from experiments.job import compose_config
-    from experiments.parts import build
+    from experiments.run.job import compose_config
+    from experiments.run.parts import build
     from stores.base import Event
 
     cfg = compose_config(args.overrides, groups=("store", "tasks"))
@@ -185,9 +185,9 @@ def submit(args: argparse.Namespace) -> int:
 def collect(args: argparse.Namespace) -> int:
     import time
 
-    from experiments.collect import collect_job
-    from experiments.job import compose_config
-    from experiments.parts import PARTS
+    from experiments.workers.collect import collect_job
+    from experiments.run.job import compose_config
+    from experiments.run.parts import PARTS
 
     cfg = compose_config(args.overrides, groups=("store", "sandbox", "tasks"))
     out = args.out or Path("outputs") / f"collect-{time.strftime('%Y-%m-%d_%H-%M-%S')}"
@@ -199,7 +199,7 @@ def collect(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    from experiments.report import report
+    from experiments.report.main import report
 
     try:
         print(report(args.path, args.out))

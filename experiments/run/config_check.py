@@ -3,7 +3,7 @@
 RULES says what is valid for each key the shipped configs have; a value outside it, or a `_target_` that
 cannot be imported, is a ConfigError naming the key, the value and what is valid. The CLI prints a
 ConfigError as one line (`harnesslab: <message>`), with no traceback. Keys of a user's own part that no
-rule names are left to that part's constructor (whose TypeError or ValueError experiments.parts turns
+rule names are left to that part's constructor (whose TypeError or ValueError experiments.run.parts turns
 into a ConfigError too).
 """
 from __future__ import annotations
@@ -157,8 +157,8 @@ def _leaves(prefix: str, node: Any) -> Iterator[tuple[str, Any]]:
 
 
 def _check_faults(cfg: DictConfig) -> None:
-    """The faults' own checks (experiments/faults.py), on a copy of the config the workers would get."""
-    from experiments.faults import faults_from_config
+    """The faults' own checks (experiments/faults/kinds.py), on a copy of the config the workers would get."""
+    from experiments.faults.kinds import faults_from_config
 
     workers_cfg = copy.deepcopy(OmegaConf.to_container(cfg, resolve=True))
     try:

@@ -19,11 +19,11 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
-from experiments.failpoints import POINTS
+from experiments.faults.failpoints import POINTS
 from stores.base import Event
 
 if TYPE_CHECKING:
-    from experiments.recovery import Lab
+    from experiments.faults.runner import Lab
 
 
 def mixed_seed(*parts: object) -> int:

@@ -17,9 +17,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.config_check import ConfigError
-from experiments.parts import build, recorded_choices
-from experiments.runner import SessionRecord, check, close_on_exit
+from experiments.run.config_check import ConfigError
+from experiments.run.parts import build, recorded_choices
+from experiments.run.runner import SessionRecord, check, close_on_exit
 from experiments.tasks.base import Task, Verdict
 from harnesses.base import Outcome
 from harnesses.hands import first_hand, live_sandbox_id
@@ -155,7 +155,7 @@ async def records_from_store(store: SessionStore, infos: list[SessionInfo], chec
 def collect_job(cfg: DictConfig, output_dir: Path, choices: dict[str, Any], groups: tuple[str, ...] = ("store",)) -> Path:
     """`harnesslab collect`: results.duckdb of every session in the configured store, each checked (here, in
     its sandbox, if no worker did). `groups`: the parts this collect knows of, recorded under their names."""
-    from experiments.job import print_run, save_run, utc_now
+    from experiments.run.job import print_run, save_run, utc_now
 
     choices = recorded_choices(cfg, choices, groups)
     started = utc_now()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments.figures import pyplot, save
-from experiments.results import read_table
+from experiments.report.figures import pyplot, save
+from experiments.results.tables import read_table
 
 CELL = ["faults", "harness", "sandbox"]
 

@@ -10,7 +10,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Coroutine, Sequence
 
-from experiments.load import LoadMeter
+from experiments.run.load import LoadMeter
 from experiments.tasks.base import CheckContext, Task, Verdict
 from harnesses.base import Harness, Outcome
 from sandboxes.base import Sandbox, SandboxError, SandboxProvider, Setup

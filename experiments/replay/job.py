@@ -18,10 +18,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.fork import ForkError, Origin, ToolDivergence, check_fork_point, load_origin, replay_divergences, start_fork, stream_digest
-from experiments.job import build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
-from experiments.parts import PARTS, recorded_choices
-from experiments.runner import SessionRecord, check
+from experiments.replay.fork import ForkError, Origin, ToolDivergence, check_fork_point, load_origin, replay_divergences, start_fork, stream_digest
+from experiments.run.job import build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
+from experiments.run.parts import PARTS, recorded_choices
+from experiments.run.runner import SessionRecord, check
 from experiments.sessions.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict
 from experiments.sessions.transcript import printable
