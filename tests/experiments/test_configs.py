@@ -1,12 +1,15 @@
 """Every option of every config group composes and builds; bad options fail with the valid ones."""
 from __future__ import annotations
 
+import itertools
 import os
 from contextlib import AsyncExitStack
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import MissingConfigException
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -17,9 +20,11 @@ from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
 from tests.experiments.custom_parts import CountingContext
+from tests.experiments.test_cli import harnesslab
 
 GROUPS = ["harness", "model", "sandbox", "store", "context", "credentials", "tasks", "experiment"]
 NEEDS_CREDENTIALS = {"credentials", "security"}  # task suites whose tasks need credentials=proxy
+POOLS = {"pool": "local", "docker_pool": "docker"}  # a pool config -> the provider config it composes as its inner one
 
 
 def options(group: str) -> list[str]:
@@ -96,3 +101,51 @@ async def test_a_users_own_class_plugs_in_with_one_override(tmp_path):
         before = CountingContext.builds
         record = await run_task(parts.store, parts.harness, parts.sandboxes, *instantiate(cfg.tasks)[0])
         assert record.verdict.success and CountingContext.builds > before
+
+
+def with_hydra(overrides: list[str]):
+    """The composed config with its `hydra` node (mode, sweeper, the choices made), as `harnesslab run` sees it."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=True)
+
+
+def sweep_cells(params) -> list[list[str]]:
+    """Every job of a sweep, as Hydra's basic sweeper expands its params: one override per swept key."""
+    parser = OverridesParser.create()
+    axes = [[f"{key}={value}" for value in parser.parse_override(f"{key}={values}").sweep_string_iterator()]
+            for key, values in params.items()]
+    return [list(cell) for cell in itertools.product(*axes)]
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_an_experiments_sweep_runs_without_m_and_each_of_its_jobs_composes(experiment):
+    cfg = with_hydra([f"experiment={experiment}"])
+    assert cfg.hydra.sweeper.params, f"experiment={experiment} sweeps nothing"
+    assert cfg.hydra.mode == RunMode.MULTIRUN, f"experiment={experiment} sweeps, so it needs `hydra: mode: MULTIRUN`"
+    cells = sweep_cells(cfg.hydra.sweeper.params)
+    assert len(cells) > 1, cells
+    for cell in cells:
+        job = with_hydra([f"experiment={experiment}", *cell])
+        for override in cell:
+            key, value = override.split("=", 1)
+            if key in job.hydra.runtime.choices:  # a config group: the option chosen
+                assert job.hydra.runtime.choices[key] == value, (cell, key)
+            else:  # a value: the one the job got
+                assert OmegaConf.select(job, key) == OverridesParser.create().parse_override(override).value(), (cell, key)
+
+
+def test_a_sweep_runs_without_m_into_the_folders_m_makes(tmp_path):
+    done = harnesslab("run", "experiment=stores", "tasks.only=[greeting]", "tasks.repeat=1", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [sweep] = tmp_path.glob("multirun/*/*")
+    assert (sweep / "multirun.yaml").is_file() and not (tmp_path / "outputs").exists()
+    assert sorted(p.relative_to(sweep).as_posix() for p in sweep.glob("*/results.duckdb")) == ["0/results.duckdb", "1/results.duckdb"]
+
+
+@pytest.mark.parametrize("pool, provider", POOLS.items())
+def test_a_pools_inner_provider_is_the_standalone_providers_config(pool, provider, tmp_path):
+    pooled, alone = composed([f"sandbox={pool}"], tmp_path).sandbox, composed([f"sandbox={provider}"], tmp_path).sandbox
+    assert OmegaConf.to_container(pooled.inner) == OmegaConf.to_container(alone)
+    assert set(pooled) == {"_target_", "size", "inner"}, "a pool's own options only: the provider's are its inner config's"
+    changed = composed([f"sandbox={pool}", "sandbox.inner.timeout_s=5"], tmp_path).sandbox
+    assert changed.inner.timeout_s == 5 and changed.size == pooled.size
