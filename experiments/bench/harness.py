@@ -13,7 +13,7 @@ from experiments.stats import percentile
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.models.scripted import ScriptedModel
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore

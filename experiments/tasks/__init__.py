@@ -6,7 +6,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from experiments.tasks.base import Task
-from harnesses.policy import Conversation, Policy
+from harnesses.models.offline_brain import Conversation, Policy
 
 Builder = Callable[[random.Random], Task]
 

@@ -5,7 +5,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from harnesses.policy import Policy
+from harnesses.models.offline_brain import Policy
 from sandboxes.base import Sandbox
 
 SYSTEM_PROMPT = (

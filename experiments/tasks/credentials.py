@@ -9,7 +9,7 @@ import json
 import random
 
 from experiments.tasks.base import Task, all_of, command_passes, file_equals
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 
 NO_SECRET_IN_WORKSPACE = command_passes("! grep -rl hlab- . && ! env | grep -q hlab-")
 API = {"tools": ["http_request"], "targets": ["api"]}

@@ -12,7 +12,7 @@ import hashlib
 import random
 
 from experiments.tasks.base import Task, file_equals
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 
 SHARD_SECONDS = 1.0
 SHARD_SCRIPT = f"""#!/bin/bash

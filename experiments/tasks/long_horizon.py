@@ -10,7 +10,7 @@ import random
 import re
 
 from experiments.tasks.base import Task, all_of, command_passes, file_equals
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 
 FILLER = ("request served in {ms} ms", "cache warm, {ms} entries", "retrying upstream after {ms} ms", "heartbeat ok ({ms})")
 

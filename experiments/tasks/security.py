@@ -18,7 +18,7 @@ import re
 from typing import Any, Callable, Sequence
 
 from experiments.tasks.base import Task, Verdict
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 
 Step = tuple[str, dict[str, Any]] | Callable[[Conversation], Call]
 API = {"tools": ["http_request"], "targets": ["api"]}

@@ -10,7 +10,7 @@ import random
 import re
 
 from experiments.tasks.base import Task, all_of, command_passes, file_equals, json_equals, reply_contains
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 
 
 def greeting(rng: random.Random) -> Task:

@@ -2,14 +2,15 @@
 
 Like Anthropic's context editing (clear_tool_uses): the model still sees which tools it called and with
 what input, so it can call one again for an output it needs. Results are cleared `batch` at a time:
-between clearings the prefix stays the same and is read from the prompt cache.
+between clearings the prefix stays the same and is read from the prompt cache. A stub is a cleared
+result of harnesses/contexts/vocabulary.py.
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 from harnesses.messages import events_to_messages, with_cache_breakpoint
-from harnesses.policy import CLEARED, estimate_tokens
+from harnesses.contexts.vocabulary import CLEARED, estimate_tokens
 from stores.base import Event
 
 STUB = CLEARED + " to save context ({tokens} tokens); call the tool again if you need it]"

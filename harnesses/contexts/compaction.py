@@ -6,7 +6,8 @@ originals stay in the log, so nothing is lost for good: another strategy, a repl
 all. The cut falls at the start of a turn, `keep_turns` turns back, so the turns after it keep every
 tool_result next to its tool_use. The prefix is stable between compactions; each one resets it. A
 compaction folds in at least half a threshold of new turns, so a summary that is itself near the
-threshold is not rewritten at every call.
+threshold is not rewritten at every call. It asks with the vocabulary's SUMMARIZE and shows the summary as
+the model wrote it (the offline brain writes a calls block: harnesses/contexts/vocabulary.py).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any, Sequence
 from harnesses.base import Model, ModelRequest
 from harnesses.log import SessionLog
 from harnesses.messages import content_text, events_to_messages, with_cache_breakpoint
-from harnesses.policy import COMPACT_PROMPT, estimate_tokens
+from harnesses.contexts.vocabulary import SUMMARIZE, estimate_tokens
 from stores.base import Event
 
 COMPACTED = "context.compacted"
@@ -78,7 +79,7 @@ def _last_compaction(events: Sequence[Event]) -> Event | None:
 
 def _ask(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The conversation up to the cut, and the request to summarize it."""
-    request = {"type": "text", "text": COMPACT_PROMPT}
+    request = {"type": "text", "text": SUMMARIZE}
     if messages and messages[-1]["role"] == "user":
         return [*messages[:-1], {**messages[-1], "content": [*messages[-1]["content"], request]}]
     return [*messages, {"role": "user", "content": [request]}]

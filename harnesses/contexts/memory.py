@@ -11,16 +11,18 @@ from typing import Any, Sequence
 
 from harnesses.contexts.window import WindowContext
 from harnesses.messages import with_cache_breakpoint
-from harnesses.policy import MEMORY_HEADER
+from harnesses.contexts.vocabulary import MEMORY_APPEND, MEMORY_WRITE
 from sandboxes.base import ToolResult
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
 from stores.base import Event
 
+MEMORY_HEADER = "[your memory file]"  # the line above the file: what the brain writes is shown as it wrote it
+
 MEMORY_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in [
-    ToolSpec("memory_write", "Replace your memory file with `content`. The file is shown at the top of every later "
+    ToolSpec(MEMORY_WRITE, "Replace your memory file with `content`. The file is shown at the top of every later "
              "context, while older turns are not: write down what you will still need.",
              object_schema(["content"], content={"type": "string"}), idempotent=True),
-    ToolSpec("memory_append", "Add `text` at the end of your memory file (a new line).",
+    ToolSpec(MEMORY_APPEND, "Add `text` at the end of your memory file (a new line).",
              object_schema(["text"], text={"type": "string", "minLength": 1}), idempotent=False),
 ]}
 
@@ -63,4 +65,4 @@ def current_memory(events: Sequence[Event]) -> str | None:
 
 
 def _apply(memory: str, name: str, input: dict) -> str:
-    return input["content"] if name == "memory_write" else f"{memory}{input['text']}\n"
+    return input["content"] if name == MEMORY_WRITE else f"{memory}{input['text']}\n"

@@ -5,12 +5,14 @@ brain reads anything older through two tools the harness answers from the log (n
 - `search_events(query, limit)`: events whose data contains `query`, each tool call with its result.
 
 Nothing is ever summarized away: what slid out of the window is one tool call from being seen again.
+The tools and their answers are the log tools of harnesses/contexts/vocabulary.py.
 """
 from __future__ import annotations
 
 import json
 from typing import Any, Sequence
 
+from harnesses.contexts.vocabulary import GET_EVENTS, OMITTED, SEARCH_EVENTS, event_line
 from harnesses.contexts.window import WindowContext
 from sandboxes.base import ToolResult
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
@@ -19,10 +21,10 @@ from stores.base import Event
 EVENT_CHARS = 4000  # of each event's data shown by a recall tool
 
 RECALL_TOOLS: dict[str, ToolSpec] = {spec.name: spec for spec in [
-    ToolSpec("get_events", "Read this session's own log: the events at positions [start, stop), one JSON object per line.",
+    ToolSpec(GET_EVENTS, "Read this session's own log: the events at positions [start, stop), one JSON object per line.",
              object_schema(["start"], start={"type": "integer", "minimum": 0}, stop={"type": "integer", "minimum": 0}),
              idempotent=True, read_only=True),
-    ToolSpec("search_events", "Search this session's own log for events whose data contains `query` (case-insensitive); "
+    ToolSpec(SEARCH_EVENTS, "Search this session's own log for events whose data contains `query` (case-insensitive); "
              "a tool call comes with its result. One JSON object per line, oldest first.",
              object_schema(["query"], query={"type": "string", "minLength": 1}, limit={"type": "integer", "minimum": 1}),
              idempotent=True, read_only=True),
@@ -34,7 +36,7 @@ class RecallContext(WindowContext):
     tools = tuple(RECALL_TOOLS.values())
 
     def note(self, omitted: int) -> str:
-        return (f"[{omitted} earlier turn(s) are not shown: the context keeps the last {self.turns}; "
+        return (f"[{omitted} {OMITTED} are not shown: the context keeps the last {self.turns}; "
                 "get_events and search_events read them from this session's log]")
 
     async def run_tool(self, name: str, input: Any, events: Sequence[Event]) -> ToolResult:
@@ -43,7 +45,7 @@ class RecallContext(WindowContext):
             validate_input(name, input, RECALL_TOOLS)
         except ToolError as exc:
             return ToolResult(str(exc), True)
-        if name == "get_events":
+        if name == GET_EVENTS:
             found = list(events[input["start"]:input.get("stop", len(events))])
         else:
             found = _search(events, input["query"], input.get("limit", 20))
@@ -67,5 +69,4 @@ def _search(events: Sequence[Event], query: str, limit: int) -> list[Event]:
 
 def _line(event: Event) -> str:
     data = json.dumps(event.data)
-    return json.dumps({"position": event.position, "type": event.type,
-                       "data": event.data if len(data) <= EVENT_CHARS else data[:EVENT_CHARS] + "..."})
+    return event_line(event.position, event.type, event.data if len(data) <= EVENT_CHARS else data[:EVENT_CHARS] + "...")

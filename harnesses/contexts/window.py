@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from harnesses.contexts.vocabulary import OMITTED
 from harnesses.messages import events_to_messages, with_cache_breakpoint
 from stores.base import Event
 
@@ -34,4 +35,5 @@ class WindowContext:
         return [{"role": "user", "content": [*messages[0]["content"], note]}, *messages[starts[-self.turns]:]]
 
     def note(self, omitted: int) -> str:
-        return f"[{omitted} earlier turn(s) of this session are not shown: the context keeps the last {self.turns}]"
+        """The omission note of harnesses/contexts/vocabulary.py: it must contain OMITTED."""
+        return f"[{omitted} {OMITTED} of this session are not shown: the context keeps the last {self.turns}]"

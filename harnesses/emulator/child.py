@@ -8,7 +8,7 @@ from typing import Any
 
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
-from harnesses.policy import load_policies
+from harnesses.models.offline_brain import load_policies
 from sandboxes.child import serve
 
 

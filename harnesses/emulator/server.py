@@ -15,7 +15,8 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from harnesses.emulator.service import FaultProfile, LatencyProfile, PromptCache, prompt_tokens
-from harnesses.policy import PolicyBook, answer, estimate_tokens
+from harnesses.contexts.vocabulary import estimate_tokens
+from harnesses.models.offline_brain import PolicyBook, answer
 
 CHUNKS_PER_BLOCK = 8  # deltas a content block is streamed in
 _FAULT_STATUS = {

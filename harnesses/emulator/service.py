@@ -1,6 +1,6 @@
 """What the emulated service does besides answering: latency, prompt caching, faults.
 
-Token counts use one stated approximation (`harnesses.policy.estimate_tokens`: four characters of
+Token counts use one stated approximation (`harnesses.contexts.vocabulary.estimate_tokens`: four characters of
 JSON per token), for input and output alike.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from harnesses.policy import estimate_tokens
+from harnesses.contexts.vocabulary import estimate_tokens
 
 
 @dataclass(frozen=True)

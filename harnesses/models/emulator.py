@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
 from harnesses.models.anthropic import AnthropicModel
-from harnesses.policy import PolicyBook, load_policies
+from harnesses.models.offline_brain import PolicyBook, load_policies
 
 SERVE = ("in_process", "process")
 

@@ -19,7 +19,7 @@ from typing import Any
 from harnesses.contexts.compaction import COMPACTED
 from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
 from harnesses.messages import events_to_messages, without_cache_marks
-from harnesses.policy import Conversation
+from harnesses.models.offline_brain import Conversation
 from stores.base import SessionStore
 
 

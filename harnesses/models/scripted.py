@@ -5,7 +5,8 @@ import asyncio
 import time
 
 from harnesses.base import ModelRequest, ModelResponse, Usage
-from harnesses.policy import PolicyBook, answer, estimate_tokens
+from harnesses.contexts.vocabulary import estimate_tokens
+from harnesses.models.offline_brain import PolicyBook, answer
 
 
 class ScriptedModel:

@@ -17,7 +17,7 @@ import experiments.tasks
 from experiments.run.job import compose_config, run_job
 from experiments.results.tables import read_table
 from experiments.tasks.base import Task, Verdict
-from harnesses.policy import Call, Conversation, Reply
+from harnesses.models.offline_brain import Call, Conversation, Reply
 from tests.sandboxes.test_hostile import nested, processes_with, reset_peak_rss, rss_mb
 
 SLEEP = f"{4000 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10 ** 6}"  # a detached process's marker

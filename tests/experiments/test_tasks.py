@@ -47,7 +47,7 @@ def test_repeat_and_only_select_instances():
 
 
 def test_after_a_lost_sandbox_a_policy_keeps_what_it_saw_before_changing_anything():
-    from harnesses.policy import SANDBOX_LOST, Conversation
+    from harnesses.models.offline_brain import SANDBOX_LOST, Conversation
 
     def use(id_, name, input):
         return {"role": "assistant", "content": [{"type": "tool_use", "id": id_, "name": name, "input": input}]}
@@ -69,7 +69,7 @@ def test_after_a_lost_sandbox_a_policy_keeps_what_it_saw_before_changing_anythin
 
 
 def test_what_each_lost_sandbox_showed_before_it_was_changed_is_kept():
-    from harnesses.policy import SANDBOX_LOST, Conversation
+    from harnesses.models.offline_brain import SANDBOX_LOST, Conversation
 
     def exchange(id_, name, text, is_error=False):
         return [{"role": "assistant", "content": [{"type": "tool_use", "id": id_, "name": name, "input": {"path": id_}}]},

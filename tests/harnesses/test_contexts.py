@@ -20,7 +20,7 @@ from harnesses.contexts.window import WindowContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.messages import stable_prefix, without_cache_marks
 from harnesses.models.scripted import ScriptedModel
-from harnesses.policy import estimate_tokens
+from harnesses.contexts.vocabulary import estimate_tokens
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
@@ -145,7 +145,7 @@ async def test_compaction_logs_a_summary_of_the_positions_it_covers_and_later_co
 
 async def test_compaction_is_lossy_where_the_summary_drops_what_a_task_needs(tmp_path):
     """An offline model's summary keeps the head of each output: a fact beyond it must be fetched again."""
-    from harnesses.policy import SUMMARY_OUTPUT_CHARS, Conversation, summary
+    from harnesses.models.offline_brain import SUMMARY_OUTPUT_CHARS, Conversation, summary
 
     long_output = "x" * SUMMARY_OUTPUT_CHARS + " the access code is 1234"
     messages = [{"role": "user", "content": "task"},

@@ -11,7 +11,7 @@ from harnesses.base import ModelError
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.models.scripted import ScriptedModel
-from harnesses.policy import Call, Reply
+from harnesses.models.offline_brain import Call, Reply
 from sandboxes.base import Setup
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event, StoreUnavailable

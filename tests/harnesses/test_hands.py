@@ -13,7 +13,7 @@ from harnesses.decoupled import DecoupledHarness
 from harnesses.hands import first_hand, hand_over, live_sandbox_id
 from harnesses.messages import events_to_messages
 from harnesses.models.scripted import ScriptedModel
-from harnesses.policy import Call, Reply
+from harnesses.models.offline_brain import Call, Reply
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore

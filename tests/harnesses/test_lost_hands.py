@@ -11,7 +11,7 @@ from harnesses.coupled import CoupledHarness
 from harnesses.decoupled import DecoupledHarness
 from harnesses.hands import NEW_SANDBOX, hand_over, live_sandbox_id
 from harnesses.models.scripted import ScriptedModel
-from harnesses.policy import Call, Reply
+from harnesses.models.offline_brain import Call, Reply
 from sandboxes.base import Setup
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event

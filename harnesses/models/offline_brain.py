@@ -1,7 +1,9 @@
-"""Solver policies: deterministic stand-ins for a model that decide only from the messages they get.
+"""The offline brain: deterministic stand-ins for a model (solver policies) that decide only from the messages they get.
 
 A policy sees a `Conversation` (the request's messages, nothing else) and returns an action. If a
-context strategy drops a tool result, the policy no longer sees it and must fetch it again.
+context strategy drops a tool result, the policy no longer sees it and must fetch it again. What a
+strategy hid, the brain learns only from the forms of harnesses/contexts/vocabulary.py: it knows no
+strategy. The scripted model and the emulator answer with `answer`.
 """
 from __future__ import annotations
 
@@ -12,6 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
+from harnesses.contexts.vocabulary import (
+    CLEARED, OMITTED, SEARCH_EVENTS, LOG_TOOLS, MEMORY_APPEND, SESSION_TOOLS, SUMMARIZE, CallRecord, read_calls, read_events,
+    record_line,
+)
+from harnesses.hands import NEW_SANDBOX
 from sandboxes.tools import TOOLS
 
 
@@ -42,17 +49,9 @@ class Exchange:
     renewed: bool = False  # the call ran in a fresh sandbox that replaced a lost one (its output says so first)
 
 
-SANDBOX_LOST = "sandbox running this tool was lost"  # what the harness tells the model (harnesses/hands.py)
-NEW_SANDBOX = "[new sandbox]"  # how the first result from new hands begins, on a line of its own (harnesses/hands.py)
-CLEARED = "[tool result cleared"  # how a context strategy's stub starts (harnesses/contexts/clear_tool_results.py)
-COMPACT_PROMPT = ("Summarize this session so far for your own later use: what you did, what you found, and every "
-                  "fact you will still need. The summary replaces the conversation up to here.")
-SUMMARY_HEADER = "[summary of the session so far, one tool call per line]"
+SANDBOX_LOST = "sandbox running this tool was lost"  # in what the harness tells the model (harnesses/hands.py)
+SUMMARY_HEADER = "[summary of the session so far, one tool call per line]"  # the brain's own calls blocks begin so
 SUMMARY_OUTPUT_CHARS = 600  # an offline model's summary keeps this much of each tool output: compaction is lossy
-PARTIAL = "earlier turn(s)"  # how a context that shows only the latest turns says so (harnesses/contexts/window.py)
-RECALL = ("get_events", "search_events")  # tools that read the session's own log (harnesses/contexts/recall.py)
-MEMORY_HEADER = "[your memory file]"  # how the memory strategy shows the file (harnesses/contexts/memory.py)
-BOOKKEEPING = (*RECALL, "memory_write", "memory_append")  # tools about the session itself, not the task: left out of notes
 
 
 class Conversation:
@@ -63,13 +62,14 @@ class Conversation:
         results = {
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
-        summarized = [e for text in self.user_texts if text.startswith(SUMMARY_HEADER) for e in _from_summary(text)]
-        summarized += [e for text in self.user_texts if text.startswith(MEMORY_HEADER) for e in _from_summary(text.partition("\n")[2])]
+        blocks = [read_calls(text) for text in self.user_texts]  # summaries, notes, hidden turns: calls it made
+        self.noted = any(blocks)
+        summarized = [_recorded(r, f"summary_{i}") for block in blocks for i, r in enumerate(block)]
         shown = [
             _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
-        recalled = [e for r in shown if r.name in RECALL and r.output for e in _from_recall(r.output)]
+        recalled = [e for r in shown if r.name in LOG_TOOLS and r.output for e in _from_recall(r.output)]
         self.shown = shown  # the tool calls in the messages themselves
         exchanges = summarized + [e for e in recalled if e.id not in {s.id for s in shown}] + shown
         exchanges = [_notice_taken_in(e) for e in exchanges]
@@ -164,11 +164,6 @@ def _text(block: Mapping[str, Any] | None) -> str | None:
     return str(content)
 
 
-def estimate_tokens(payload: Any) -> int:
-    """About four characters of JSON per token: the one estimate every offline model uses."""
-    return max(1, len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False)) // 4)
-
-
 def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], tools: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
     """The content blocks an offline model answers `messages` with, from the task's solver policy; `tools` are
     the request's tool definitions (their names, and the hands their `hand` input may name).
@@ -178,7 +173,7 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], tools: Seque
     """
     offered = [t.get("name") for t in tools]
     conversation = Conversation(messages, offered_hands(tools))
-    if conversation.user_texts and conversation.user_texts[-1] == COMPACT_PROMPT:
+    if conversation.user_texts and conversation.user_texts[-1] == SUMMARIZE:
         return [{"type": "text", "text": summary(conversation)}]
     policy = book(messages)
     action = policy(conversation) if policy else Reply(
@@ -207,62 +202,46 @@ def summary(conversation: Conversation) -> str:
 
 
 def _notes(exchanges: Sequence[Exchange], header: bool) -> list[str]:
-    lines = [json.dumps({"tool": e.name, "input": e.input, "is_error": e.is_error,
-                         "output": None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]})
-             for e in exchanges if e.name not in BOOKKEEPING]
+    """A calls block (or, without `header`, more lines for one already shown) of the calls that are about the task."""
+    lines = [record_line(CallRecord(e.name, e.input, e.is_error, None if e.output is None else e.output[:SUMMARY_OUTPUT_CHARS]))
+             for e in exchanges if e.name not in SESSION_TOOLS]
     return [SUMMARY_HEADER, *lines] if header else lines
 
 
-def _remembered(conversation: Conversation) -> bool:
-    return any(t.startswith(MEMORY_HEADER) for t in conversation.user_texts)
-
-
-def _from_summary(text: str) -> list[Exchange]:
-    """The tool calls an offline model's summary lists (a real model's summary is prose: none)."""
-    found = []
-    for i, line in enumerate(text.splitlines()[1:]):
-        try:
-            entry = json.loads(line)
-            found.append(Exchange(f"summary_{i}", entry["tool"], entry["input"], entry["output"], entry["is_error"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return found
+def _recorded(record: CallRecord, id: str) -> Exchange:
+    return Exchange(id, record.tool, record.input, record.output, record.is_error)
 
 
 def _recall_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
     """With only the latest turns in view and the log searchable, look for an earlier answer before asking the hands."""
-    if not isinstance(action, Call) or "search_events" not in offered or not any(PARTIAL in t for t in conversation.user_texts):
+    if not isinstance(action, Call) or SEARCH_EVENTS not in offered or not any(OMITTED in t for t in conversation.user_texts):
         return action
-    if action.name not in RECALL and action.name in TOOLS and TOOLS[action.name].read_only:
+    if action.name not in LOG_TOOLS and action.name in TOOLS and TOOLS[action.name].read_only:
         query = f'"name": "{action.name}"'  # every earlier call of this tool, with its result, in one search
-        if not conversation.checked("search_events", query=query):
-            return Call("search_events", {"query": query, "limit": 100})
+        if not conversation.checked(SEARCH_EVENTS, query=query):
+            return Call(SEARCH_EVENTS, {"query": query, "limit": 100})
     return action
 
 
 def _from_recall(text: str) -> list[Exchange]:
-    """The tool calls, with their results, in what get_events or search_events returned."""
-    events = []
-    for line in text.splitlines():
-        try:
-            events.append(json.loads(line))
-        except ValueError:
-            continue
+    """The tool calls, with their results, in what a log tool returned."""
+    events = read_events(text)
     results = {e["data"].get("tool_use_id"): e["data"] for e in events if e.get("type") == "tool.result" and isinstance(e.get("data"), dict)}
     return [
         Exchange(d.get("tool_use_id"), d.get("name"), d.get("input", {}), results[d.get("tool_use_id")].get("output"),
                  bool(results[d.get("tool_use_id")].get("is_error")))
         for d in (e["data"] for e in events if e.get("type") == "tool.call" and isinstance(e.get("data"), dict))
-        if d.get("tool_use_id") in results and d.get("name") not in RECALL
+        if d.get("tool_use_id") in results and d.get("name") not in LOG_TOOLS
     ]
 
 
 def _remember_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
     """With a memory file, note down what the last few calls showed before the window loses it."""
-    if not isinstance(action, Call) or "memory_append" not in offered:
+    if not isinstance(action, Call) or MEMORY_APPEND not in offered:
         return action
-    notes = [i for i, e in enumerate(conversation.shown) if e.name == "memory_append"]
-    fresh = [e for e in conversation.shown[notes[-1] + 1 if notes else 0:] if e.name not in BOOKKEEPING and e.output is not None]
+    notes = [i for i, e in enumerate(conversation.shown) if e.name == MEMORY_APPEND]
+    fresh = [e for e in conversation.shown[notes[-1] + 1 if notes else 0:] if e.name not in SESSION_TOOLS and e.output is not None]
     if len(fresh) < 3:
         return action
-    return Call("memory_append", {"text": "\n".join(_notes(fresh, header=not notes and not _remembered(conversation)))})
+    # the first note opens a calls block; later ones add lines to the block the context shows
+    return Call(MEMORY_APPEND, {"text": "\n".join(_notes(fresh, header=not notes and not conversation.noted))})
