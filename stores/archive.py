@@ -16,7 +16,9 @@ import stat
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from stores.base import Event, SessionInfo, SessionNotFound, StoreError, decode_event, slice_bounds, status_after
+from stores.base import (
+    Event, SessionInfo, SessionNotFound, SessionStore, StoreError, decode_event, slice_bounds, status_after,
+)
 
 
 EVENTS_TABLE = {
@@ -224,7 +226,9 @@ async def export_sessions(store: Any, path: Path, run_id: str, session_ids: Iter
     return len(ids)
 
 
-class ArchiveStore:
+class ArchiveStore(SessionStore):
+    """Read-only: sessions archived in results.duckdb files, with the config of the run that logged each."""
+
     def __init__(self, paths: str | Path | Iterable[str | Path]):
         self.paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
         missing = [str(p) for p in self.paths if not p.is_file()]

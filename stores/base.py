@@ -6,8 +6,11 @@ import math
 import re
 import reprlib
 import time
+from abc import abstractmethod
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import Any, AsyncIterator, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
 SCHEMA_VERSION = 1
 
@@ -246,14 +249,36 @@ def check_expect(session_id: str, expect: int | None, length: int) -> None:
         raise Conflict(session_id, expect, length)
 
 
+class NotShared(StoreError, ValueError):
+    """A store asked to be shared between processes that cannot be."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStore:
+    """A store of one run's own that its worker processes share (SessionStore.for_workers)."""
+
+    options: dict[str, Any]  # the config a worker (and the driver) opens it with
+    server: Any = None  # the server of the run's own it runs on, which faults.store_restart stops and starts
+
+
 @runtime_checkable
 class SessionStore(Protocol):
-    """The session log. Every method is a coroutine; every backend passes tests/stores/test_contract.py."""
+    """The session log. Every method is a coroutine; every backend passes tests/stores/test_contract.py.
 
+    A backend subclasses this and implements the five abstract methods; the rest has a default. What it
+    declares (`shared_between_processes`, `for_workers`) the runners read, never probe for; the contract suite
+    checks it declares them truthfully.
+    """
+
+    # several processes may read and write one store at once (one SQLite file, one PostgreSQL database)
+    shared_between_processes: ClassVar[bool] = False
+
+    @abstractmethod
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         """Create a session whose log starts with `session.created` carrying `meta`; its id is `session_id`
         (InvalidSessionId unless check_session_id accepts it), or a new uuid4 hex."""
 
+    @abstractmethod
     async def append(self, session_id: str, events: Sequence[Event], *, expect: int | None = None) -> int:
         """Append atomically after position `expect` (None: wherever the log ends).
 
@@ -261,12 +286,36 @@ class SessionStore(Protocol):
         only after the events are durable.
         """
 
+    @abstractmethod
     async def events(self, session_id: str, start: int = 0, stop: int | None = None) -> list[Event]:
         """A positional slice of the log, with Python slice semantics."""
 
+    @abstractmethod
     async def session(self, session_id: str) -> SessionInfo: ...
 
+    @abstractmethod
     async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
         """Sessions, oldest first, optionally only those in `status`."""
 
-    async def close(self) -> None: ...
+    async def start(self) -> None:
+        """Connect now rather than at the first call. Default: nothing to do."""
+
+    async def close(self) -> None:
+        """Let writes under way finish, then release what the store holds. Default: nothing to release."""
+
+    def run_config(self, session_id: str) -> dict[str, Any] | None:
+        """The config of the run that logged `session_id`, where the store keeps it (a results archive).
+        Default: None, not kept."""
+        return None
+
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], folder: Path) -> AsyncIterator[WorkerStore]:
+        """A store of a run's own that its worker processes share, from the store's config `options` (its
+        constructor options, `_target_` too if given, passed through): placed in the run's `folder`, or on a
+        server of the run's own, which exists until the context exits.
+
+        Raises NotShared, the default, for a store whose `shared_between_processes` is False."""
+        raise NotShared(f"store {cls.__module__}.{cls.__qualname__} cannot be shared between processes, which worker "
+                        "processes (run.workers, faults=) need: use store=sqlite or store=postgres")
+        yield  # an async generator, for asynccontextmanager

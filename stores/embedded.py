@@ -10,14 +10,15 @@ cannot read is an UnreadableFile naming it and what is wrong (empty, damaged, no
 from __future__ import annotations
 
 import asyncio
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
 from stores.archive import ReadOnlyStore, damaged, not_ours, require_kind
 from stores.base import (
-    CorruptEvent, Event, SessionInfo, SessionNotFound, StoreError, check_session_id, decode_event, slice_bounds,
+    CorruptEvent, Event, SessionInfo, SessionNotFound, SessionStore, StoreError, check_session_id, decode_event,
+    slice_bounds,
 )
 from stores.batch import BatchWriter, Write, plan_batch
 
@@ -31,7 +32,7 @@ STORE_COLUMNS = {
 }
 
 
-class EmbeddedSqlStore(BatchWriter, ABC):
+class EmbeddedSqlStore(BatchWriter, SessionStore):
     BEGIN = "BEGIN"
     KIND = ""  # what stores.archive.file_kind calls this dialect's files
 

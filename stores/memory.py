@@ -9,6 +9,7 @@ from stores.base import (
     SessionInfo,
     SessionExists,
     SessionNotFound,
+    SessionStore,
     check_expect,
     check_session_id,
     decode_event,
@@ -18,7 +19,7 @@ from stores.base import (
 )
 
 
-class MemoryStore:
+class MemoryStore(SessionStore):
     """Keeps events as encoded JSON so callers can never mutate what was stored."""
 
     def __init__(self) -> None:
@@ -61,9 +62,6 @@ class MemoryStore:
     async def sessions(self, *, status: str | None = None, limit: int | None = None) -> list[SessionInfo]:
         found = [i for i in self._info.values() if status is None or i.status == status]
         return found[:limit] if limit is not None else found
-
-    async def close(self) -> None:
-        pass
 
     def _log(self, session_id: str) -> list[tuple[str, str, float, int]]:
         try:

@@ -11,20 +11,25 @@ import json
 import os
 import re
 import select
+import tempfile
 from collections import Counter
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from stores.base import (
-    Conflict, Event, SessionExists, SessionInfo, SessionNotFound, StoreError, StoreUnavailable, check_session_id, decode_event,
-    slice_bounds, status_after,
+    Conflict, Event, SessionExists, SessionInfo, SessionNotFound, SessionStore, StoreError, StoreUnavailable, WorkerStore,
+    check_session_id, decode_event, slice_bounds, status_after,
 )
 from stores.batch import BatchWriter, Write, commit_apart
+from stores.postgres_server import LocalPostgres
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
-class PostgresStore(BatchWriter):
+class PostgresStore(BatchWriter, SessionStore):
+    shared_between_processes = True  # a session's row lock decides between writers, whichever process
+
     def __init__(
         self,
         dsn: str | None = None,
@@ -94,6 +99,16 @@ class PostgresStore(BatchWriter):
         """Connect (and create the schema) now rather than at the first call."""
         async with self._connection():
             pass
+
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], folder: Path) -> AsyncIterator[WorkerStore]:
+        """A PostgreSQL cluster of the run's own (a store_restart stops no one else's), removed at exit."""
+        server = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))
+        try:
+            yield WorkerStore({**options, "dsn": await asyncio.to_thread(server.start)}, server)
+        finally:
+            server.remove()
 
     async def close(self) -> None:
         await self._drain()

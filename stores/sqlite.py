@@ -5,11 +5,13 @@ Several processes may share one file: each transaction takes the write lock (BEG
 from __future__ import annotations
 
 import sqlite3
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, AsyncIterator
 from urllib.parse import quote
 
 from stores.archive import UnreadableFile, damaged
-from stores.base import StoreError
+from stores.base import StoreError, WorkerStore
 from stores.embedded import EmbeddedSqlStore
 
 _SCHEMA = """
@@ -34,6 +36,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_position ON events (session_key, positi
 class SqliteStore(EmbeddedSqlStore):
     BEGIN = "BEGIN IMMEDIATE"
     KIND = "sqlite"
+    shared_between_processes = True  # each transaction takes the file's write lock
 
     def __init__(
         self,
@@ -46,6 +49,12 @@ class SqliteStore(EmbeddedSqlStore):
     ):
         super().__init__(path, group_commit, max_batch, read_only)
         self.busy_timeout_ms, self.wal_autocheckpoint = busy_timeout_ms, wal_autocheckpoint
+
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], folder: Path) -> AsyncIterator[WorkerStore]:
+        """One file in the run's folder."""
+        yield WorkerStore({**options, "path": str(folder / "sessions.sqlite")})
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)

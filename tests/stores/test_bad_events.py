@@ -8,6 +8,7 @@ import sqlite3
 import pytest
 
 from stores.base import MAX_DATA_DEPTH, Event, InvalidEvent
+from stores.batch import BatchWriter
 from stores.postgres import PostgresStore
 from tests.conftest import store_params
 from tests.stores.test_contract import nested
@@ -18,7 +19,7 @@ SESSIONS = 9
 def spy_on_batches(store) -> list[list[str]]:
     """The session ids of every batch the store's group commit hands to its database (none for the memory store)."""
     batches: list[list[str]] = []
-    group = getattr(store, "_group", None)
+    group = store._group if isinstance(store, BatchWriter) else None
     if group is not None:
         inner = group._commit
 

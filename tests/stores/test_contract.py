@@ -1,11 +1,20 @@
-"""The SessionStore contract: every backend in tests/conftest.py:STORES passes all of it."""
+"""The SessionStore contract: every backend passes all of it, what it declares (stores/base.py) included.
+
+The backends are tests/stores/conftest.py:BACKENDS: a store shipped in stores/ is one line in
+tests/conftest.py:STORES, a store of your own one line in tests/stores/conftest.py:OWN.
+"""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +25,7 @@ from stores.base import (
     Event,
     InvalidEvent,
     InvalidSessionId,
+    NotShared,
     SessionExists,
     SessionNotFound,
     SessionStore,
@@ -26,8 +36,60 @@ def ev(i: int, kind: str = "user.message") -> Event:
     return Event(kind, {"i": i})
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 async def test_backend_satisfies_protocol(store):
     assert isinstance(store, SessionStore)
+
+
+async def test_backend_subclasses_the_base_and_declares_what_runners_ask(store):
+    assert SessionStore in type(store).__mro__  # subclassed: the declared hooks are there, with their defaults
+    assert isinstance(type(store).shared_between_processes, bool)
+    await store.start()  # a no-op, or connecting early: the store works the same after
+    sid = await store.create_session({})
+    assert (await store.session(sid)).length == 1
+    assert store.run_config(sid) is None  # a live store keeps no run's config
+
+
+# Run in another process: opens the store from the config `for_workers` gave, appends to the session named.
+ANOTHER_PROCESS = """
+import asyncio, json, sys
+from hydra.utils import instantiate
+from stores.base import Event
+
+async def main():
+    store = instantiate(json.loads(sys.argv[1]))
+    try:
+        await store.append(sys.argv[2], [Event("user.message", {"from": "another process"})], expect=1)
+        print(json.dumps([e.type for e in await store.events(sys.argv[2])]))
+    finally:
+        await store.close()
+
+asyncio.run(main())
+"""
+
+
+async def test_a_store_shared_between_processes_is_reached_from_another_with_what_for_workers_gives(store, tmp_path):
+    kind = type(store)
+    options = {"_target_": f"{kind.__module__}.{kind.__qualname__}"}
+    if not kind.shared_between_processes:
+        with pytest.raises(NotShared, match="cannot be shared between processes.*store=sqlite or store=postgres"):
+            async with kind.for_workers(options, tmp_path):
+                pass
+        return
+    async with kind.for_workers(options, tmp_path) as placed:
+        assert placed.options["_target_"] == options["_target_"]
+        here = instantiate(placed.options)
+        try:
+            sid = await here.create_session({"from": "here"})
+            done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", ANOTHER_PROCESS, json.dumps(placed.options), sid],
+                                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == ["session.created", "user.message"]
+            assert [e.data for e in await here.events(sid)] == [{"from": "here"}, {"from": "another process"}]
+        finally:
+            await here.close()
 
 
 async def test_create_session_logs_meta_at_position_zero(store):
