@@ -4,8 +4,10 @@ from __future__ import annotations
 import shlex
 import time
 from abc import ABC, abstractmethod
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence, runtime_checkable
+from pathlib import Path
+from typing import Any, AsyncIterator, Awaitable, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from sandboxes.journal import Journal
 from sandboxes.tools import TOOLS, ToolError, ToolSpec, validate_input
@@ -54,6 +56,7 @@ class Sandbox(ABC):
     id: str
     hand: str
     journal: Journal | None = None  # where each tool call that starts is recorded, outside the sandbox
+    root: Path | None = None  # the host folder holding its workspace, where there is one (local, namespace)
 
     async def execute(self, name: str, input: Any, key: str | None = None) -> ToolResult:
         """Run tool `name`. Bad input and failing tools come back as `is_error` results, never raised.
@@ -128,21 +131,71 @@ def effective_timeout(input: Mapping[str, Any], default_s: float, max_s: float) 
     return float(min(input.get("timeout", default_s), max_s))
 
 
+class NotShared(SandboxError, ValueError):
+    """A provider asked to share its sandboxes between processes, whose sandboxes cannot outlive their process."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSandboxes:
+    """The config of the providers that share one run's sandboxes between processes (SandboxProvider.for_workers)."""
+
+    workers: dict[str, Any]  # each worker's: keeps what it makes, journals every tool call, finds the others' sandboxes
+    driver: dict[str, Any]  # the driving process's: reaches the same sandboxes and removes every one as it closes
+
+
 @runtime_checkable
 class SandboxProvider(Protocol):
-    """Provisions sandboxes of one kind (`hand`) and cleans up every one of them on `close`."""
+    """Provisions sandboxes of one kind (`hand`) and cleans up every one of them on `close`.
+
+    A backend subclasses this and implements `provision` and `attach`; the rest has a default. What it declares
+    (`isolated`, `sandboxes_outlive_process`, `keep`, `journal`) the runners read, never probe for; every backend
+    in tests/conftest.py:PROVIDERS passes tests/sandboxes/test_contract.py, which checks it declares them truthfully.
+    """
 
     hand: str
+    isolated: bool = False  # its commands see nothing of the host: its files, network, processes (namespace, docker)
+    # a sandbox it makes can outlive the process that made it, for a provider in another process to attach to
+    # (a worker's sessions go on in the next worker); made so with the options `for_workers` gives
+    sandboxes_outlive_process: bool = False
+    keep: bool = False  # `close` leaves the sandboxes it made (another process checks or goes on with them)
+    journal: Journal | None = None  # where each tool call that starts is recorded, outside the sandboxes
 
     @property
-    def tools(self) -> Sequence[ToolSpec]: ...
+    def tools(self) -> Sequence[ToolSpec]:
+        return DEFAULT_TOOLS
 
+    async def start(self) -> None:
+        """Get ready before the first session is timed (an engine's client, a warm pool). Default: nothing to do."""
+
+    @abstractmethod
     async def provision(self) -> Sandbox: ...
 
+    @abstractmethod
     async def attach(self, sandbox_id: str) -> Sandbox:
         """Re-attach to a live sandbox by id (another brain's hands); SandboxLost if it is gone."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Remove every sandbox this provider made (unless it `keep`s them). Default: nothing to remove."""
+
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
+        """How the providers of several processes (a run's workers and its driver) share sandboxes, from the
+        provider's config `options` (its constructor options, `_target_` too if given, passed through): every
+        tool call that starts is recorded in `journal`, and whatever the run's own place for its sandboxes needs
+        (a root, a label) exists until the context exits.
+
+        Raises NotShared, the default, for a provider whose sandboxes cannot outlive their process."""
+        raise NotShared(f"sandbox {cls.__module__}.{cls.__qualname__}: its sandboxes cannot outlive the process that "
+                        "made them, which worker processes need; use sandbox=local, namespace or docker (or a pool of one)")
+        yield  # an async generator, for asynccontextmanager
+
+
+def worker_sandboxes(options: dict[str, Any], journal: Path, **place: Any) -> WorkerSandboxes:
+    """What `for_workers` gives for a provider whose `keep` option leaves its sandboxes for other processes: the
+    workers keep theirs, the driver keeps nothing; both journal to `journal` and share the options in `place`."""
+    workers = {**options, "keep": True, "journal": str(journal), **place}
+    return WorkerSandboxes(workers, {**workers, "keep": False})
 
 
 DEFAULT_TOOLS: tuple[ToolSpec, ...] = tuple(TOOLS.values())

@@ -17,17 +17,19 @@ import io
 import json
 import logging
 import struct
+import time
 import uuid
 import zipfile
+from contextlib import asynccontextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable
 
-from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxLost, effective_timeout
+from sandboxes.base import Sandbox, SandboxLost, SandboxProvider, WorkerSandboxes, effective_timeout, worker_sandboxes
 from sandboxes.child import Child
 from sandboxes.docker_engine import LABEL, engine_env, engine_if_it_answers, ensure_image, prune, remove_container
 from sandboxes.journal import Journal
-from sandboxes.tools import ToolError, ToolSpec
+from sandboxes.tools import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -183,9 +185,10 @@ class DockerSandbox(Sandbox):
         await self.provider.remove(self.id)
 
 
-class DockerSandboxProvider:
+class DockerSandboxProvider(SandboxProvider):
     hand = "docker"
     isolated = True
+    sandboxes_outlive_process = True  # a container runs on the engine, whoever made it: with `keep`, it stays
 
     def __init__(
         self,
@@ -213,9 +216,11 @@ class DockerSandboxProvider:
         self._channels: dict[str, _Channel] = {}  # container id -> its one attach connection
         self._creating: set[asyncio.Future] = set()  # containers the engine is creating for this provider
 
-    @property
-    def tools(self) -> Sequence[ToolSpec]:
-        return DEFAULT_TOOLS
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
+        """Containers under the run label given (sandbox.run_label), or one of the run's own."""
+        yield worker_sandboxes(options, journal, run_label=options.get("run_label") or f"faults-{time.time_ns()}")
 
     async def start(self) -> None:
         """Make sure the engine answers and the image exists (built offline if not)."""

@@ -14,20 +14,24 @@ import logging
 import os
 import pwd
 import re
+import shutil
 import stat
 import subprocess
 import tempfile
 import threading
 import uuid
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, AsyncIterator, Callable
 
 from sandboxes import uid_claims, workspace
-from sandboxes.base import DEFAULT_TOOLS, Sandbox, SandboxError, SandboxLost, effective_timeout
+from sandboxes.base import (
+    Sandbox, SandboxError, SandboxLost, SandboxProvider, WorkerSandboxes, effective_timeout, worker_sandboxes,
+)
 from sandboxes.journal import Journal
 from sandboxes.process import live_processes_of
 from sandboxes.tree_removal import remove_tree
-from sandboxes.tools import ToolError, ToolSpec
+from sandboxes.tools import ToolError
 
 log = logging.getLogger(__name__)
 
@@ -188,12 +192,13 @@ def _check_reachable(folder: Path) -> None:
                 f"(mode {above.stat().st_mode & 0o777:o}); choose a root every user may pass through, or sandbox.user=null")
 
 
-class LocalSandboxProvider:
+class LocalSandboxProvider(SandboxProvider):
     """Workspaces live under `root` (default: a temporary directory removed on close)."""
 
     hand = "local"
     sandbox_class = LocalSandbox
     isolated = False  # commands see the host (its files, network, processes): a known difference
+    sandboxes_outlive_process = True  # a workspace is a folder: under a root given, with `keep`, it stays
 
     def __init__(
         self,
@@ -218,9 +223,16 @@ class LocalSandboxProvider:
         self._real_root: Path | None = None  # where the workspaces are: _root resolved, or a private folder in it
         self._private: Path | None = None  # _real_root, once made private (and reachable by the sandboxes' users)
 
-    @property
-    def tools(self) -> Sequence[ToolSpec]:
-        return DEFAULT_TOOLS
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
+        """Workspaces under a root of the run's own, removed at exit: in /tmp, since commands run as users who may
+        not pass through the run's folder."""
+        root = tempfile.mkdtemp(prefix="harnesslab-hands-")
+        try:
+            yield worker_sandboxes(options, journal, root=root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
 
     def _user_of(self, sandbox_id: str) -> tuple[int, int] | None:
         """Who a sandbox's commands run as: a uid of its own (from its id, so another process attaching to it

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Sequence
 
-from sandboxes.base import Sandbox, SandboxProvider
+from sandboxes.base import Sandbox, SandboxProvider, WorkerSandboxes
+from sandboxes.journal import Journal
 from sandboxes.tools import ToolSpec
 
 
-class PoolProvider:
+class PoolProvider(SandboxProvider):
+    """What it declares is its inner provider's: the sandboxes are the inner provider's."""
+
     def __init__(self, inner: SandboxProvider, size: int = 4):
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
         self.inner, self.size = inner, size
         self.hand = inner.hand
-        self.isolated = getattr(inner, "isolated", False)
         self._ready: collections.deque[Sandbox] = collections.deque()
         self._filling: set[asyncio.Task] = set()
         self._closed = False
@@ -30,6 +34,32 @@ class PoolProvider:
     @property
     def tools(self) -> Sequence[ToolSpec]:
         return self.inner.tools
+
+    @property
+    def isolated(self) -> bool:
+        return self.inner.isolated
+
+    @property
+    def sandboxes_outlive_process(self) -> bool:
+        return self.inner.sandboxes_outlive_process
+
+    @property
+    def keep(self) -> bool:
+        return self.inner.keep
+
+    @property
+    def journal(self) -> Journal | None:
+        return self.inner.journal
+
+    @classmethod
+    @asynccontextmanager
+    async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
+        """The inner provider's (the config's `inner`, composed with its `_target_`)."""
+        from hydra.utils import get_class
+
+        inner = options["inner"]
+        async with get_class(inner["_target_"]).for_workers(inner, journal) as shared:
+            yield WorkerSandboxes({**options, "inner": shared.workers}, {**options, "inner": shared.driver})
 
     async def start(self) -> None:
         """Fill the pool before the first session needs it."""

@@ -1,13 +1,28 @@
-"""The Sandbox contract: every provider in tests/conftest.py:PROVIDERS passes all of it."""
+"""The Sandbox contract: every provider passes all of it, what it declares (sandboxes/base.py) included.
+
+A new backend is one line in tests/conftest.py:PROVIDERS (the harness tests use that list too), and its config
+in configs/sandbox/: sharing sandboxes between processes is tested on every config of that group.
+"""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.utils import get_class, instantiate
+from omegaconf import OmegaConf
 
-from sandboxes.base import SandboxLost, SandboxProvider, Setup, SetupFailed
+from sandboxes.base import NotShared, Sandbox, SandboxLost, SandboxProvider, Setup, SetupFailed
+from sandboxes.journal import starts
+
+ROOT = Path(__file__).resolve().parents[2]
+SANDBOX_CONFIGS = sorted(path.stem for path in (ROOT / "configs" / "sandbox").glob("*.yaml"))
 
 
 @pytest.fixture
@@ -18,6 +33,79 @@ async def sandbox(provider):
 async def test_provider_satisfies_protocol(provider):
     assert isinstance(provider, SandboxProvider)
     assert {t.name for t in provider.tools} >= {"bash", "read_file", "write_file", "edit_file", "list_files"}
+
+
+async def test_provider_subclasses_the_base_and_declares_what_runners_ask(provider):
+    assert SandboxProvider in type(provider).__mro__  # subclassed: the declared hooks are there, with their defaults
+    assert isinstance(provider.isolated, bool) and isinstance(provider.sandboxes_outlive_process, bool)
+    assert (provider.keep, provider.journal) == (False, None)  # as made here: it keeps nothing, journals nothing
+    await provider.start()  # a no-op, or getting ready early: provisioning works the same after
+    sandbox = await provider.provision()
+    assert isinstance(sandbox, Sandbox) and (sandbox.root is None or sandbox.root.is_dir())
+
+
+# Run in another process: provisions a sandbox with the workers' config `for_workers` gave, uses it, and ends.
+ANOTHER_PROCESS = """
+import asyncio, json, sys
+from hydra.utils import instantiate
+
+async def main():
+    provider = instantiate(json.loads(sys.argv[1]))
+    sandbox = await provider.provision()
+    wrote = await sandbox.execute("write_file", {"path": "left.txt", "content": "by a process now gone"}, key="k-1")
+    assert not wrote.is_error, wrote.output
+    await provider.close()
+    print(sandbox.id)
+
+asyncio.run(main())
+"""
+
+
+def sandbox_config(name: str) -> dict:
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base=None):
+        return OmegaConf.to_container(compose(config_name=f"sandbox/{name}"), resolve=True)["sandbox"]
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.docker if "docker" in name else ())
+                                  for name in SANDBOX_CONFIGS])
+async def test_sandboxes_that_outlive_their_process_are_shared_with_what_for_workers_gives(name, tmp_path, request):
+    if "docker" in name:
+        request.getfixturevalue("docker_image")  # the engine and image are there, or the test skips
+    config, journal = sandbox_config(name), tmp_path / "journal.jsonl"
+    kind = get_class(config["_target_"])
+    async with kind.for_workers(config, journal) as shared:
+        done = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", ANOTHER_PROCESS, json.dumps(shared.workers)],
+                                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        sandbox_id = done.stdout.split()[-1]
+        driver = instantiate(shared.driver)
+        try:
+            assert driver.sandboxes_outlive_process and not driver.keep
+            left = await driver.attach(sandbox_id)
+            assert (await left.execute("read_file", {"path": "left.txt"})).output == "by a process now gone"
+            assert starts(journal) == {("k-1", "write_file"): 1}
+        finally:
+            await driver.close()
+    after = instantiate(shared.driver)  # nothing of the run's outlives it: the driver's close, or the context's exit
+    try:
+        with pytest.raises(SandboxLost):
+            await after.attach(sandbox_id)
+    finally:
+        await after.close()
+
+
+async def test_a_provider_whose_sandboxes_die_with_their_process_refuses_to_share_them(tmp_path):
+    class Ephemeral(SandboxProvider):
+        hand = "ephemeral"
+
+        async def provision(self) -> Sandbox: ...
+
+        async def attach(self, sandbox_id: str) -> Sandbox: ...
+
+    assert not Ephemeral().sandboxes_outlive_process
+    with pytest.raises(NotShared, match="cannot outlive the process .* use sandbox=local, namespace or docker"):
+        async with Ephemeral.for_workers({}, tmp_path / "journal.jsonl"):
+            pass
 
 
 async def test_write_read_round_trip_with_unicode(sandbox):
@@ -171,7 +259,7 @@ async def test_provider_close_removes_every_sandbox(provider):
 
 @pytest.fixture
 def isolated(provider):
-    if not getattr(provider, "isolated", False):
+    if not provider.isolated:
         pytest.skip(f"{provider.hand} runs commands on the host by design: no isolation to test (a known difference)")
     return provider
 
@@ -204,6 +292,6 @@ async def test_isolated_commands_see_a_read_only_system_and_no_host_files(isolat
 async def test_isolated_sandboxes_cannot_see_each_other(isolated):
     first, second = await isolated.provision(), await isolated.provision()
     await first.execute("write_file", {"path": "private.txt", "content": "first's"})
-    where = getattr(first, "root", "/nonexistent")  # the host folder of a workspace, where there is one
+    where = first.root or "/nonexistent"  # the host folder of a workspace, where there is one
     look = await second.execute("bash", {"command": f"cat ../{first.id}/private.txt {where}/private.txt 2>&1; ls /workspace"})
     assert "first's" not in look.output
