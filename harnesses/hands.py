@@ -1,6 +1,7 @@
 """A session's hands: provisioned at the first tool call that needs them, replaced when lost."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -12,6 +13,19 @@ from stores.base import Event, SessionStore
 
 DEFAULT_HAND = "main"  # the hand of a session that names none; logs without a hand name mean it
 NEW_SANDBOX = "[new sandbox]"  # how the first result from replacement hands begins (harnesses/policy.py reads it)
+_HAND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def hand_names(hands: Sequence[str] | None) -> tuple[str, ...]:
+    """The hands a harness gives each session: `main` alone, or several distinct names (the first is the default)."""
+    if hands is None:
+        return (DEFAULT_HAND,)
+    names = tuple(hands) if not isinstance(hands, str) else (hands,)
+    bad = [n for n in names if not isinstance(n, str) or not _HAND_NAME.match(n)]
+    if not names or bad or len(set(names)) != len(names):
+        raise ValueError(f"harness.hands={list(names)}: give one or more distinct names of lowercase letters, digits, "
+                         f"_ or - (starting with a letter), e.g. [main] or [a, b]" + (f"; not valid: {bad}" if bad else ""))
+    return names
 
 
 def hand_of(event: Event) -> str:

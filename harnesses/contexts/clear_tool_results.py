@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from harnesses.base import ContextStrategy
 from harnesses.messages import events_to_messages, with_cache_breakpoint
 from harnesses.contexts.vocabulary import CLEARED, estimate_tokens
 from stores.base import Event
@@ -16,7 +17,7 @@ from stores.base import Event
 STUB = CLEARED + " to save context ({tokens} tokens); call the tool again if you need it]"
 
 
-class ClearToolResultsContext:
+class ClearToolResultsContext(ContextStrategy):
     name = "clear_tool_results"
 
     def __init__(self, keep: int = 5, batch: int = 5):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any, Sequence
 
-from harnesses.base import Model, ModelRequest
+from harnesses.base import ContextStrategy, Model, ModelRequest
 from harnesses.log import SessionLog
 from harnesses.messages import content_text, events_to_messages, with_cache_breakpoint
 from harnesses.contexts.vocabulary import SUMMARIZE, estimate_tokens
@@ -23,7 +23,7 @@ from stores.base import Event
 COMPACTED = "context.compacted"
 
 
-class CompactionContext:
+class CompactionContext(ContextStrategy):
     name = "compaction"
 
     def __init__(self, threshold_tokens: int = 6000, keep_turns: int = 2, max_tokens: int = 2048):

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from harnesses.base import ContextStrategy
 from harnesses.messages import events_to_messages, with_cache_breakpoint
 from stores.base import Event
 
 
-class FullContext:
+class FullContext(ContextStrategy):
     name = "full"
 
     async def build(self, events: Sequence[Event]) -> list[dict[str, Any]]:

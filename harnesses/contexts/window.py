@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from harnesses.base import ContextStrategy
 from harnesses.contexts.vocabulary import OMITTED
 from harnesses.messages import events_to_messages, with_cache_breakpoint
 from stores.base import Event
 
 
-class WindowContext:
+class WindowContext(ContextStrategy):
     name = "window"
 
     def __init__(self, turns: int = 10):

@@ -21,7 +21,7 @@ import time
 import weakref
 from typing import Any
 
-from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
+from harnesses.base import Model, ModelError, ModelRequest, ModelResponse, Usage
 from sandboxes.tools import MAX_INPUT_DEPTH, nested_deeper_than
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
@@ -54,7 +54,7 @@ class AttemptTimeout(ModelError):
 HTTP_CLIENTS = ("httpx", "aiohttp")  # the SDK's default transport, or its aiohttp one (cheaper with many connections)
 
 
-class AnthropicModel:
+class AnthropicModel(Model):
     name = "anthropic"
 
     def __init__(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harnesses.contexts.compaction import COMPACTED
-from harnesses.base import ModelError, ModelRequest, ModelResponse, Usage
+from harnesses.base import Model, ModelError, ModelRequest, ModelResponse, Usage
 from harnesses.messages import events_to_messages, without_cache_marks
 from harnesses.models.offline_brain import Conversation
 from stores.base import SessionStore
@@ -35,7 +35,7 @@ class RecordedCall:
     response: dict[str, Any]  # the model.response data
 
 
-class ReplayModel:
+class ReplayModel(Model):
     name = "replay"
 
     def __init__(self, recording: SessionStore, session: str | None = None, after: int = 0):

@@ -4,12 +4,12 @@ from __future__ import annotations
 import asyncio
 import time
 
-from harnesses.base import ModelRequest, ModelResponse, Usage
+from harnesses.base import Model, ModelRequest, ModelResponse, Usage
 from harnesses.contexts.vocabulary import estimate_tokens
 from harnesses.models.offline_brain import PolicyBook, answer
 
 
-class ScriptedModel:
+class ScriptedModel(Model):
     """`policies` maps a request's messages to the policy that answers them (see experiments.tasks).
 
     `ttft_ms` and `ms_per_output_token` add a simulated latency; both default to zero.

@@ -75,9 +75,9 @@ async def test_each_hand_has_its_own_workspace_and_a_wrong_hand_is_named(tmp_pat
     assert seen[0][0] == "b" and seen[0][2] and "x.txt" in seen[0][1]  # b's workspace has no x.txt
     assert seen[1] == (None, "on a", False)  # no hand named: the first
     assert seen[2] == ("z", "hand 'z' is not one of this session's hands; valid: a, b", True)
-    offered = harness(store, provider, ["a", "b"])._offered({})
+    offered = harness(store, provider, ["a", "b"]).router.offered({})
     assert all(t["input_schema"]["properties"]["hand"]["enum"] == ["a", "b"] for t in offered)
-    assert "hand" not in harness(store, provider, None)._offered({})[0]["input_schema"]["properties"]
+    assert "hand" not in harness(store, provider, None).router.offered({})[0]["input_schema"]["properties"]
 
 
 @pytest.mark.parametrize("hands", [[], ["a", "a"], ["A"], ["a b"], [3]])
