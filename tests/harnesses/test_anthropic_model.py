@@ -18,8 +18,8 @@ from harnesses.models.anthropic import AnthropicModel
 from harnesses.models.emulator import EmulatorModel
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
-from tests.conftest import ARITHMETIC, QUICK
-from tests.harnesses.test_decoupled import conversation
+from tests.conftest import QUICK
+from tests.harnesses.doubles import conversation
 
 FAST_RETRIES = {"backoff_base_s": 0.001, "backoff_max_s": 0.01}
 
@@ -64,21 +64,6 @@ async def test_retries_are_bounded_and_the_session_fails_with_them(tmp_path):
     assert "gave up after 3 attempt(s): 529 overloaded_error, 529 overloaded_error, 529 overloaded_error" in record.outcome.reason
     assert model.server.served["requests"] == 3 * 10  # three attempts for each of the ten sessions, no more
     assert not [e for e in await store.events(record.session_id) if e.type == "model.response"]
-
-
-async def test_a_bad_request_is_not_retried_and_retry_after_is_honoured():
-    model = emulated(FaultProfile(rate_limit=0.5, retry_after_s=0.02, seed=3), max_attempts=10, backoff_max_s=1.0)
-    await model.start()
-    try:
-        with pytest.raises(ModelError, match="after 1 attempt.*400 invalid_request_error"):
-            await model.respond(ModelRequest("", [{"role": "user", "content": ARITHMETIC}], max_tokens=0))
-        waits = []
-        for _ in range(10):
-            response = await model.respond(ModelRequest("", [{"role": "user", "content": ARITHMETIC}]))
-            waits += [r["wait_ms"] for r in response.retries if r["status"] == 429]
-        assert waits and all(w == pytest.approx(20) for w in waits)
-    finally:
-        await model.close()
 
 
 async def test_the_api_key_never_reaches_events_logs_or_errors(tmp_path, monkeypatch, caplog):

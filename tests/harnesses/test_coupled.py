@@ -13,7 +13,7 @@ from harnesses.models.scripted import ScriptedModel
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
-from tests.harnesses.test_decoupled import conversation
+from tests.harnesses.doubles import conversation
 from tests.helpers import KillAfter
 
 TASKS = {task.name: (suite, i, task) for suite, i, task in load_suite("smoke")}
@@ -69,15 +69,12 @@ async def test_losing_the_sandbox_loses_the_coupled_session_but_not_the_decouple
         await provider.close()
 
 
-async def test_the_first_turn_breakdown_shows_where_the_time_went(tmp_path):
-    provider = LocalSandboxProvider(root=str(tmp_path))
+async def test_the_first_turn_breakdown_shows_the_provisioning_only_the_coupled_harness_waits_for(tmp_path):
+    provider = LocalSandboxProvider(root=str(tmp_path))  # the breakdown's shape: tests/harnesses/test_harness_contract.py
     for harness_class, provisioned in ((CoupledHarness, True), (DecoupledHarness, False)):
         _, _, events = await run(harness_class, "fix_bug", provider)
         first = next(e for e in events if e.type == "model.response")
-        parts = first.data["turn_breakdown"]
-        assert set(parts) == {"queue_ms", "provision_ms", "context_ms", "model_ttft_ms", "other_ms"}
-        assert (parts["provision_ms"] > 0) is provisioned
-        assert abs(sum(parts.values()) - first.data["turn_ttft_ms"]) < 0.01
+        assert (first.data["turn_breakdown"]["provision_ms"] > 0) is provisioned
     await provider.close()
 
 

@@ -17,7 +17,8 @@ from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
-from tests.harnesses.test_decoupled import SMOKE, Crash, CrashAfterToolResult, CrashOnAppend, LosingProvider, harness, start_session
+from tests.harnesses.doubles import Crash, CrashAfterToolResult, CrashOnAppend, start_session
+from tests.harnesses.test_decoupled import SMOKE, LosingProvider, harness
 
 SAVE, READ = "Save the notes.", "What do the notes say?"
 LOST = f"{NEW_SANDBOX} The sandbox this session held was lost ("

@@ -19,7 +19,8 @@ from sandboxes.child import serve_app
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
 from tests.conftest import ARITHMETIC
-from tests.harnesses.test_decoupled import SMOKE, start_session
+from tests.harnesses.doubles import start_session
+from tests.harnesses.test_decoupled import SMOKE
 from tests.sandboxes.test_hostile import reset_peak_rss, rss_mb
 
 KEY_ENV = "HARNESSLAB_FAKE_SERVER_KEY"

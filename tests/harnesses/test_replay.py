@@ -12,7 +12,7 @@ from harnesses.models.scripted import ScriptedModel
 from sandboxes.local import LocalSandboxProvider
 from stores.archive import ArchiveStore, export_sessions
 from stores.memory import MemoryStore
-from tests.harnesses.test_decoupled import conversation
+from tests.harnesses.doubles import conversation
 
 
 async def run(model, tmp_path, seed=0):
@@ -54,14 +54,6 @@ async def test_a_run_that_differs_from_the_recording_is_a_divergence_with_its_po
     diverged = by_task["count_rows"].outcome
     assert diverged.status == "failed" and "Divergence: replay diverged from session" in diverged.reason
     assert "before its model.response at position" in diverged.reason and "message 2 differs" in diverged.reason
-
-
-async def test_a_prompt_never_recorded_is_named(tmp_path):
-    model = ReplayModel(MemoryStore())
-    from harnesses.base import ModelRequest
-
-    with pytest.raises(Exception, match="no recorded session starts with 'hello'"):
-        await model.respond(ModelRequest("", [{"role": "user", "content": "hello"}]))
 
 
 async def test_by_position_turn_calls_get_the_sessions_responses_and_compaction_calls_its_summaries():

@@ -3,31 +3,17 @@ for it, no call runs under a shared id, the next request holds every id once, an
 from __future__ import annotations
 
 from experiments.results.invariants import check_session
-from harnesses.base import ModelResponse
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.messages import events_to_messages, without_cache_marks
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
 from stores.memory import MemoryStore
+from tests.harnesses.doubles import Responses
 
 
 def bash(use_id: str, command: str) -> dict:
     return {"type": "tool_use", "id": use_id, "name": "bash", "input": {"command": command}}
-
-
-class Responses:
-    """A model that answers each call with the next of `contents`, keeping every request it got."""
-
-    name = "responses"
-
-    def __init__(self, *contents: list[dict]):
-        self.contents, self.requests = list(contents), []
-
-    async def respond(self, request):
-        self.requests.append(request)
-        content = self.contents.pop(0)
-        return ModelResponse(content, "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn")
 
 
 def assert_valid_request(messages: list[dict]) -> None:
