@@ -85,8 +85,7 @@ async def test_every_prefix_of_every_log_gives_a_conversation_the_messages_api_t
 
 def test_a_strategys_own_tools_do_not_shadow_the_sandboxs():
     for name in [*GROUP, *OWN]:
-        tools = getattr(strategy(name), "tools", ())
-        assert not {t.name for t in tools} & set(TOOLS), name
+        assert not {t.name for t in strategy(name).tools} & set(TOOLS), name
 
 
 def check_conversation(messages: list[dict], task: str, whole: list[dict]) -> None:
