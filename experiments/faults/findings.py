@@ -12,22 +12,14 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-import numpy
-
 from experiments.faults.acks import LostEvent
 from experiments.results.invariants import Violation
+from experiments.results.schema import FAULTS_TABLE
 from experiments.run.runner import SessionRecord
+from experiments.stats import percentile
 from experiments.workers.supervisor import Supervisor
 from stores.base import TERMINAL_TYPES, Event
 
-FAULTS_TABLE = {
-    "run_id": "VARCHAR", "kind": "VARCHAR", "point": "VARCHAR", "target": "VARCHAR", "session_id": "VARCHAR",
-    "at": "DOUBLE", "noticed": "BOOLEAN", "recovered_after_ms": "DOUBLE", "since_ready_ms": "DOUBLE", "sessions_held": "INTEGER",
-}
-RECOVERY_TABLE = {
-    "run_id": "VARCHAR", "faults": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "succeeded": "INTEGER",
-    "injected": "INTEGER", "injected_by_kind": "VARCHAR", "acked_events": "BIGINT", "lost_events": "INTEGER", "duplicate_effects": "INTEGER", "reruns": "INTEGER",
-}
 Logs = Mapping[str, list[Event]]
 
 
@@ -117,7 +109,7 @@ def spread(values: Iterable[float | None]) -> str:
     found = [v for v in values if v is not None]
     if not found:
         return "n/a"
-    p50, p95 = numpy.percentile(found, [50, 95])
+    p50, p95 = percentile(found, 0.5), percentile(found, 0.95)
     return f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"
 
 

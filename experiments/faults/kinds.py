@@ -23,7 +23,7 @@ from experiments.faults.failpoints import POINTS
 from stores.base import Event
 
 if TYPE_CHECKING:
-    from experiments.faults.runner import Lab
+    from experiments.faults.lab import Lab
 
 
 def mixed_seed(*parts: object) -> int:

@@ -17,7 +17,6 @@ import shutil
 import tempfile
 import time
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
 
@@ -27,49 +26,24 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.faults.acks import AckedStore, lost_events
 from experiments.workers.collect import outcome_of
 from experiments.run.config_check import ConfigError, locate
+from experiments.faults.lab import JOURNAL, Lab
 from experiments.faults.kinds import Fault, HarnessKill, faults_from_config, incarnation_seed
 from experiments.faults.findings import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.run.runner import SessionRecord, check
 from experiments.workers.supervisor import Supervisor
-from sandboxes.base import SandboxProvider, Setup
+from sandboxes.base import Setup
 from sandboxes.journal import starts
 from sandboxes.tools import TOOLS
-from stores.base import Event, SessionStore
+from stores.base import Event
 from stores.postgres_server import LocalPostgres
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
-JOURNAL = "journal.jsonl"  # the side-effect journal, in the run's folder
 WORKER_MODULES = ("experiments.cli.main", "experiments.workers.worker", "experiments.run.parts")  # with the parts' own modules
 LAZY_IMPORTS = {  # what a part (of this class or one extending it) imports only as it starts
     # the SDK (1.2 s, most of a worker's start), then what it imports as its client is made
     "harnesses.models.anthropic.AnthropicModel": ("anthropic", "httpcore2", "anyio._backends._asyncio"),
     "stores.postgres.PostgresStore": ("psycopg", "psycopg_pool"),
 }
-
-
-@dataclass
-class Lab:
-    """What the faults act on, and what the run is checked with."""
-
-    folder: Path
-    store: SessionStore  # the driver's own connection to the shared store
-    sandboxes: SandboxProvider  # the driver's handle on the workers' sandboxes
-    postgres: LocalPostgres | None
-    supervisor: Supervisor | None = None
-    preload: tuple[str, ...] = ()  # modules every worker imports before it is ready
-
-    @property
-    def acks(self) -> Path:
-        return self.folder / "acks.jsonl"
-
-    @property
-    def fault_log(self) -> Path:
-        """Faults the workers injected into themselves."""
-        return self.folder / "faults.jsonl"
-
-    @property
-    def journal(self) -> Path:
-        return self.folder / JOURNAL
 
 
 async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:

@@ -19,8 +19,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.replay.fork import ForkError, Origin, ToolDivergence, check_fork_point, load_origin, replay_divergences, start_fork, stream_digest
-from experiments.run.job import build_parts, print_run, quiet_http_logs, save_run, start_parts, utc_now
-from experiments.run.parts import PARTS, recorded_choices
+from experiments.results.save import print_run, save_run, utc_now
+from experiments.run.job import quiet_http_logs
+from experiments.run.parts import PARTS, build_parts, recorded_choices, start_parts
 from experiments.run.runner import SessionRecord, check
 from experiments.sessions.sources import SOURCES_HELP, newest_results, open_source
 from experiments.tasks.base import Task, Verdict

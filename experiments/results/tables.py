@@ -6,44 +6,11 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from experiments.run.load import LOAD_TABLE
+from experiments.results.schema import SCHEMA
 from stores.archive import (
-    EVENTS_TABLE, OFFLINE, UnreadableFile, attach_read_only, duckdb_error, held, tables_of, write_tables,
+    OFFLINE, UnreadableFile, attach_read_only, duckdb_error, held, tables_of, write_tables,
 )
 from stores.base import Event
-
-SCHEMA = {
-    "runs": {
-        # UTC; TIMESTAMP rather than TIMESTAMPTZ, whose conversion to pandas warns under pandas 3.1
-        "run_id": "VARCHAR", "started": "TIMESTAMP", "finished": "TIMESTAMP", "config": "JSON",
-        "choices": "JSON", "git_sha": "VARCHAR", "host": "VARCHAR", "python": "VARCHAR", "harnesslab": "VARCHAR",
-    },
-    "sessions": {
-        "run_id": "VARCHAR", "session_id": "VARCHAR", "suite": "VARCHAR", "task": "VARCHAR", "instance": "INTEGER",
-        "harness": "VARCHAR", "model": "VARCHAR", "sandbox": "VARCHAR", "store": "VARCHAR", "context": "VARCHAR",
-        "faults": "VARCHAR", "status": "VARCHAR", "reason": "VARCHAR", "success": "BOOLEAN", "check_detail": "VARCHAR",
-        "turns": "INTEGER", "tool_calls": "INTEGER", "tool_errors": "INTEGER",
-        "input_tokens": "BIGINT", "output_tokens": "BIGINT", "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT",
-        "first_ttft_ms": "DOUBLE", "duration_ms": "DOUBLE", "events": "INTEGER",
-    },
-    "model_calls": {
-        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "call": "INTEGER", "model": "VARCHAR",
-        "stop_reason": "VARCHAR", "ttft_ms": "DOUBLE", "server_ttft_ms": "DOUBLE", "turn_ttft_ms": "DOUBLE",
-        "overhead_ms": "DOUBLE", "latency_ms": "DOUBLE",
-        "context_ms": "DOUBLE", "input_tokens": "BIGINT", "output_tokens": "BIGINT",
-        "cache_read_tokens": "BIGINT", "cache_write_tokens": "BIGINT", "request_id": "VARCHAR",
-        "retries": "INTEGER", "queue_ms": "DOUBLE", "provision_ms": "DOUBLE", "other_ms": "DOUBLE",
-        "context_messages": "INTEGER", "stable_messages": "INTEGER",
-    },
-    "tool_calls": {
-        "run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "tool_use_id": "VARCHAR",
-        "name": "VARCHAR", "hand": "VARCHAR", "hand_name": "VARCHAR", "duration_ms": "DOUBLE", "is_error": "BOOLEAN",
-    },
-    "violations": {"run_id": "VARCHAR", "session_id": "VARCHAR", "position": "INTEGER", "rule": "VARCHAR", "detail": "VARCHAR"},
-    "load": LOAD_TABLE,
-    "events": EVENTS_TABLE,
-}
-
 
 DUE_TYPES = ("user.message", "tool.result", "context.compacted")  # events after which a model call is due
 

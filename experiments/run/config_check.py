@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, Mapping
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from experiments.faults.kinds import faults_from_config
+
 
 class ConfigError(ValueError):
     """A mistake in the user's configuration, said in one line: the key, the value, and what is valid."""
@@ -158,8 +160,6 @@ def _leaves(prefix: str, node: Any) -> Iterator[tuple[str, Any]]:
 
 def _check_faults(cfg: DictConfig) -> None:
     """The faults' own checks (experiments/faults/kinds.py), on a copy of the config the workers would get."""
-    from experiments.faults.kinds import faults_from_config
-
     workers_cfg = copy.deepcopy(OmegaConf.to_container(cfg, resolve=True))
     try:
         for fault in faults_from_config(cfg.faults):

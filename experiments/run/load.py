@@ -12,14 +12,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-# failed: sessions that did not complete (named `errors` in results written before)
-LOAD_TABLE = {
-    "run_id": "VARCHAR", "sessions": "INTEGER", "completed": "INTEGER", "failed": "INTEGER", "model_calls": "INTEGER",
-    "tool_calls": "INTEGER", "wall_s": "DOUBLE", "cpu_s": "DOUBLE", "turns_per_s": "DOUBLE",
-    "peak_rss_mb": "DOUBLE", "model_server_rss_mb": "DOUBLE", "model_server_cpu_s": "DOUBLE", "concurrency": "INTEGER",
-    "arrivals_per_s": "DOUBLE", "peak_sessions": "INTEGER",
-}
-
 
 @dataclass
 class LoadMeter:

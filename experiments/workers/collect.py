@@ -17,6 +17,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.results.save import print_run, save_run, utc_now
 from experiments.run.config_check import ConfigError
 from experiments.run.parts import build, recorded_choices
 from experiments.run.runner import SessionRecord, check, close_on_exit
@@ -155,8 +156,6 @@ async def records_from_store(store: SessionStore, infos: list[SessionInfo], chec
 def collect_job(cfg: DictConfig, output_dir: Path, choices: dict[str, Any], groups: tuple[str, ...] = ("store",)) -> Path:
     """`harnesslab collect`: results.duckdb of every session in the configured store, each checked (here, in
     its sandbox, if no worker did). `groups`: the parts this collect knows of, recorded under their names."""
-    from experiments.run.job import print_run, save_run, utc_now
-
     choices = recorded_choices(cfg, choices, groups)
     started = utc_now()
     records, logs, checker = asyncio.run(_read_and_check(cfg))

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from experiments.results.tables import SCHEMA, read_table
+from experiments.results.schema import SCHEMA
+from experiments.results.tables import read_table
 
 HARNESSLAB = str(Path(sys.executable).with_name("harnesslab"))
 

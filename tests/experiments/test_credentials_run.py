@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from experiments.run.job import build_parts, compose_config, save_run, start_parts, utc_now
-from experiments.results.tables import SCHEMA, read_table
+from experiments.results.save import save_run, utc_now
+from experiments.run.job import compose_config
+from experiments.run.parts import build_parts, start_parts
+from experiments.results.schema import SCHEMA
+from experiments.results.tables import read_table
 from experiments.run.runner import run_suite
 from experiments.tasks import load_suite
 

@@ -22,7 +22,8 @@ from typing import Callable
 import duckdb
 import pytest
 
-from experiments.results.tables import SCHEMA, write_results
+from experiments.results.schema import SCHEMA
+from experiments.results.tables import write_results
 from stores.archive import UnreadableFile, export_sessions
 from stores.base import Event
 from stores.duckdb import DuckdbStore

@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from experiments.faults.kinds import ModelFaults
 from experiments.run.job import compose_config
-from experiments.faults.runner import Lab, _worker_command
+from experiments.faults.lab import Lab
+from experiments.faults.runner import _worker_command
 from experiments.faults.findings import Recovery
 from experiments.results.tables import read_table
 from experiments.workers.worker import seed_model_faults

@@ -7,7 +7,8 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from experiments.run.job import build_parts, compose_config, run_job, start_parts
+from experiments.run.job import compose_config, run_job
+from experiments.run.parts import build_parts, start_parts
 from experiments.results.leaks import leak_violations
 from experiments.report.security import security_section
 from experiments.run.runner import run_suite
