@@ -117,14 +117,21 @@ class ForkServer:
             if "exited" in answer:
                 self._exits.setdefault(answer["exited"], loop.create_future()).set_result(answer["code"])
             else:
-                self._forking.popleft().set_result(answer.get("pid"))
+                self._forked(self._forking.popleft(), answer.get("pid"))
         self._lost(await self.process.wait())
+
+    @staticmethod
+    def _forked(request: asyncio.Future, pid: int | None) -> None:
+        if not request.done():
+            request.set_result(pid)
+        elif pid is not None:  # its requester was cancelled (a Ctrl-C) while it forked: nobody would supervise it
+            os.kill(pid, signal.SIGKILL)
 
     def _lost(self, code: int) -> None:
         """The server is gone: what was not forked is started as a program; a worker it forked and did not see
         exit cannot be supervised any more (no one can tell how it ends), so it is killed and fails its slot."""
         while self._forking:
-            self._forking.popleft().set_result(None)
+            self._forked(self._forking.popleft(), None)
         tail = self.log_path.read_text(errors="replace")[-1500:]
         for pid, exited in self._exits.items():
             if not exited.done():

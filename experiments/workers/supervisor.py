@@ -102,12 +102,14 @@ class Supervisor:
             slot.starts.append(time.time())
             with open(self.log_dir / f"{slot.name}.log", "ab") as log:
                 slot.process = await self._spawn(self.command(slot.name, incarnation), log)
+            if slot.done:  # stopped while this one started
+                slot.process.kill()
             async for line in slot.process.stdout:
                 if line.startswith(b"worker ") and b" ready " in line:
                     slot.ready_at = time.time()
                     self.readies.append((slot.name, slot.ready_at))
             code = await slot.process.wait()
-            slot.done = code == 0  # exited by itself: idle; killed: restart
+            slot.done = slot.done or code == 0  # exited by itself: idle; killed: restart, unless stopped
             if code == -signal.SIGKILL and not any(k.pid == slot.process.pid for k in self.kills):
                 self.kills.append(Kill(slot.name, slot.process.pid, time.time(), by_supervisor=False))
             failed_starts = failed_starts + 1 if slot.ready_at is None and not slot.done else 0

@@ -104,6 +104,29 @@ async def test_a_worker_whose_fork_server_dies_is_killed_and_fails_its_slot(tmp_
     assert until(lambda: not alive(start["pid"]))
 
 
+@pytest.mark.parametrize("preload", [["json"], []], ids=["forked", "programs"])
+async def test_a_ctrl_c_while_a_worker_starts_leaves_no_worker_running(tmp_path, monkeypatch, preload):
+    """A Ctrl-C cancels the supervisor's watchers wherever they are, in a worker's start too: stop() still ends every
+    worker (a worker forked for a cancelled start was left running, and the run waited for it forever)."""
+    monkeypatch.chdir(PROJECT_ROOT)
+    supervisor = Supervisor(toy("sleeps"), 1, tmp_path, preload=preload)
+    spawn, waiting = supervisor._spawn, None
+
+    async def ctrl_c_during_start(command, log):
+        waiting.cancel()  # what asyncio.run does to the run on a Ctrl-C; it lands inside the start below
+        return await spawn(command, log)
+
+    monkeypatch.setattr(supervisor, "_spawn", ctrl_c_during_start)
+    await supervisor.start()
+    waiting = asyncio.create_task(supervisor.wait(timeout=60))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await asyncio.wait_for(supervisor.stop(), timeout=30)
+    await asyncio.sleep(1.5)  # time for a worker left running to write its pid
+    pids = [start["pid"] for start in started(tmp_path / "w0.log")]
+    assert not [pid for pid in pids if not until(lambda pid=pid: not alive(pid), 10)]
+
+
 DRIVER = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path

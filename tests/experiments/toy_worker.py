@@ -1,7 +1,7 @@
 """A worker for supervisor tests: `python -m tests.experiments.toy_worker SLOT BEHAVIOUR`.
 
 It writes its pid, its parent's and whether it has `decimal` (which it does not import) to its stderr, says it is ready as a worker does, then
-`exits` (0), `cannot-go-on` (the supervisor's CANNOT_GO_ON) or `sleeps` until killed."""
+`exits` (0), `crashes` (1: it is restarted), `cannot-go-on` (the supervisor's CANNOT_GO_ON) or `sleeps` until killed."""
 import os
 import sys
 import time
@@ -14,4 +14,4 @@ if __name__ == "__main__":
     print(f"worker {slot} ready {time.time():.3f}", flush=True)
     if behaviour == "sleeps":
         time.sleep(600)
-    sys.exit(CANNOT_GO_ON if behaviour == "cannot-go-on" else 0)
+    sys.exit({"cannot-go-on": CANNOT_GO_ON, "crashes": 1}.get(behaviour, 0))
