@@ -54,12 +54,13 @@ class PoolProvider(SandboxProvider):
     @classmethod
     @asynccontextmanager
     async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
-        """The inner provider's (the config's `inner`, composed with its `_target_`)."""
+        """The inner provider's (the config's `inner`, composed with its `_target_`); the driver has the inner provider
+        alone: it only reaches and removes the workers' sandboxes, and a pool of its own would provision for nobody."""
         from hydra.utils import get_class
 
         inner = options["inner"]
         async with get_class(inner["_target_"]).for_workers(inner, journal) as shared:
-            yield WorkerSandboxes({**options, "inner": shared.workers}, {**options, "inner": shared.driver})
+            yield WorkerSandboxes({**options, "inner": shared.workers}, shared.driver)
 
     async def start(self) -> None:
         """Fill the pool before the first session needs it."""

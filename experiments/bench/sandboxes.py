@@ -43,8 +43,7 @@ async def provision_ms(make: Callable[[], Any], repeats: int) -> list[float]:
     """Time to a usable sandbox; a pool is filled first and given time to refill between hand-outs."""
     provider = make()
     try:
-        if hasattr(provider, "start"):
-            await provider.start()
+        await provider.start()
         timings = []
         for _ in range(repeats):
             started = time.perf_counter()

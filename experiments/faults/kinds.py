@@ -45,6 +45,9 @@ class Fault:
     def configure_workers(self, cfg: dict[str, Any]) -> None:
         """Change the workers' configuration (a plain dict) before they start."""
 
+    def check(self, lab: Lab) -> None:
+        """Raise ValueError if this fault has nothing to act on in `lab`."""
+
     def worker_flags(self) -> list[str]:
         """Extra `harnesslab worker` arguments for a worker process starting now."""
         return []
@@ -110,15 +113,16 @@ class StoreRestart(Fault):
     def acts(self) -> bool:
         return True
 
-    def configure_workers(self, cfg: dict[str, Any]) -> None:
-        if "dsn" not in cfg["store"]:
-            raise ValueError(f"faults.store_restart restarts PostgreSQL: run it with store=postgres, not {cfg['store']['_target_']}")
+    def check(self, lab: Lab) -> None:
+        if lab.store_server is None:
+            raise ValueError(f"faults.store_restart restarts the server the workers' store runs on, and "
+                             f"{type(lab.store).__name__} runs on none of the run's own: use store=postgres")
 
     async def inject(self, lab: Lab, rng: random.Random) -> dict[str, Any] | None:
         at = time.time()
-        await asyncio.to_thread(lab.postgres.stop, self.mode)
+        await asyncio.to_thread(lab.store_server.stop, self.mode)
         await asyncio.sleep(self.down_s)
-        await asyncio.to_thread(lab.postgres.start)
+        await asyncio.to_thread(lab.store_server.start)
         return {"kind": self.kind, "target": "postgres", "at": at, "point": self.mode, "back_at": time.time()}
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from experiments.workers.supervisor import Supervisor
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
-from stores.postgres_server import LocalPostgres
 
 JOURNAL = "journal.jsonl"  # the side-effect journal, in the run's folder
 
@@ -21,7 +21,7 @@ class Lab:
     folder: Path
     store: SessionStore  # the driver's own connection to the shared store
     sandboxes: SandboxProvider  # the driver's handle on the workers' sandboxes
-    postgres: LocalPostgres | None
+    store_server: Any  # the server of the run's own the store runs on (WorkerStore.server: PostgreSQL), or None
     supervisor: Supervisor | None = None
     preload: tuple[str, ...] = ()  # modules every worker imports before it is ready
 

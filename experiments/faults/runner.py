@@ -9,13 +9,9 @@ acknowledged events against the store, and the side-effect journal for tools tha
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import random
 import sys
-import shutil
-import tempfile
-import time
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterator
@@ -31,19 +27,18 @@ from experiments.faults.kinds import Fault, HarnessKill, faults_from_config, inc
 from experiments.faults.findings import Recovery, harness_kill_rows, sandbox_kill_rows, store_restart_rows
 from experiments.run.runner import SessionRecord, check
 from experiments.workers.supervisor import Supervisor
+from sandboxes.base import NotShared as SandboxesNotShared
 from sandboxes.base import Setup
 from sandboxes.journal import starts
 from sandboxes.tools import TOOLS
 from stores.base import Event
-from stores.postgres_server import LocalPostgres
+from stores.base import NotShared as StoreNotShared
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
 WORKER_MODULES = ("experiments.cli.main", "experiments.workers.worker", "experiments.run.parts")  # with the parts' own modules
-LAZY_IMPORTS = {  # what a part (of this class or one extending it) imports only as it starts
-    # the SDK (1.2 s, most of a worker's start), then what it imports as its client is made
-    "harnesses.models.anthropic.AnthropicModel": ("anthropic", "httpcore2", "anyio._backends._asyncio"),
-    "stores.postgres.PostgresStore": ("psycopg", "psycopg_pool"),
-}
+# what parts import only as they start (the SDK takes 1.2 s, most of a worker's start): imported by the fork server
+# whichever parts run (one that is not installed is skipped), which costs the server alone, once
+LAZY_IMPORTS = ("anthropic", "httpcore2", "anyio._backends._asyncio", "psycopg", "psycopg_pool")
 
 
 async def run_with_faults(cfg: DictConfig, folder: Path, cell: str = "") -> tuple[list[SessionRecord], dict[str, list[Event]], Recovery]:
@@ -103,36 +98,39 @@ async def _keep_injecting(fault: Fault, lab: Lab, rng: random.Random, injected: 
 
 @asynccontextmanager
 async def _lab(cfg: DictConfig, folder: Path, faults: list[Fault]) -> AsyncIterator[Lab]:
-    """The shared store (a PostgreSQL cluster of its own if store=postgres), the workers' config, cleanup."""
+    """The store the workers share and the sandboxes they leave each other, as those parts say they are shared
+    (`for_workers`); the workers' config; the driver's own handles; cleanup."""
     workers_cfg = OmegaConf.to_container(cfg, resolve=True)
     for section in ("faults", "hydra"):
         workers_cfg.pop(section, None)
     async with AsyncExitStack() as stack:
-        postgres = await _place_store(workers_cfg["store"], folder, stack)
-        _share_sandboxes(_provider_config(workers_cfg["sandbox"]), folder, stack)
+        try:
+            store = await stack.enter_async_context(locate(workers_cfg["store"]["_target_"]).for_workers(workers_cfg["store"], folder))
+            hands = await stack.enter_async_context(
+                locate(workers_cfg["sandbox"]["_target_"]).for_workers(workers_cfg["sandbox"], folder / JOURNAL))
+        except (StoreNotShared, SandboxesNotShared) as exc:
+            raise ConfigError(str(exc)) from None
+        workers_cfg["store"], workers_cfg["sandbox"] = store.options, hands.workers
         for fault in faults:
             fault.configure_workers(workers_cfg)
         OmegaConf.save(OmegaConf.create(workers_cfg), folder / "worker.yaml")
-        store = instantiate(workers_cfg["store"])
-        stack.push_async_callback(store.close)
-        driver_cfg = copy.deepcopy(workers_cfg["sandbox"])
-        _provider_config(driver_cfg)["keep"] = False  # the driver keeps nothing: the run's containers go with it
-        sandboxes = instantiate(driver_cfg)
-        stack.push_async_callback(sandboxes.close)
-        if hasattr(sandboxes, "start"):  # docker's starts its reaper: the workers' containers go if the driver dies
-            await sandboxes.start()
-        yield Lab(folder, store, sandboxes, postgres, preload=worker_imports(workers_cfg))
+        lab = Lab(folder, instantiate(store.options), instantiate(hands.driver), store.server, preload=worker_imports(workers_cfg))
+        stack.push_async_callback(lab.store.close)
+        stack.push_async_callback(lab.sandboxes.close)
+        await lab.sandboxes.start()  # docker's starts its reaper: the workers' containers go if the driver dies
+        try:
+            for fault in faults:
+                fault.check(lab)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        yield lab
 
 
 def worker_imports(workers_cfg: dict[str, Any]) -> tuple[str, ...]:
     """The modules a worker of this config imports before it is ready: the supervisor's fork server imports
     them once for every worker (experiments/workers/supervisor.py), instead of each new worker importing them again."""
     parts = [locate(target) for target in _targets(workers_cfg)]
-    modules = [*WORKER_MODULES, *(part.__module__ for part in parts if isinstance(getattr(part, "__module__", None), str))]
-    for base, lazy in LAZY_IMPORTS.items():
-        if any(isinstance(part, type) and issubclass(part, locate(base)) for part in parts):
-            modules += lazy
-    return tuple(dict.fromkeys(modules))
+    return tuple(dict.fromkeys([*WORKER_MODULES, *(part.__module__ for part in parts), *LAZY_IMPORTS]))
 
 
 def _targets(node: Any) -> Iterator[str]:
@@ -142,40 +140,6 @@ def _targets(node: Any) -> Iterator[str]:
         node = list(node.values())
     for item in node if isinstance(node, list) else ():
         yield from _targets(item)
-
-
-async def _place_store(store_cfg: dict[str, Any], folder: Path, stack: AsyncExitStack) -> LocalPostgres | None:
-    """A store of the run's own that processes can share: SQLite in the folder, or a PostgreSQL cluster."""
-    target = store_cfg["_target_"]
-    if target == "stores.sqlite.SqliteStore":
-        store_cfg["path"] = str(folder / "sessions.sqlite")
-        return None
-    if target != "stores.postgres.PostgresStore":
-        raise ConfigError(f"worker processes share the store: use store=sqlite or store=postgres, not {target}")
-    postgres = LocalPostgres(tempfile.mkdtemp(prefix="harnesslab-faults-pg-"))  # a store_restart hits no one else's
-    stack.callback(postgres.remove)
-    store_cfg["dsn"] = await asyncio.to_thread(postgres.start)
-    return postgres
-
-
-def _share_sandboxes(provider_cfg: dict[str, Any], folder: Path, stack: AsyncExitStack) -> None:
-    """Sandboxes that outlive the worker that made them, journaled, in a folder or label of the run's own."""
-    provider_cfg.update(keep=True, journal=str(folder / JOURNAL))
-    if "root" in provider_cfg:  # under /tmp: local commands run as a user who may not pass through the job's folder
-        root = tempfile.mkdtemp(prefix="harnesslab-hands-")
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
-        provider_cfg["root"] = root
-    if "run_label" in provider_cfg:  # the one given (sandbox.run_label), or one of the run's own
-        provider_cfg["run_label"] = provider_cfg["run_label"] or f"faults-{time.time_ns()}"
-
-
-def _provider_config(sandbox_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config of the provider that makes the sandboxes (a pool's inner one)."""
-    provider = sandbox_cfg.get("inner", sandbox_cfg)
-    if "keep" not in provider:
-        raise ConfigError(f"sandbox {provider['_target_']} cannot outlive a worker process (it has no `keep` option); "
-                          "use sandbox=local, namespace or docker")
-    return provider
 
 
 async def _submit(lab: Lab, tasks: list) -> dict[str, tuple[str, int, Any]]:

@@ -138,7 +138,7 @@ async def _load(request: ForkRequest) -> tuple[Origin, Task | None, str]:
 
 def recorded_task(source: SessionStore, origin: Origin) -> tuple[Task | None, str]:
     """The task the session ran, rebuilt from its run's config, so that the new session gets the same check."""
-    config = source.run_config(origin.info.id) if hasattr(source, "run_config") else None
+    config = source.run_config(origin.info.id)
     if config is None or "tasks" not in config:
         return None, "the source keeps no run config to rebuild the task's check from (a results.duckdb does)"
     try:

@@ -81,7 +81,7 @@ async def _run(cfg: DictConfig, cell: str = "", output_dir: Path | None = None, 
             records = await run_suite(parts.store, parts.harness, parts.sandboxes, tasks, cfg.run.concurrency, progress,
                                       parts.credentials, cfg.run.get("arrivals_per_s"), cfg.run.get("seed", 0), meter)
         meter.stop()
-        meter.model_server_rss_mb, meter.model_server_cpu_s = getattr(parts.model, "server_usage", lambda: (None, None))()
+        meter.model_server_rss_mb, meter.model_server_cpu_s = parts.model.server_usage()
         logs = {r.session_id: await parts.store.events(r.session_id) for r in records}
         leaks = []
         if parts.credentials is not None and parts.credentials.proxy_url is not None:

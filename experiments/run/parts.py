@@ -114,8 +114,7 @@ def build_parts(
 
 
 async def start_parts(parts: Parts) -> None:
-    """Let parts with an async `start` (a model's client, an emulator) get ready before sessions are timed."""
-    for part in (parts.store, parts.sandboxes, parts.model, parts.context, parts.credentials, parts.harness):
-        start = getattr(part, "start", None)
-        if start is not None:
-            await start()
+    """Let the parts get ready (a model's client, an emulator, a pool's sandboxes) before sessions are timed."""
+    for part in (parts.store, parts.sandboxes, parts.model, parts.credentials):
+        if part is not None:
+            await part.start()

@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Coroutine, Sequence
+from typing import Any, Callable, Coroutine, Sequence
 
 from experiments.run.load import LoadMeter
 from experiments.tasks.base import CheckContext, Task, Verdict
@@ -125,10 +125,8 @@ def poisson_arrivals(count: int, per_s: float | None, seed: int) -> list[float]:
 
 
 def close_on_exit(stack: AsyncExitStack, part: Any) -> Any:
-    """Register `part`'s async `close` (if it has one) with `stack`; return the part."""
-    close: Callable[[], Awaitable[None]] | None = getattr(part, "close", None)
-    if close is not None:
-        stack.push_async_callback(close)
+    """Register `part`'s async `close` (every store, provider and model declares one) with `stack`; return the part."""
+    stack.push_async_callback(part.close)
     return part
 
 

@@ -11,6 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from experiments.faults.kinds import ModelFaults
+from experiments.paths import PROJECT_ROOT
 from experiments.run.job import compose_config
 from experiments.faults.lab import Lab
 from experiments.faults.runner import _worker_command
@@ -25,9 +26,10 @@ SCRIPTED = ["model=scripted", "model.ttft_ms=60", "model.ms_per_output_token=1"]
 QUICK = [*SCRIPTED, "tasks.repeat=2", "run.concurrency=10"]
 
 
-def fault_run(tmp_path: Path, *overrides: str, model: list[str] = SCRIPTED) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+def fault_run(tmp_path: Path, *overrides: str, model: list[str] = SCRIPTED, env: dict | None = None,
+              ) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """Run with faults; returns the printed summary, and the sessions and faults tables."""
-    done = harnesslab("run", *model, "tasks.repeat=2", "run.concurrency=10", *overrides, cwd=tmp_path)
+    done = harnesslab("run", *model, "tasks.repeat=2", "run.concurrency=10", *overrides, cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     [results] = tmp_path.glob("outputs/*/*/results.duckdb")
     return done.stdout, read_table([results], "sessions"), read_table([results], "faults")
@@ -56,7 +58,7 @@ def workers_config(model_faults: ModelFaults) -> dict:
 def worker_fault_profile(workers_cfg: dict, slot: str, incarnation: int, run_seed: int) -> FaultProfile:
     """The fault profile the emulator of a fault run's worker process gets, seeded from the `--fault-seed`
     of the command the supervisor starts that process with."""
-    lab = Lab(Path("run"), store=None, sandboxes=None, postgres=None, supervisor=SimpleNamespace(kills=[]))
+    lab = Lab(Path("run"), store=None, sandboxes=None, store_server=None, supervisor=SimpleNamespace(kills=[]))
     command = _worker_command(lab, [], run_seed)(slot, incarnation)
     cfg = OmegaConf.create(workers_cfg)
     seed_model_faults(cfg, int(command[command.index("--fault-seed") + 1]))
@@ -94,6 +96,16 @@ def assert_nothing_lost(out: str, sessions: pd.DataFrame) -> None:
     assert "invariants: 0 violation(s)" in out
     assert " checked, 0 lost" in out and "acknowledged events: 0 checked" not in out
     assert "side-effect journal: 0 duplicate start(s) of non-idempotent tools" in out
+
+
+def test_a_users_own_store_runs_under_faults_as_it_declares_itself(tmp_path):
+    """The runner asks the store whether and how its workers share it (tests/stores/custom_store.py), no more."""
+    own = ["store=sqlite", "store._target_=tests.stores.custom_store.LedgerStore"]
+    out, sessions, faults = fault_run(tmp_path, *own, "faults=harness_kill", "faults.harness_kill.count=2",
+                                      env={"PYTHONPATH": str(PROJECT_ROOT)})
+    assert_nothing_lost(out, sessions)
+    assert len(faults) == 2 and "store=tests.stores.custom_store.LedgerStore" in out
+    assert list(tmp_path.glob("outputs/*/*/ledger.sqlite")), "the workers did not share the store where it said"
 
 
 @pytest.mark.slow
@@ -191,7 +203,7 @@ def test_faults_compose_and_model_errors_are_retried(tmp_path):
     (["faults=harness_kill", "faults.harness_kill.at=lunch"], "valid: random, model_stream, tool_running, append"),
     (["faults=harness_kill", "store=memory"], "use store=sqlite or store=postgres"),
     (["faults=model_faults"], "use model=emulator"),  # QUICK uses the scripted model
-    (["faults=store_restart"], "run it with store=postgres"),
+    (["faults=store_restart"], "SqliteStore runs on none of the run's own: use store=postgres"),
 ])
 def test_a_wrong_fault_setup_is_named(tmp_path, overrides, expected):
     done = harnesslab("run", *QUICK, *overrides, cwd=tmp_path)
