@@ -15,9 +15,10 @@ from experiments.results.tables import read_table
 HARNESSLAB = str(Path(sys.executable).with_name("harnesslab"))
 
 
-def harnesslab(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+def harnesslab(*args: str, cwd: Path, env: dict | None = None, timeout_s: float = 300) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it; `timeout_s` only bounds a hang (runs take a fraction of it, more on a loaded machine)."""
     environment = {**os.environ, **(env or {})}
-    return subprocess.run([HARNESSLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=environment)
+    return subprocess.run([HARNESSLAB, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout_s, env=environment)
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ FAULTS = ("none", "harness_kill", "sandbox_kill", "store_restart", "model_faults
 def sweep(tmp_path_factory):
     require_postgres_server()
     where = tmp_path_factory.mktemp("recovery")
-    done = harnesslab("run", "-m", "experiment=recovery_quick", cwd=where)
+    done = harnesslab("run", "experiment=recovery_quick", cwd=where, timeout_s=900)  # ten fault runs: 2 min, 5 under load
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = list(where.glob("multirun/*/*"))
     return folder

@@ -61,7 +61,7 @@ async def test_bad_emulator_options_say_what_is_valid(options, message):
 
 @pytest.mark.slow
 def test_a_small_scale_run_records_its_load_and_reports_it(tmp_path):
-    done = harnesslab("run", "experiment=scale", "tasks.repeat=13", "run.arrivals_per_s=100", "run.concurrency=60",
+    done = harnesslab("run", "experiment=scale", "hydra.mode=RUN", "tasks.repeat=13", "run.arrivals_per_s=100", "run.concurrency=60",
                       "model.latency.base_ttft_ms=300", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "104/104 sessions succeeded" in done.stdout and "load: 104 sessions (" in done.stdout

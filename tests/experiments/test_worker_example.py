@@ -1,4 +1,4 @@
-"""The README's worker example, run as it is written (only its /tmp paths moved): `collect` checks the
+"""The docs' worker example (docs/reference.md), run as it is written (only its /tmp paths moved): `collect` checks the
 sessions no worker checked, where their hands are, and scores them right."""
 from __future__ import annotations
 
@@ -15,16 +15,16 @@ from experiments.results.tables import read_table
 from tests.experiments.test_cli import harnesslab
 
 
-def readme_worker_example() -> list[list[str]]:
-    """The commands of the README's first block under "Workers and failure recovery"."""
-    section = (PROJECT_ROOT / "README.md").read_text().split("## Workers and failure recovery", 1)[1]
+def documented_worker_example() -> list[list[str]]:
+    """The commands of the docs' first block under "Workers and failure recovery" (docs/reference.md)."""
+    section = (PROJECT_ROOT / "docs" / "reference.md").read_text().split("## Workers and failure recovery", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
 
 
 @pytest.fixture
 def scratch():
-    """A folder under /tmp, as in the README (a sandbox's own user must be able to pass through to its root)."""
+    """A folder under /tmp, as in the docs (a sandbox's own user must be able to pass through to its root)."""
     folder = Path(tempfile.mkdtemp(prefix="harnesslab-example-"))
     folder.chmod(0o755)
     yield folder
@@ -36,8 +36,8 @@ def moved(command: list[str], scratch: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_the_readme_worker_example_scores_every_session_it_ran(scratch, tmp_path):
-    commands = readme_worker_example()
+def test_the_documented_worker_example_scores_every_session_it_ran(scratch, tmp_path):
+    commands = documented_worker_example()
     assert [c[:2] for c in commands] == [["harnesslab", "submit"], ["harnesslab", "worker"], ["harnesslab", "collect"]]
     assert "--check" not in commands[1]  # the worker checks nothing: collect has to
     for command in commands:
