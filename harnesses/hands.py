@@ -12,7 +12,7 @@ from stores.base import Event, SessionStore
 
 
 DEFAULT_HAND = "main"  # the hand of a session that names none; logs without a hand name mean it
-NEW_SANDBOX = "[new sandbox]"  # how the first result from replacement hands begins (harnesses/policy.py reads it)
+NEW_SANDBOX = "[new sandbox]"  # how the first result from replacement hands begins (harnesses/models/offline_brain.py reads it)
 _HAND_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
