@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -39,6 +40,8 @@ EXAMPLES = """examples:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     keep_outputs_private()
+    if os.getcwd() not in sys.path:  # a user's own parts, from the folder the run starts in; last: it shadows nothing
+        sys.path.append(os.getcwd())
     if argv and argv[0] == "run":
         return run(argv[1:])
     if argv and argv[0] in ("replay", "fork"):
