@@ -40,7 +40,7 @@ def refused(done, expected: str) -> None:
      "context (tests.experiments.custom_parts.PickyContext) cannot be built: keep must be at least 1, got 0"),
     (["context._target_=tests.experiments.custom_parts.PickyContext", "+context.nope=1"],
      "context (tests.experiments.custom_parts.PickyContext) cannot be built: TypeError: "),
-    (["faults=harness_kill", "store=memory"], "MemoryStore cannot be shared between processes, which worker processes (run.workers, faults=) need: use store=sqlite or store=postgres"),
+    (["faults=harness_kill", "store=memory"], "store stores.memory.MemoryStore cannot be shared between processes, which worker processes (run.workers, faults=) need: use store=sqlite or store=postgres"),
 ])
 def test_a_bad_value_for_run_is_one_line_naming_it_and_nothing_runs(tmp_path, monkeypatch, overrides, expected):
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
