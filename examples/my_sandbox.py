@@ -1,42 +1,17 @@
 """A sandbox provider: wraps any other provider (its `inner`) and counts the sandboxes it provisions and attaches.
-What the runners ask of a provider (isolated, outliving the process, keep, journal) is the inner one's.
+What the runners ask of a provider (isolated, outliving the process, keep, journal) is the inner one's (ProviderOver).
 
     PYTHONPATH=. harnesslab run hydra.searchpath=[file://examples/configs] sandbox=counting
 """
 from __future__ import annotations
 
-from typing import Sequence
-
-from sandboxes.base import Sandbox, SandboxProvider
-from sandboxes.journal import Journal
-from sandboxes.tools import ToolSpec
+from sandboxes.base import ProviderOver, Sandbox, SandboxProvider
 
 
-class CountingProvider(SandboxProvider):
+class CountingProvider(ProviderOver):
     def __init__(self, inner: SandboxProvider):
-        self.inner = inner
-        self.hand = inner.hand
+        super().__init__(inner)
         self.provisioned = self.attached = 0
-
-    @property
-    def tools(self) -> Sequence[ToolSpec]:
-        return self.inner.tools
-
-    @property
-    def isolated(self) -> bool:
-        return self.inner.isolated
-
-    @property
-    def sandboxes_outlive_process(self) -> bool:
-        return self.inner.sandboxes_outlive_process
-
-    @property
-    def keep(self) -> bool:
-        return self.inner.keep
-
-    @property
-    def journal(self) -> Journal | None:
-        return self.inner.journal
 
     async def start(self) -> None:
         await self.inner.start()

@@ -191,6 +191,33 @@ class SandboxProvider(Protocol):
         yield  # an async generator, for asynccontextmanager
 
 
+class ProviderOver(SandboxProvider):
+    """A provider over another (`inner`), whose sandboxes are the inner provider's: what it declares is the inner's."""
+
+    def __init__(self, inner: SandboxProvider):
+        self.inner, self.hand = inner, inner.hand
+
+    @property
+    def tools(self) -> Sequence[ToolSpec]:
+        return self.inner.tools
+
+    @property
+    def isolated(self) -> bool:
+        return self.inner.isolated
+
+    @property
+    def sandboxes_outlive_process(self) -> bool:
+        return self.inner.sandboxes_outlive_process
+
+    @property
+    def keep(self) -> bool:
+        return self.inner.keep
+
+    @property
+    def journal(self) -> Journal | None:
+        return self.inner.journal
+
+
 def worker_sandboxes(options: dict[str, Any], journal: Path, **place: Any) -> WorkerSandboxes:
     """What `for_workers` gives for a provider whose `keep` option leaves its sandboxes for other processes: the
     workers keep theirs, the driver keeps nothing; both journal to `journal` and share the options in `place`."""

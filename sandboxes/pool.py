@@ -10,46 +10,22 @@ import asyncio
 import collections
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator
 
-from sandboxes.base import Sandbox, SandboxProvider, WorkerSandboxes
-from sandboxes.journal import Journal
-from sandboxes.tools import ToolSpec
+from sandboxes.base import ProviderOver, Sandbox, SandboxProvider, WorkerSandboxes
 
 
-class PoolProvider(SandboxProvider):
-    """What it declares is its inner provider's: the sandboxes are the inner provider's."""
-
+class PoolProvider(ProviderOver):
     def __init__(self, inner: SandboxProvider, size: int = 4):
         if size < 1:
             raise ValueError(f"pool size must be at least 1, got {size}")
-        self.inner, self.size = inner, size
-        self.hand = inner.hand
+        super().__init__(inner)
+        self.size = size
         self._ready: collections.deque[Sandbox] = collections.deque()
         self._filling: set[asyncio.Task] = set()
         self._closed = False
         self.handed_out = self.cold_starts = self.discarded = 0
         self.last_error: Exception | None = None  # of the last refill that failed
-
-    @property
-    def tools(self) -> Sequence[ToolSpec]:
-        return self.inner.tools
-
-    @property
-    def isolated(self) -> bool:
-        return self.inner.isolated
-
-    @property
-    def sandboxes_outlive_process(self) -> bool:
-        return self.inner.sandboxes_outlive_process
-
-    @property
-    def keep(self) -> bool:
-        return self.inner.keep
-
-    @property
-    def journal(self) -> Journal | None:
-        return self.inner.journal
 
     @classmethod
     @asynccontextmanager
