@@ -33,6 +33,16 @@ LATENCY = LatencyProfile(base_ttft_ms=2, prefill_ms_per_1k_tokens=0, output_toke
 
 
 @asynccontextmanager
+async def started(model):
+    """`model`, started, and closed at exit."""
+    await model.start()
+    try:
+        yield model
+    finally:
+        await model.close()
+
+
+@asynccontextmanager
 async def scripted(tmp_path, faults, **options):
     yield ScriptedModel(policy_book())
 
@@ -40,23 +50,15 @@ async def scripted(tmp_path, faults, **options):
 @asynccontextmanager
 async def emulator(tmp_path, faults, **options):
     latency = {k: getattr(LATENCY, k) for k in ("base_ttft_ms", "prefill_ms_per_1k_tokens", "output_tokens_per_s", "jitter_sigma")}
-    model = EmulatorModel(policy_book(), latency=latency, faults=vars(faults), **{**RETRIES, **options})
-    await model.start()
-    try:
+    async with started(EmulatorModel(policy_book(), latency=latency, faults=vars(faults), **{**RETRIES, **options})) as model:
         yield model
-    finally:
-        await model.close()
 
 
 @asynccontextmanager
 async def replay(tmp_path, faults, **options):
     path, _, _ = await recording(tmp_path)  # the smoke suite, answered by the scripted model
-    model = ReplayModel(ArchiveStore(path))
-    await model.start()
-    try:
+    async with started(ReplayModel(ArchiveStore(path))) as model:
         yield model
-    finally:
-        await model.close()
 
 
 @asynccontextmanager
