@@ -222,6 +222,7 @@ class LocalSandboxProvider(SandboxProvider):
         self._provisioned: list[LocalSandbox] = []
         self._real_root: Path | None = None  # where the workspaces are: _root resolved, or a private folder in it
         self._private: Path | None = None  # _real_root, once made private (and reachable by the sandboxes' users)
+        self._root_lock = threading.Lock()
 
     @classmethod
     @asynccontextmanager
@@ -313,12 +314,18 @@ class LocalSandboxProvider(SandboxProvider):
             await remove_quietly(self._root)
             self._root = self._real_root = self._private = None
 
+    def _workspaces(self) -> Path:
+        """Where the workspaces go, found on first use; under a lock, since the first provisions run in threads at
+        once, and each must find the root another made (a workspace under a root then forgotten is lost)."""
+        with self._root_lock:
+            if self._root is None:
+                self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
+            if self._real_root is None:
+                self._real_root = workspaces_folder(Path(os.path.realpath(self._root)))
+            return self._real_root
+
     def _sandbox(self, sandbox_id: str) -> LocalSandbox:
-        if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="harnesslab-local-"))
-        if self._real_root is None:
-            self._real_root = workspaces_folder(Path(os.path.realpath(self._root)))
-        sandbox = self.sandbox_class(sandbox_id, self._real_root / sandbox_id, user=self._user_of(sandbox_id),
+        sandbox = self.sandbox_class(sandbox_id, self._workspaces() / sandbox_id, user=self._user_of(sandbox_id),
                                      own_user=self._per_sandbox, **self._options)
         sandbox.journal = self.journal
         return sandbox

@@ -1,11 +1,14 @@
 """The local provider's own options."""
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,28 @@ async def test_keep_leaves_workspaces_for_whoever_checks_them(tmp_path):
     await later.close()
     with pytest.raises(ValueError, match="needs a sandbox.root"):
         LocalSandboxProvider(keep=True)
+
+
+async def test_sandboxes_provisioned_at_once_share_one_temporary_root(monkeypatch):
+    """The first provisions of a provider with no sandbox.root run in threads at once: each must find the root the
+    other made, not make one of its own (a workspace made under a root the provider then forgot was "gone" at the
+    check)."""
+    make_temporary_folder = tempfile.mkdtemp
+
+    def slow_mkdtemp(*args, **kwargs):
+        time.sleep(0.05)  # long enough for the other thread to look for the root meanwhile
+        return make_temporary_folder(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkdtemp", slow_mkdtemp)
+    provider = LocalSandboxProvider()
+    try:
+        sandboxes = await asyncio.gather(*(provider.provision() for _ in range(4)))
+        assert len({sandbox.root.parent for sandbox in sandboxes}) == 1
+        for sandbox in sandboxes:
+            assert await (await provider.attach(sandbox.id)).alive()
+    finally:
+        await provider.close()
+    assert not any(sandbox.root.parent.exists() for sandbox in sandboxes)
 
 
 @pytest.mark.parametrize("user", [PER_SANDBOX, None], ids=["user-per-sandbox", "as-this-process"])
