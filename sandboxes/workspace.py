@@ -111,14 +111,15 @@ def _after_newlines(chunk: bytes, begin: int, count: int) -> int:
 
 def write_file(root: Path, path: str, content: str) -> str:
     data = content.encode("utf-8", errors="surrogateescape")
-    with open_regular(root, path, os.O_WRONLY | os.O_CREAT, make_parents=True) as f:
-        f.truncate(0)
-        f.write(data)
+    f, where = open_regular_at(root, path, os.O_WRONLY | os.O_CREAT, make_parents=True)
+    with f:
+        replace_contents(root, where, f, data)
     return f"wrote {len(data)} bytes to {path}"
 
 
 def edit_file(root: Path, path: str, old_string: str, new_string: str) -> str:
-    with open_regular(root, path, os.O_RDWR) as f:
+    f, where = open_regular_at(root, path, os.O_RDWR)
+    with f:
         # refused by its size, unread; or read, in case it grew since
         if os.fstat(f.fileno()).st_size > MAX_EDIT_BYTES or len(data := f.read(MAX_EDIT_BYTES + 1)) > MAX_EDIT_BYTES:
             raise ToolError(f"{path} is larger than edit_file's limit of {MAX_EDIT_BYTES} bytes; "
@@ -132,17 +133,49 @@ def edit_file(root: Path, path: str, old_string: str, new_string: str) -> str:
             raise ToolError(f"old_string not found in {path}; read the file and copy the exact text")
         if count > 1:
             raise ToolError(f"old_string occurs {count} times in {path}; include more surrounding text so it is unique")
-        f.seek(0)
-        f.truncate(0)
-        f.write(text.replace(old_string, new_string, 1).encode("utf-8", errors="surrogateescape"))
+        replace_contents(root, where, f, text.replace(old_string, new_string, 1).encode("utf-8", errors="surrogateescape"))
     return f"edited {path}"
+
+
+def replace_contents(root: Path, where: list[str], file: BinaryIO, data: bytes) -> None:
+    """Make `data` the contents of `file`, found at `where` in the workspace, in one step: written to a new file
+    beside it, which is renamed over it, so a process killed meanwhile leaves the old contents or the new, never
+    a part. In place where its folder takes no new file (read-only): the one case a kill can leave a part."""
+    parent = _reopen(root, where[:-1])
+    try:
+        temporary = f".{where[-1]}.harnesslab-{os.urandom(6).hex()}"
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_WAIT, 0o600, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            file.seek(0)
+            file.truncate(0)
+            file.write(data)
+            return
+        try:
+            with os.fdopen(fd, "wb") as new:
+                new.write(data)
+                os.fchmod(new.fileno(), stat.S_IMODE(os.fstat(file.fileno()).st_mode))
+            os.rename(temporary, where[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=parent)
+            raise
+    finally:
+        os.close(parent)
 
 
 def open_regular(root: Path, path: str, flags: int, *, make_parents: bool = False) -> BinaryIO:
     """`path` in the workspace opened as a binary file if it is a regular file, else ToolError. Opening never
     blocks (a FIFO without a writer would) and never leaves the workspace (open_beneath)."""
+    return open_regular_at(root, path, flags, make_parents=make_parents)[0]
+
+
+def open_regular_at(root: Path, path: str, flags: int, *, make_parents: bool = False) -> tuple[BinaryIO, list[str]]:
+    """open_regular's file, and the names that lead to it from the root."""
     try:
-        fd, _ = open_beneath(root, path, flags, make_parents=make_parents)
+        fd, where = open_beneath(root, path, flags, make_parents=make_parents)
     except FileNotFoundError:
         raise ToolError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -159,7 +192,7 @@ def open_regular(root: Path, path: str, flags: int, *, make_parents: bool = Fals
         kind = "a directory; use list_files" if stat.S_ISDIR(mode) else "not a regular file; file tools open only regular files (use bash)"
         raise ToolError(f"{path} is {kind}")
     os.set_blocking(fd, True)
-    return os.fdopen(fd, {os.O_RDONLY: "rb", os.O_WRONLY: "wb"}.get(flags & os.O_ACCMODE, "r+b"))
+    return os.fdopen(fd, {os.O_RDONLY: "rb", os.O_WRONLY: "wb"}.get(flags & os.O_ACCMODE, "r+b")), where
 
 
 def open_beneath(root: Path, path: str, flags: int, *, make_parents: bool = False) -> tuple[int, list[str]]:
