@@ -27,8 +27,9 @@ from typing import Any, AsyncIterator, Callable
 
 from sandboxes.base import Sandbox, SandboxLost, SandboxProvider, WorkerSandboxes, effective_timeout, worker_sandboxes
 from sandboxes.child import Child
-from sandboxes.docker_engine import LABEL, engine_env, engine_if_it_answers, ensure_image, prune, remove_container
+from sandboxes.docker_engine import LABEL, OWNER, engine_env, engine_if_it_answers, ensure_image, prune, remove_container
 from sandboxes.journal import Journal
+from sandboxes.process import process_identity
 from sandboxes.tools import ToolError
 
 log = logging.getLogger(__name__)
@@ -203,10 +204,12 @@ class DockerSandboxProvider(SandboxProvider):
         keep: bool = False,
         run_label: str | None = None,
         journal: str | None = None,
+        owner: str | None = None,
     ):
         self.image, self.timeout_s, self.max_timeout_s, self.output_limit = image, timeout_s, max_timeout_s, output_limit
         self.memory, self.cpus, self.pids_limit, self.workspace_size = memory, cpus, pids_limit, workspace_size
         self.run_label = run_label or uuid.uuid4().hex  # every container of this provider (or run), for cleanup
+        self.owner = owner or process_identity()  # the process whose run the containers belong to (prune asks)
         self.keep = keep  # leave containers running on close: workers hand sessions to one another
         self.journal = Journal(journal) if journal else None
         self.reply_limit = MIN_REPLY_BYTES + 6 * output_limit  # bytes of one reply line held, at most
@@ -220,7 +223,8 @@ class DockerSandboxProvider(SandboxProvider):
     @asynccontextmanager
     async def for_workers(cls, options: dict[str, Any], journal: Path) -> AsyncIterator[WorkerSandboxes]:
         """Containers under the run label given (sandbox.run_label), or one of the run's own."""
-        yield worker_sandboxes(options, journal, run_label=options.get("run_label") or f"faults-{time.time_ns()}")
+        yield worker_sandboxes(options, journal, run_label=options.get("run_label") or f"faults-{time.time_ns()}",
+                               owner=options.get("owner") or process_identity())  # a killed worker's go on
 
     async def start(self) -> None:
         """Make sure the engine answers and the image exists (built offline if not)."""
@@ -335,7 +339,7 @@ class DockerSandboxProvider(SandboxProvider):
             self.image, command=["python3", "-c", _BOOT, executor_payload()], user="65534:65534",
             # detach: StdinOnce stays false, so the executor outlives a closed attach (a dead worker's)
             working_dir="/workspace", stdin_open=True, detach=True, environment={"PATH": "/usr/local/bin:/usr/bin:/bin"},
-            labels={LABEL: "1", f"{LABEL}.provider": self.run_label}, host_config=host,
+            labels={LABEL: "1", f"{LABEL}.provider": self.run_label, OWNER: self.owner}, host_config=host,
         )
         return created["Id"]
 

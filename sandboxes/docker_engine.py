@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from sandboxes.base import SandboxError
+from sandboxes.process import identity_alive
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "coreutils", "findutils", "grep", "sed", "git")
 IMAGE = "harnesslab-sandbox"
 DOCKERD_LOG = Path("/var/log/harnesslab-dockerd.log")
 LABEL = "harnesslab"  # on every container harnesslab makes; LABEL.provider names the provider (or run) that made it
+OWNER = f"{LABEL}.owner"  # the process (process_identity) whose run the container belongs to
 REMOVAL_WAIT_S = 60.0  # for a container someone else is removing (or that is changing state) to be gone
 PUBLIC_UMASK = 0o022  # a run keeps its own files private (umask 077); the engine, apt and the image must not inherit that
 
@@ -137,12 +139,16 @@ def engine_if_it_answers() -> Any:
         return None
 
 
-def prune(api: Any, labels: dict[str, str] | None = None) -> int:
-    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many.
+def prune(api: Any, labels: dict[str, str] | None = None, *, orphans_only: bool = False) -> int:
+    """Remove harnesslab's containers (those with `labels`, or all of them); returns how many. `orphans_only`:
+    only those whose owner (the OWNER label: the run or provider process that made them) no longer runs, so a
+    prune never takes the sandboxes of a run still going.
 
     Every container is tried, whatever happens to another; the first failure is raised after."""
     wanted = [f"{LABEL}=1"] + [f"{k}={v}" for k, v in (labels or {}).items()]
     found = api.containers(all=True, filters={"label": wanted})
+    if orphans_only:
+        found = [c for c in found if not identity_alive((c.get("Labels") or {}).get(OWNER, ""))]
     failures = []
     for container in found:
         try:

@@ -154,3 +154,34 @@ def live_processes_of(uid: int, but: frozenset[int] = frozenset()) -> bool:
             if int(fields.get("Uid", "-1").split()[0]) == uid and not fields.get("State", "").strip().startswith("Z"):
                 return True
     return False
+
+
+def process_identity(pid: int | None = None) -> str:
+    """Who a process is on this host for as long as it runs: boot id, pid and start time (a pid alone is
+    reused). For labels that must tell, later and from another process, whether their maker still runs."""
+    pid = os.getpid() if pid is None else pid
+    return f"{_boot_id()}:{pid}:{_stat_fields(pid)[19]}"
+
+
+def identity_alive(identity: str) -> bool:
+    """Whether the process `identity` (process_identity's) names still runs; a zombie does not."""
+    boot, _, rest = identity.partition(":")
+    pid, _, started = rest.partition(":")
+    if boot != _boot_id() or not pid.isdigit():
+        return False
+    try:
+        fields = _stat_fields(int(pid))
+    except OSError:
+        return False
+    return fields[19] == started and fields[0] != "Z"
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as boot:
+        return boot.read().strip()
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name: the state first, the start time (field 22) at 19."""
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rpartition(")")[2].split()

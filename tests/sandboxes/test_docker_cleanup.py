@@ -16,6 +16,7 @@ import pytest
 
 from sandboxes.child import PROJECT_ROOT
 from sandboxes.docker import LABEL, DockerSandboxProvider, prune
+from sandboxes.process import identity_alive, process_identity
 
 pytestmark = pytest.mark.docker
 
@@ -195,3 +196,40 @@ async def test_kept_containers_have_no_reaper_and_outlive_their_provider(docker_
         api = engine()
         prune(api, {f"{LABEL}.provider": provider.run_label})
         api.close()
+
+
+async def test_an_orphans_prune_takes_the_containers_of_dead_owners_only(docker_image):
+    """`harnesslab sandbox prune` must not take the sandboxes of a run still going (another test suite's, a
+    colleague's): a container's OWNER label names the process whose run it belongs to."""
+    maker = subprocess.Popen(["sleep", "60"])
+    dead_owner = process_identity(maker.pid)
+    maker.kill()
+    maker.wait()
+    run_label = f"orphans-{uuid.uuid4().hex}"
+    dead = DockerSandboxProvider(image=docker_image, run_label=run_label, owner=dead_owner)
+    live = DockerSandboxProvider(image=docker_image, run_label=run_label)
+    try:
+        orphan, kept = await dead.provision(), await live.provision()
+        api = engine()
+        try:
+            removed = await asyncio.to_thread(prune, api, {f"{LABEL}.provider": run_label}, orphans_only=True)
+        finally:
+            api.close()
+        assert removed == 1 and [c["Id"] for c in labelled(run_label)] == [kept.id]
+        assert await kept.alive() and not await orphan.alive()
+    finally:
+        await live.close()
+        await dead.close()
+    assert labelled(run_label) == []
+
+
+def test_a_process_identity_outlives_no_process_and_names_no_other():
+    assert identity_alive(process_identity())
+    child = subprocess.Popen(["sleep", "60"])
+    identity = process_identity(child.pid)
+    assert identity_alive(identity)
+    boot, pid, started = identity.split(":")
+    assert not identity_alive(f"{boot}:{pid}:{int(started) + 1}")  # the same pid, reused by a later process
+    child.kill()
+    child.wait()
+    assert not identity_alive(identity) and not identity_alive("") and not identity_alive("not:an:identity")
