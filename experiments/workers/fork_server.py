@@ -36,14 +36,15 @@ class ForkServerLost(RuntimeError):
 class Forked:
     """A worker forked by the fork server: what a supervisor uses of an asyncio.subprocess.Process."""
 
-    def __init__(self, pid: int, stdout: asyncio.StreamReader, exited: asyncio.Future):
-        self.pid, self.stdout, self._exited = pid, stdout, exited
+    def __init__(self, pid: int):
+        self.pid, self._exited = pid, asyncio.get_running_loop().create_future()
+        self.stdout = asyncio.StreamReader()  # fed by the pipe spawn() connects
         try:
             self._pidfd: int | None = os.pidfd_open(pid)  # a kill reaches this process even once its pid is reused
         except ProcessLookupError:  # gone already
             self._pidfd = None
         else:
-            exited.add_done_callback(lambda _: os.close(self._pidfd))
+            self._exited.add_done_callback(lambda _: os.close(self._pidfd))
 
     @property
     def returncode(self) -> int | None:
@@ -66,7 +67,7 @@ class ForkServer:
         self.process: asyncio.subprocess.Process | None = None
         self._control: socket.socket | None = None
         self._forking: deque[asyncio.Future] = deque()  # spawn requests sent, answered in order
-        self._exits: dict[int, asyncio.Future] = {}
+        self._running: dict[int, Forked] = {}  # by pid: the workers forked whose exit the server has not told yet
         self._reading: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -94,13 +95,12 @@ class ForkServer:
             return None
         finally:
             os.close(write_end)
-        pid = await forked
-        if pid is None:
+        worker = await forked
+        if worker is None:
             os.close(read_end)
             return None
-        stdout = asyncio.StreamReader()
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), open(read_end, "rb", buffering=0))
-        return Forked(pid, stdout, self._exits.setdefault(pid, loop.create_future()))
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(worker.stdout), open(read_end, "rb", buffering=0))
+        return worker
 
     async def stop(self) -> None:
         if self._control is not None:
@@ -111,21 +111,24 @@ class ForkServer:
             await asyncio.gather(self._reading, return_exceptions=True)
 
     async def _read_answers(self) -> None:
-        loop = asyncio.get_running_loop()
         async for line in self.process.stdout:
             answer = json.loads(line)
             if "exited" in answer:
-                self._exits.setdefault(answer["exited"], loop.create_future()).set_result(answer["code"])
+                if (worker := self._running.pop(answer["exited"], None)) is not None:
+                    worker._exited.set_result(answer["code"])
             else:
                 self._forked(self._forking.popleft(), answer.get("pid"))
         self._lost(await self.process.wait())
 
-    @staticmethod
-    def _forked(request: asyncio.Future, pid: int | None) -> None:
+    def _forked(self, request: asyncio.Future, pid: int | None) -> None:
+        """Answer a spawn request with its worker (its pidfd opened as soon as its pid is known), or None."""
+        worker = None
+        if pid is not None:
+            worker = self._running[pid] = Forked(pid)  # told before its exit: the server answers in order
         if not request.done():
-            request.set_result(pid)
-        elif pid is not None:  # its requester was cancelled (a Ctrl-C) while it forked: nobody would supervise it
-            os.kill(pid, signal.SIGKILL)
+            request.set_result(worker)
+        elif worker is not None:  # its requester was cancelled (a Ctrl-C) while it forked: nobody would supervise it
+            worker.kill()
 
     def _lost(self, code: int) -> None:
         """The server is gone: what was not forked is started as a program; a worker it forked and did not see
@@ -133,13 +136,11 @@ class ForkServer:
         while self._forking:
             self._forked(self._forking.popleft(), None)
         tail = self.log_path.read_text(errors="replace")[-1500:]
-        for pid, exited in self._exits.items():
-            if not exited.done():
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                exited.set_exception(ForkServerLost(f"the fork server died (exit {code}) while worker pid {pid} ran:\n{tail}"))
+        for worker in self._running.values():
+            worker.kill()
+            worker._exited.set_exception(
+                ForkServerLost(f"the fork server died (exit {code}) while worker pid {worker.pid} ran:\n{tail}"))
+        self._running.clear()
 
 
 # -- the server: a process of its own -------------------------------------------------------------------

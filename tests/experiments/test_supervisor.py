@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from experiments.workers.fork_server import ForkServerLost
+from experiments.workers.fork_server import Forked, ForkServer, ForkServerLost
 from experiments.paths import PROJECT_ROOT
 from experiments.workers.supervisor import Supervisor, WorkerFailed
 from tests.sandboxes.test_orphans import alive, until
@@ -102,6 +102,26 @@ async def test_a_worker_whose_fork_server_dies_is_killed_and_fails_its_slot(tmp_
     finally:
         await supervisor.stop()
     assert until(lambda: not alive(start["pid"]))
+
+
+async def test_a_dead_servers_workers_are_killed_by_pidfd_never_a_process_that_took_a_pid_number(tmp_path):
+    """A worker that exited while the server died was never reported: its pid number may name another process by
+    then, which a kill by number would reach."""
+    server = ForkServer([], tmp_path / "fork.log")
+    (tmp_path / "fork.log").write_text("")
+    worker, bystander = subprocess.Popen(["sleep", "60"]), subprocess.Popen(["sleep", "60"])
+    try:
+        forked = Forked(worker.pid)  # as the server's answer makes it
+        worker.kill()
+        worker.wait()  # it ended unseen, and the number the server told now names the bystander
+        server._running[bystander.pid] = forked
+        server._lost(-9)
+        with pytest.raises(ForkServerLost, match=f"while worker pid {worker.pid} ran"):
+            await forked.wait()
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
 
 
 @pytest.mark.parametrize("preload", [["json"], []], ids=["forked", "programs"])
