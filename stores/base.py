@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, ClassVar, Iterable, Protocol, Sequence, runtime_checkable
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # the log's schema: stores/events.py
 
 # Event types that end a session's current turn; a later `user.message` reopens it.
 TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})

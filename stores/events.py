@@ -1,0 +1,265 @@
+"""The session log's schema: every event type the project writes, one frozen dataclass each.
+
+Each type has its name as `TYPE`, typed fields, a constructor to an `Event` (`ToolResult(...).event()`) and a
+reader (`ToolResult.read(event)`); `typed(event)` reads any event, giving None for a type the project does not
+write (a harness of your own may log types of its own: they pass through every reader untouched).
+
+Readers take an event's data as it was logged, by its schema version (`Event.v`): a missing key reads as the
+field's default (None for a field without one), and nothing is checked (`harnesses.messages.malformed` says what
+a harness cannot read). `OPTIONAL` fields are left out of the data when None.
+
+Names: `hand` is the kind of hands (a SandboxProvider's `hand`: "local", "docker", ...; on tool.call also
+"harness" or "proxy", for tools that run there), `hand_name` the session's hand, its slot (one of the names a
+harness is given as `harness.hands`, "main" by default), and `name` a tool's name.
+
+Schema versions:
+- v1 (until 2026-12-04): sandbox.* events name the hand `name`; sandbox.handed names the session it went to
+  `to`, sandbox.received the one it came from `from`; harness.woke names the session's hands `hands`; tool.call
+  writes `hand_name` only for tools that run in a sandbox.
+- v2: sandbox.* write `hand_name`, sandbox.handed `to_session`, sandbox.received `from_session`, harness.woke
+  `hand_names`; tool.call always writes `hand_name` (null for harness and proxy tools).
+"""
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Iterable, Self
+
+from stores.base import Event
+
+HARNESS_HAND = "harness"  # tool.call's hand for a tool the harness answers from the log (a context's own)
+PROXY_HAND = "proxy"  # tool.call's hand for a tool the credential proxy runs
+
+
+class Logged:
+    """What every event type has: its name, its constructor to an Event and its reader."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    OPTIONAL: ClassVar[tuple[str, ...]] = ()  # fields left out of the data when None
+    V1_KEYS: ClassVar[dict[str, str]] = {}  # field -> the key it had in schema version 1
+
+    def event(self) -> Event:
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        return Event(self.TYPE, {k: v for k, v in data.items() if v is not None or k not in self.OPTIONAL})
+
+    @classmethod
+    def read(cls, event: Event) -> Self:
+        keys = _READS.get((cls, event.v >= 2)) or _reads(cls, event.v >= 2)
+        data = event.data
+        return cls(*[data[key] if key in data else (default() if factory else default) for key, default, factory in keys])
+
+    @classmethod
+    def all_in(cls, events: Iterable[Event]) -> list[Self]:
+        """Every event of this type among `events`, read."""
+        return [cls.read(e) for e in events if e.type == cls.TYPE]
+
+
+_READS: dict[tuple[type, bool], list[tuple[str, Any, bool]]] = {}  # (class, v2 or later) -> (key, default, factory) per field
+
+
+def _reads(cls: type[Logged], v2: bool) -> list[tuple[str, Any, bool]]:
+    keys = []
+    for f in fields(cls):
+        key = f.name if v2 else cls.V1_KEYS.get(f.name, f.name)
+        factory = f.default_factory is not MISSING
+        keys.append((key, f.default_factory if factory else None if f.default is MISSING else f.default, factory))
+    _READS[cls, v2] = keys
+    return keys
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCreated(Logged):
+    """The session's meta (the task's system prompt, tools, workspace setup, ...): whatever its creator gave."""
+
+    TYPE: ClassVar[str] = "session.created"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def event(self) -> Event:
+        return Event(self.TYPE, dict(self.meta))
+
+    @classmethod
+    def read(cls, event: Event) -> SessionCreated:
+        return cls(event.data)
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage(Logged):
+    TYPE: ClassVar[str] = "user.message"
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessWoke(Logged):
+    """A harness took the session over; `worker` is the worker slot that drives it (None outside workers)."""
+
+    TYPE: ClassVar[str] = "harness.woke"
+    OPTIONAL = ("hand_names",)
+    V1_KEYS = {"hand_names": "hands"}
+    harness: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    worker: str | None = None
+    hand_names: list[str] | None = None  # the session's hands, the first the default; None: only "main"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelResponse(Logged):
+    """A model call returned: its content blocks, usage, timings (ms; `requested_at` is time.time()) and retries;
+    `context` says how its context was built; the first call of a turn adds `turn_ttft_ms` and its breakdown."""
+
+    TYPE: ClassVar[str] = "model.response"
+    OPTIONAL = ("turn_ttft_ms", "turn_breakdown")
+    content: list[Any]
+    stop_reason: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    model: str | None = None
+    request_id: str | None = None
+    requested_at: float | None = None
+    ttft_ms: float | None = None
+    server_ttft_ms: float | None = None
+    latency_ms: float | None = None
+    context_ms: float | None = None
+    retries: list[dict[str, Any]] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)  # strategy, messages, stable_messages
+    turn_ttft_ms: float | None = None
+    turn_breakdown: dict[str, float] | None = None  # queue_ms, provision_ms, context_ms, model_ttft_ms, other_ms
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall(Logged):
+    """Logged before the tool runs; `hand` and `hand_name` as the module docstring says."""
+
+    TYPE: ClassVar[str] = "tool.call"
+    tool_use_id: str
+    name: str | None = None
+    input: Any = None
+    hand: str | None = None
+    idempotency_key: str | None = None
+    hand_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult(Logged):
+    """A tool's output; `new_sandbox`: the first result from hands that replaced lost ones (harnesses/hands.py)."""
+
+    TYPE: ClassVar[str] = "tool.result"
+    OPTIONAL = ("new_sandbox",)
+    tool_use_id: str
+    name: str | None = None
+    output: str = ""
+    is_error: bool = False
+    duration_ms: float | None = None
+    new_sandbox: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxProvisioned(Logged):
+    """New hands: `replaces` the lost sandbox's id, `restored` (a fork's) where from and how many calls ran again."""
+
+    TYPE: ClassVar[str] = "sandbox.provisioned"
+    OPTIONAL = ("replaces", "restored")
+    V1_KEYS = {"hand_name": "name"}
+    sandbox_id: str
+    hand_name: str | None = None
+    hand: str | None = None
+    provision_ms: float | None = None
+    setup_ms: float | None = None
+    replaces: str | None = None
+    restored: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLost(Logged):
+    TYPE: ClassVar[str] = "sandbox.lost"
+    V1_KEYS = {"hand_name": "name"}
+    sandbox_id: str
+    hand_name: str | None = None
+    hand: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxHanded(Logged):
+    """The session no longer holds this sandbox as `hand_name`: session `to_session` does (harnesses.hands.hand_over)."""
+
+    TYPE: ClassVar[str] = "sandbox.handed"
+    V1_KEYS = {"hand_name": "name", "to_session": "to"}
+    sandbox_id: str
+    hand_name: str | None = None
+    to_session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxReceived(Logged):
+    """The session holds session `from_session`'s sandbox as `hand_name` from now on."""
+
+    TYPE: ClassVar[str] = "sandbox.received"
+    V1_KEYS = {"hand_name": "name", "from_session": "from"}
+    sandbox_id: str
+    hand_name: str | None = None
+    from_session: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextCompacted(Logged):
+    """The compaction strategy's summary of positions [0, `to`), and the model call that wrote it."""
+
+    TYPE: ClassVar[str] = "context.compacted"
+    summary: str
+    to: int
+    tokens_before: int | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    model: str | None = None
+    request_id: str | None = None
+    ttft_ms: float | None = None
+    latency_ms: float | None = None
+    compact_ms: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskChecked(Logged):
+    """The task's check, run in the session's sandbox by a worker or `collect` (`worker`: its slot)."""
+
+    TYPE: ClassVar[str] = "task.checked"
+    success: bool = False
+    detail: str = ""
+    worker: str | None = None
+    host: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionCompleted(Logged):
+    TYPE: ClassVar[str] = "session.completed"
+    STATUS: ClassVar[str] = "completed"  # the session's status once it ends so
+    OPTIONAL = ("final_text",)
+    reason: str = ""
+    final_text: str | None = None  # the model's last text
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFailed(Logged):
+    TYPE: ClassVar[str] = "session.failed"
+    STATUS: ClassVar[str] = "failed"
+    OPTIONAL = ("final_text",)
+    reason: str = ""
+    final_text: str | None = None
+
+
+TYPES: dict[str, type[Logged]] = {cls.TYPE: cls for cls in (
+    SessionCreated, UserMessage, HarnessWoke, ModelResponse, ToolCall, ToolResult, SandboxProvisioned, SandboxLost,
+    SandboxHanded, SandboxReceived, ContextCompacted, TaskChecked, SessionCompleted, SessionFailed,
+)}
+ENDINGS: dict[str, type[SessionCompleted | SessionFailed]] = {cls.STATUS: cls for cls in (SessionCompleted, SessionFailed)}
+
+
+def typed(event: Event) -> Logged | None:
+    """The event as its type's dataclass, or None for a type the project does not write."""
+    cls = TYPES.get(event.type)
+    return cls.read(event) if cls is not None else None
+
+
+def session_ended(status: str, reason: str, final_text: str | None = None) -> Event:
+    """session.completed or session.failed, by `status`."""
+    if status not in ENDINGS:
+        raise ValueError(f"a session ends with status {status!r}; valid: {', '.join(ENDINGS)}")
+    return ENDINGS[status](reason, final_text).event()
