@@ -373,6 +373,8 @@ def _failure(exc: Exception) -> dict[str, Any] | None:
     """What a failed attempt was, or None if it is not an API failure (a bug: let it raise)."""
     import anthropic
 
+    if isinstance(exc, anthropic.APIConnectionError) and isinstance(exc.__cause__, ModelError):
+        exc = exc.__cause__  # ours, raised while the SDK read the body: since 2.x the SDK wraps what its read raises
     if isinstance(exc, StreamCut):
         return {"error": "stream cut before message_stop", "status": None, "retryable": True, "retry_after_s": None}
     if isinstance(exc, (ProtocolError, AttemptTimeout)):
