@@ -21,7 +21,7 @@ Schema versions:
 """
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Self
 
 from stores.base import Event
@@ -44,9 +44,20 @@ class Logged:
 
     @classmethod
     def read(cls, event: Event) -> Self:
-        keys = _READS.get((cls, event.v >= 2)) or _reads(cls, event.v >= 2)
         data = event.data
-        return cls(*[data[key] if key in data else (default() if factory else default) for key, default, factory in keys])
+        return cls(*[data[key] if key in data else (default() if factory else default)
+                     for key, default, factory in _keys(cls, event.v).values()])
+
+    @classmethod
+    def value(cls, event: Event, name: str) -> Any:
+        """The field `name` of `event`, as `read` reads it, without building the rest: for the loops that run over
+        a whole log at every step."""
+        keys = _keys(cls, event.v)
+        if name not in keys:
+            raise AttributeError(f"{cls.TYPE} has no field {name!r}; its fields: {', '.join(keys)}")
+        key, default, factory = keys[name]
+        data = event.data
+        return data[key] if key in data else (default() if factory else default)
 
     @classmethod
     def all_in(cls, events: Iterable[Event]) -> list[Self]:
@@ -54,17 +65,22 @@ class Logged:
         return [cls.read(e) for e in events if e.type == cls.TYPE]
 
 
-_READS: dict[tuple[type, bool], list[tuple[str, Any, bool]]] = {}  # (class, v2 or later) -> (key, default, factory) per field
+_KEYS: dict[tuple[type, bool], dict[str, tuple[str, Any, bool]]] = {}  # (class, v2 or later) -> field -> how to read it
 
 
-def _reads(cls: type[Logged], v2: bool) -> list[tuple[str, Any, bool]]:
-    keys = []
-    for f in fields(cls):
-        key = f.name if v2 else cls.V1_KEYS.get(f.name, f.name)
-        factory = f.default_factory is not MISSING
-        keys.append((key, f.default_factory if factory else None if f.default is MISSING else f.default, factory))
-    _READS[cls, v2] = keys
-    return keys
+def _keys(cls: type[Logged], version: int) -> dict[str, tuple[str, Any, bool]]:
+    """For each field of `cls`: (its key in the data of schema `version`, its default, whether that is a factory)."""
+    v2 = version >= 2
+    if (cls, v2) not in _KEYS:
+        _KEYS[cls, v2] = {f.name: (f.name if v2 else cls.V1_KEYS.get(f.name, f.name), *_default(f)) for f in fields(cls)}
+    return _KEYS[cls, v2]
+
+
+def _default(f: Field) -> tuple[Any, bool]:
+    """What a missing key reads as (None for a field without a default), and whether that is a factory to call."""
+    if f.default_factory is not MISSING:
+        return f.default_factory, True
+    return (None if f.default is MISSING else f.default), False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +96,10 @@ class SessionCreated(Logged):
     @classmethod
     def read(cls, event: Event) -> SessionCreated:
         return cls(event.data)
+
+    @classmethod
+    def value(cls, event: Event, name: str) -> Any:
+        return getattr(cls.read(event), name)
 
 
 @dataclass(frozen=True, slots=True)
