@@ -17,7 +17,8 @@ from harnesses.routing import Router
 from harnesses.steps import CallModel, Ended, Finish, RunTools, ended, log_problem, next_step, open_calls
 from harnesses.telemetry import response_data, turn_timing
 from sandboxes.base import SandboxError, SandboxProvider
-from stores.base import Conflict, Event, SessionStore, StoreUnavailable
+from stores.base import Conflict, SessionStore, StoreUnavailable
+from stores.events import HarnessWoke, SessionFailed, ToolResult, session_ended
 
 if TYPE_CHECKING:
     from sandboxes.credentials.client import SessionCredentials
@@ -72,9 +73,8 @@ class DecoupledHarness(Harness):
         problem = log_problem(session.events)  # a log read from a store may hold anything
         if problem is not None:
             return await self._fail(session, hands, f"malformed log: {problem}")
-        woke = Event("harness.woke", {"harness": self.name, "pid": os.getpid(), "host": socket.gethostname(), "worker": self.worker,
-                                      **({"hands": list(self.hand_names)} if self.hand_names != (DEFAULT_HAND,) else {})})
-        session.write(woke)  # the claim commits while the first request goes out; a lost claim cancels that request
+        named = list(self.hand_names) if self.hand_names != (DEFAULT_HAND,) else None
+        session.write(HarnessWoke(self.name, os.getpid(), socket.gethostname(), self.worker, named).event())  # the claim commits while the first request goes out; a lost claim cancels that request
         try:
             await self._before_loop(session, hands)
             return await self._loop(Wake(session, hands, started))
@@ -115,9 +115,7 @@ class DecoupledHarness(Harness):
                 await self._run_tools(session, hands, step)
             else:
                 if isinstance(step, Finish):
-                    await session.append(
-                        Event(f"session.{step.status}", {"reason": step.reason, "final_text": step.final_text})
-                    )
+                    await session.append(session_ended(step.status, step.reason, step.final_text))
                 return _outcome(session, hands, step)
 
     async def _call_model(self, wake: Wake, step: CallModel) -> None:
@@ -132,11 +130,11 @@ class DecoupledHarness(Harness):
         problem = content_problem(response.content)
         if problem is not None:  # never logged: the next wake could not read it
             raise ModelError(f"the model's response is malformed: {problem}")
-        data = response_data(response, requested, context_ms, self.context.name, messages, wake.context)
+        record = response_data(response, requested, context_ms, self.context.name, messages, wake.context)
         wake.context = messages
         if step.first_of_turn:  # user message in the log -> first token of the reply
-            data.update(turn_timing(step, response, requested, wake.started, wake.hands.provision_ms, context_ms))
-        await session.append(Event("model.response", data))
+            record = turn_timing(record, step, requested, wake.started, wake.hands.provision_ms)
+        await session.append(record.event())
 
     async def _run_tools(self, session: SessionLog, hands: Hands, step: RunTools) -> None:
         """Calls on one hand run in order; calls on different hands run at the same time."""
@@ -148,11 +146,9 @@ class DecoupledHarness(Harness):
         async def run_in_order(calls: list[dict]) -> None:
             for call in calls:
                 result = await self.router.run(session, hands, step, call, offered)
-                session.write(Event("tool.result", {  # the next model call need not wait for it to commit
-                    "tool_use_id": call.get("id"), "name": call.get("name"), "output": result.output,
-                    "is_error": result.is_error, "duration_ms": result.duration_ms,
-                    **({"new_sandbox": result.new_sandbox} if isinstance(result, FirstResult) else {}),  # see hands.held
-                }))
+                new_sandbox = result.new_sandbox if isinstance(result, FirstResult) else None  # see hands.held
+                session.write(ToolResult(  # the next model call need not wait for it to commit
+                    call.get("id"), call.get("name"), result.output, result.is_error, result.duration_ms, new_sandbox).event())
 
         if len(queues) == 1:
             return await run_in_order(*queues.values())
@@ -169,12 +165,11 @@ class DecoupledHarness(Harness):
         """End the session, first answering every logged tool call still open: the log says how each ended."""
         session = await session.durable_copy()  # without observers: whatever mirrored the log may be what failed
         closing = [
-            Event("tool.result", {"tool_use_id": call["tool_use_id"], "name": call.get("name"), "is_error": True,
-                                  "output": f"not completed: the session failed ({reason})", "duration_ms": 0.0})
+            ToolResult(call.tool_use_id, call.name, f"not completed: the session failed ({reason})", True, 0.0).event()
             for call in open_calls(session.events)
         ]
         try:
-            await session.append(*closing, Event("session.failed", {"reason": reason}))
+            await session.append(*closing, SessionFailed(reason).event())
         except Conflict:
             return Outcome(session.session_id, "conflict", reason, sandbox_id=hands.sandbox_id)
         return Outcome(session.session_id, "failed", reason, sandbox_id=hands.sandbox_id)

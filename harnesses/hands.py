@@ -8,6 +8,7 @@ from typing import Sequence
 
 from harnesses.log import SessionLog
 from sandboxes.base import Fetch, Sandbox, SandboxError, SandboxLost, SandboxProvider, Setup, ToolResult
+from stores import events as logged
 from stores.base import Event, SessionStore
 
 
@@ -28,14 +29,19 @@ def hand_names(hands: Sequence[str] | None) -> tuple[str, ...]:
     return names
 
 
+HOLDS = (logged.SandboxProvisioned.TYPE, logged.SandboxReceived.TYPE)  # a hand holds a sandbox from one of these on
+ENDS = (logged.SandboxLost.TYPE, logged.SandboxHanded.TYPE)  # ... until one of these
+
+
 def hand_of(event: Event) -> str:
-    return event.data.get("name", DEFAULT_HAND)
+    """The hand a sandbox.* event is about (logs that name none mean the default)."""
+    return logged.typed(event).hand_name or DEFAULT_HAND
 
 
 def first_hand(events: list[Event]) -> str:
     """The hand a session names first (where its task is checked): the first its harness was given, else main."""
-    woke = [e for e in events if e.type == "harness.woke" and e.data.get("hands")]
-    return woke[-1].data["hands"][0] if woke else DEFAULT_HAND
+    named = [woke.hand_names for woke in logged.HarnessWoke.all_in(events) if woke.hand_names]
+    return named[-1][0] if named else DEFAULT_HAND
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,14 +57,18 @@ def held(events: list[Event], hand: str = DEFAULT_HAND) -> Held:
     replaces one (told: a tool.result whose `new_sandbox` is that sandbox)."""
     current = ended = None
     for event in events:
-        if event.type == "tool.result" and ended is not None and current and event.data.get("new_sandbox") == current:
-            ended = None  # the first result from the replacement said so
-        if not event.type.startswith("sandbox.") or hand_of(event) != hand:
+        if event.type == logged.ToolResult.TYPE:
+            if ended is not None and current and logged.ToolResult.read(event).new_sandbox == current:
+                ended = None  # the first result from the replacement said so
             continue
-        if event.type in ("sandbox.provisioned", "sandbox.received"):
-            current = event.data.get("sandbox_id")
-            ended = ended if "replaces" in event.data else None  # received, or restored (a fork): not a fresh start
-        elif event.type in ("sandbox.lost", "sandbox.handed") and event.data.get("sandbox_id") == current:
+        if event.type not in HOLDS + ENDS or hand_of(event) != hand:
+            continue
+        change = logged.typed(event)
+        if event.type in HOLDS:
+            current = change.sandbox_id
+            replaces = isinstance(change, logged.SandboxProvisioned) and change.replaces is not None
+            ended = ended if replaces else None  # received, or restored (a fork): not a fresh start
+        elif change.sandbox_id == current:
             current, ended = None, event
     return Held(current, ended)
 
@@ -78,9 +88,10 @@ def new_sandbox_notice(ended: Event, names: Sequence[str]) -> str:
 
 
 def _gone(ended: Event) -> str:
-    if ended.type == "sandbox.handed":
-        return f"was handed to session {ended.data.get('to')}"
-    return f"was lost ({' '.join(str(ended.data.get('reason')).split())})"  # on the notice's one line
+    end = logged.typed(ended)
+    if isinstance(end, logged.SandboxHanded):
+        return f"was handed to session {end.to_session}"
+    return f"was lost ({' '.join(str(end.reason).split())})"  # on the notice's one line
 
 
 async def hand_over(store: SessionStore, giver: str, taker: str, hand: str = DEFAULT_HAND, as_hand: str = DEFAULT_HAND) -> str:
@@ -92,8 +103,8 @@ async def hand_over(store: SessionStore, giver: str, taker: str, hand: str = DEF
     if sandbox_id is None:
         raise SandboxError(f"session {giver} holds no sandbox as hand {hand!r} to hand over (none provisioned yet, or lost)")
     taken = await SessionLog.open(store, taker)
-    await given.append(Event("sandbox.handed", {"sandbox_id": sandbox_id, "name": hand, "to": taker}))
-    await taken.append(Event("sandbox.received", {"sandbox_id": sandbox_id, "name": as_hand, "from": giver}))
+    await given.append(logged.SandboxHanded(sandbox_id, hand, to_session=taker).event())
+    await taken.append(logged.SandboxReceived(sandbox_id, as_hand, from_session=giver).event())
     return sandbox_id
 
 
@@ -160,7 +171,7 @@ class Hands:
                 state = held(self.log.events, hand)
         if state.ended is not None and not self.replace_lost:
             raise PetLost(f"the sandbox holding this session {_gone(state.ended)}")
-        replaces = {"replaces": state.ended.data.get("sandbox_id")} if state.ended is not None else None
+        replaces = {"replaces": logged.typed(state.ended).sandbox_id} if state.ended is not None else None
         self._sandboxes[hand] = await self._provision(hand, replaces)
         return self._sandboxes[hand], state.ended
 
@@ -177,23 +188,12 @@ class Hands:
         provisioned = time.perf_counter()
         await sandbox.prepare(setup or Setup.from_meta(self.log.meta.get("setup")), self.fetch)
         self.provision_ms += (time.perf_counter() - started) * 1000
-        await self.log.append(
-            Event(
-                "sandbox.provisioned",
-                {
-                    "sandbox_id": sandbox.id,
-                    "name": hand,
-                    "hand": self.provider.hand,
-                    "provision_ms": (provisioned - started) * 1000,
-                    "setup_ms": (time.perf_counter() - provisioned) * 1000,
-                    **(note or {}),
-                },
-            )
-        )
+        await self.log.append(logged.SandboxProvisioned(
+            sandbox.id, hand, self.provider.hand, provision_ms=(provisioned - started) * 1000,
+            setup_ms=(time.perf_counter() - provisioned) * 1000, **(note or {}),
+        ).event())
         return sandbox
 
     async def _lost(self, hand: str, sandbox_id: str, exc: Exception) -> None:
         self._sandboxes.pop(hand, None)
-        await self.log.append(
-            Event("sandbox.lost", {"sandbox_id": sandbox_id, "name": hand, "hand": self.provider.hand, "reason": str(exc)})
-        )
+        await self.log.append(logged.SandboxLost(sandbox_id, hand, self.provider.hand, str(exc)).event())

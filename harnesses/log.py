@@ -5,6 +5,7 @@ import asyncio
 from typing import Any, Awaitable, Callable, Coroutine, TypeVar
 
 from stores.base import Event, SessionStore
+from stores.events import SessionCreated
 
 T = TypeVar("T")
 
@@ -32,7 +33,7 @@ class SessionLog:
 
     @property
     def meta(self) -> dict:
-        return self.events[0].data if self.events else {}
+        return SessionCreated.read(self.events[0]).meta if self.events else {}
 
     async def append(self, *events: Event) -> None:
         """Append and wait until the events (and every append written before them) are durable."""

@@ -4,24 +4,25 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from stores.base import Event
+from stores.events import ModelResponse, ToolCall, ToolResult, UserMessage, typed
 
 
 def malformed(event: Event) -> str | None:
     """Why the harness cannot read `event` as its type says (the shapes this module and the loop rely on), or None."""
-    data = event.data
-    if event.type == "model.response":
-        return content_problem(data.get("content"))
-    if event.type in ("tool.call", "tool.result"):
-        return _id_problem(f"{event.type} tool_use_id", data.get("tool_use_id"))
-    if event.type == "user.message" and not isinstance(data.get("text", ""), str):
-        return f"user.message text must be a string, got {_kind(data['text'])}"
+    value = typed(event)
+    if isinstance(value, ModelResponse):
+        return content_problem(value.content)
+    if isinstance(value, (ToolCall, ToolResult)):
+        return _id_problem(f"{event.type} tool_use_id", value.tool_use_id)
+    if isinstance(value, UserMessage) and not isinstance(value.text, str):
+        return f"{event.type} text must be a string, got {_kind(value.text)}"
     return None
 
 
 def content_problem(content: Any) -> str | None:
     """Why `content` is not a list of content blocks the harness can read, or None."""
     if not isinstance(content, list):
-        return f"model.response content must be a list of content blocks, got {_kind(content)}"
+        return f"{ModelResponse.TYPE} content must be a list of content blocks, got {_kind(content)}"
     for i, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             return f"content block {i} must be an object with a string type, got {_kind(block)}"
@@ -53,11 +54,12 @@ def _kind(value: Any) -> str:
 
 
 def tool_uses(response: Event) -> list[dict[str, Any]]:
-    return [b for b in response.data.get("content", []) if isinstance(b, dict) and b.get("type") == "tool_use"]
+    content = ModelResponse.value(response, "content") or []
+    return [b for b in content if isinstance(b, dict) and b.get("type") == "tool_use"]
 
 
 def response_text(response: Event | None) -> str:
-    return content_text(response.data.get("content", [])) if response is not None else ""
+    return content_text(ModelResponse.value(response, "content") or []) if response is not None else ""
 
 
 def content_text(content: Iterable[dict[str, Any]]) -> str:
@@ -66,13 +68,8 @@ def content_text(content: Iterable[dict[str, Any]]) -> str:
 
 
 def tool_result_block(event: Event) -> dict[str, Any]:
-    data = event.data
-    return {
-        "type": "tool_result",
-        "tool_use_id": data["tool_use_id"],
-        "content": data.get("output", ""),
-        "is_error": bool(data.get("is_error", False)),
-    }
+    return {"type": "tool_result", "tool_use_id": ToolResult.value(event, "tool_use_id"),
+            "content": ToolResult.value(event, "output"), "is_error": bool(ToolResult.value(event, "is_error"))}
 
 
 def events_to_messages(events: Iterable[Event]) -> list[dict[str, Any]]:
@@ -85,12 +82,12 @@ def events_to_messages(events: Iterable[Event]) -> list[dict[str, Any]]:
     shown: set[str] = set()  # the tool_use ids of the messages so far
     renamed: dict[str, str] = {}  # the latest response's ids shown under another name, and that name
     for event in events:
-        if event.type == "model.response":
+        if event.type == ModelResponse.TYPE:
             content, renamed = _unique_uses(event, shown)
             messages.append({"role": "assistant", "content": content})
-        elif event.type == "user.message":
-            _add_user_block(messages, {"type": "text", "text": event.data.get("text", "")})
-        elif event.type == "tool.result":
+        elif event.type == UserMessage.TYPE:
+            _add_user_block(messages, {"type": "text", "text": UserMessage.value(event, "text")})
+        elif event.type == ToolResult.TYPE:
             block = tool_result_block(event)
             _add_user_block(messages, {**block, "tool_use_id": renamed.get(block["tool_use_id"], block["tool_use_id"])})
     return messages
@@ -101,7 +98,7 @@ def _unique_uses(response: Event, shown: set[str]) -> tuple[list[dict[str, Any]]
     one; the harness refused those calls): a later block with an id of the same response is left out (one result
     answers them all), and an id an earlier response used is shown, with its result, as `<id>-<position>`."""
     content, renamed, here = [], {}, set()
-    for block in response.data.get("content", []):
+    for block in ModelResponse.value(response, "content") or []:
         if isinstance(block, dict) and block.get("type") == "tool_use":
             use_id = block.get("id")
             if use_id in here:

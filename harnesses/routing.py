@@ -11,7 +11,7 @@ from harnesses.log import SessionLog
 from harnesses.steps import RunTools
 from sandboxes.base import SandboxProvider, ToolResult
 from sandboxes.tools import TOOLS
-from stores.base import Event
+from stores.events import HARNESS_HAND, PROXY_HAND, ToolCall
 
 if TYPE_CHECKING:
     from sandboxes.credentials.client import SessionCredentials
@@ -69,11 +69,9 @@ class Router:
             )
         key = f"{session.session_id}:{tool_use_id}"
         if tool_use_id not in step.logged:
-            await session.append(Event("tool.call", {
-                "tool_use_id": tool_use_id, "name": name, "input": call.get("input"),
-                "hand": "harness" if own else "proxy" if proxied else self.sandboxes.hand, "idempotency_key": key,
-                **({"hand_name": hand} if isinstance(hand, str) else {}),
-            }))
+            kind = HARNESS_HAND if own else PROXY_HAND if proxied else self.sandboxes.hand
+            await session.append(ToolCall(tool_use_id, name, call.get("input"), kind, key,
+                                          hand_name=hand if isinstance(hand, str) else None).event())
         if own:
             return await self.context.run_tool(name, input, session.events)
         if proxied:

@@ -6,6 +6,7 @@ from typing import Any, Sequence
 
 from harnesses.messages import malformed, response_text, tool_uses
 from stores.base import TERMINAL_TYPES, Event
+from stores.events import ModelResponse, SessionCreated, ToolCall, ToolResult, UserMessage, typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,33 +48,28 @@ def next_step(events: Sequence[Event], max_turns: int) -> Step:
         return done
     user: Event | None = None
     response: Event | None = None
-    results: set[str] = set()
-    logged: set[str] = set()
-    used: set[str] = set()  # the tool_use ids of every response before the latest
+    latest = -1  # the index of the latest response
     calls_this_turn = 0
-    for event in events:
-        kind = event.type
-        if kind == "user.message":
+    for index, event in enumerate(events):  # by type alone: only what the latest response asked is read below
+        if event.type == UserMessage.TYPE:
             user, calls_this_turn = event, 0
-        elif kind == "model.response":
-            if response is not None:
-                used.update(use["id"] for use in tool_uses(response))
-            response, results, logged = event, set(), set()
+        elif event.type == ModelResponse.TYPE:
+            response, latest = event, index
             calls_this_turn += 1
-        elif kind == "tool.call":
-            logged.add(event.data.get("tool_use_id"))
-        elif kind == "tool.result":
-            results.add(event.data.get("tool_use_id"))
 
     if user is None:
         return Ended("awaiting_input", "the session has no user message yet")
     uses = tool_uses(response) if response is not None else []
+    since = events[latest + 1:] if response is not None else []
+    results = {ToolResult.value(e, "tool_use_id") for e in since if e.type == ToolResult.TYPE}
     pending = [use for use in uses if use["id"] not in results]
     if pending:
+        logged = {ToolCall.value(e, "tool_use_id") for e in since if e.type == ToolCall.TYPE}
+        used = {use["id"] for e in events[:latest] if e.type == ModelResponse.TYPE for use in tool_uses(e)}  # by earlier responses
         return _run_tools(pending, logged, used)
     answered = response is not None and response.position > user.position
     if answered and not uses:
-        return Finish("completed", response.data.get("stop_reason", "end_turn"), response_text(response))
+        return Finish("completed", ModelResponse.value(response, "stop_reason") or "end_turn", response_text(response))
     if calls_this_turn >= max_turns:
         return Finish("failed", f"max_turns: {max_turns} model calls without ending the turn", response_text(response))
     return CallModel(user.ts, first_of_turn=calls_this_turn == 0)
@@ -101,11 +97,11 @@ def ended(events: Sequence[Event]) -> Ended | None:
     """The terminal event after the last user message, as a step; None while the session is active. Reads types and
     the terminal event alone, so it holds on a log `log_problem` finds fault with."""
     for event in reversed(events):
-        if event.type == "user.message":
+        if event.type == UserMessage.TYPE:
             return None
         if event.type in TERMINAL_TYPES:
-            data = event.data
-            return Ended(event.type.removeprefix("session."), str(data.get("reason", "")), str(data.get("final_text", "")))
+            end = typed(event)
+            return Ended(end.STATUS, str(end.reason), str(end.final_text or ""))
     return None
 
 
@@ -120,19 +116,19 @@ def log_problem(events: Sequence[Event]) -> str | None:
     for index, event in enumerate(events):
         if event.position != index:
             return f"position {index}: the store returned position {event.position} here (a gap in the log)"
-        if index == 0 and event.type != "session.created":
-            return f"position 0: the log starts with {event.type}, not session.created"
+        if index == 0 and event.type != SessionCreated.TYPE:
+            return f"position 0: the log starts with {event.type}, not {SessionCreated.TYPE}"
         problem = malformed(event)
         if problem is not None:
             return f"position {index}: {problem}"
-    if not any(event.type == "user.message" for event in events):
-        return (f"position {len(events) - 1}: the log ends here without a user.message "
+    if not any(event.type == UserMessage.TYPE for event in events):
+        return (f"position {len(events) - 1}: the log ends here without a {UserMessage.TYPE} "
                 "(whatever created the session stopped before appending one)")
     return None
 
 
-def open_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The data of each tool.call that has no tool.result (calls without a readable id aside: nothing can answer them)."""
-    calls = [e.data for e in events if e.type == "tool.call" and not malformed(e)]
-    answered = {e.data["tool_use_id"] for e in events if e.type == "tool.result" and not malformed(e)}
-    return [call for call in calls if call["tool_use_id"] not in answered]
+def open_calls(events: Sequence[Event]) -> list[ToolCall]:
+    """Each tool.call that has no tool.result (calls without a readable id aside: nothing can answer them)."""
+    calls = [ToolCall.read(e) for e in events if e.type == ToolCall.TYPE and not malformed(e)]
+    answered = {ToolResult.read(e).tool_use_id for e in events if e.type == ToolResult.TYPE and not malformed(e)}
+    return [call for call in calls if call.tool_use_id not in answered]

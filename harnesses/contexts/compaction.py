@@ -19,8 +19,7 @@ from harnesses.log import SessionLog
 from harnesses.messages import content_text, events_to_messages, with_cache_breakpoint
 from harnesses.contexts.vocabulary import SUMMARIZE, estimate_tokens
 from stores.base import Event
-
-COMPACTED = "context.compacted"
+from stores.events import ContextCompacted, ModelResponse, UserMessage
 
 
 class CompactionContext(ContextStrategy):
@@ -41,21 +40,20 @@ class CompactionContext(ContextStrategy):
         if tokens <= self.threshold_tokens:
             return
         since = _last_compaction(events)
-        covered = since.data["to"] if since else 0
+        covered = since.to if since else 0
         if since is not None and _tokens_after(events, covered) < self.threshold_tokens // 2:
             return  # a summary near the threshold on its own must not be redone every turn: fold in half a threshold at least
-        starts = [e.position for e in events if e.type == "model.response" and e.position > covered]
+        starts = [e.position for e in events if e.type == ModelResponse.TYPE and e.position > covered]
         to = starts[-self.keep_turns] if self.keep_turns else len(events)
         if len(starts) <= self.keep_turns or to <= covered:
             return
         messages = _ask(_view(events[:to]))
         started = time.perf_counter()
         response = await model.respond(ModelRequest(session.meta.get("system", ""), messages, [], self.max_tokens, purpose="compaction"))
-        await session.append(Event(COMPACTED, {
-            "summary": content_text(response.content), "to": to, "tokens_before": tokens,
-            "usage": response.usage.to_dict(), "model": response.model, "request_id": response.request_id,
-            "ttft_ms": response.ttft_ms, "latency_ms": response.latency_ms, "compact_ms": (time.perf_counter() - started) * 1000,
-        }))
+        await session.append(ContextCompacted(
+            content_text(response.content), to, tokens, response.usage.to_dict(), response.model, response.request_id,
+            response.ttft_ms, response.latency_ms, compact_ms=(time.perf_counter() - started) * 1000,
+        ).event())
 
 
 def _view(events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -63,18 +61,18 @@ def _view(events: Sequence[Event]) -> list[dict[str, Any]]:
     last = _last_compaction(events)
     if last is None:
         return events_to_messages(events)
-    task = next(e for e in events if e.type == "user.message")
-    head = {"role": "user", "content": [{"type": "text", "text": task.data.get("text", "")},
-                                        {"type": "text", "text": last.data["summary"]}]}
-    return [head, *events_to_messages(e for e in events[last.data["to"]:] if e.type != COMPACTED)]
+    task = UserMessage.read(next(e for e in events if e.type == UserMessage.TYPE))
+    head = {"role": "user", "content": [{"type": "text", "text": task.text}, {"type": "text", "text": last.summary}]}
+    return [head, *events_to_messages(e for e in events[last.to:] if e.type != ContextCompacted.TYPE)]
 
 
 def _tokens_after(events: Sequence[Event], position: int) -> int:
-    return estimate_tokens(events_to_messages(e for e in events[position:] if e.type != COMPACTED))
+    return estimate_tokens(events_to_messages(e for e in events[position:] if e.type != ContextCompacted.TYPE))
 
 
-def _last_compaction(events: Sequence[Event]) -> Event | None:
-    return next((e for e in reversed(events) if e.type == COMPACTED), None)
+def _last_compaction(events: Sequence[Event]) -> ContextCompacted | None:
+    last = next((e for e in reversed(events) if e.type == ContextCompacted.TYPE), None)
+    return ContextCompacted.read(last) if last is not None else None
 
 
 def _ask(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

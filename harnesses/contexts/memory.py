@@ -14,6 +14,7 @@ from harnesses.messages import with_cache_breakpoint
 from harnesses.contexts.vocabulary import MEMORY_APPEND, MEMORY_WRITE
 from sandboxes.base import ToolResult
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
+from stores import events as logged
 from stores.base import Event
 
 MEMORY_HEADER = "[your memory file]"  # the line above the file: what the brain writes is shown as it wrote it
@@ -56,11 +57,11 @@ class MemoryContext(WindowContext):
 
 def current_memory(events: Sequence[Event]) -> str | None:
     """The memory file as the successful memory_write and memory_append calls left it, if any."""
-    ok = {e.data.get("tool_use_id") for e in events if e.type == "tool.result" and not e.data.get("is_error")}
+    ok = {result.tool_use_id for result in logged.ToolResult.all_in(events) if not result.is_error}
     memory = None
-    for e in events:
-        if e.type == "tool.call" and e.data.get("name") in MEMORY_TOOLS and e.data.get("tool_use_id") in ok:
-            memory = _apply(memory or "", e.data["name"], e.data["input"])
+    for call in logged.ToolCall.all_in(events):
+        if call.name in MEMORY_TOOLS and call.tool_use_id in ok:
+            memory = _apply(memory or "", call.name, call.input)
     return memory
 
 

@@ -16,6 +16,7 @@ from harnesses.contexts.vocabulary import GET_EVENTS, OMITTED, SEARCH_EVENTS, ev
 from harnesses.contexts.window import WindowContext
 from sandboxes.base import ToolResult
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
+from stores import events as logged
 from stores.base import Event
 
 EVENT_CHARS = 4000  # of each event's data shown by a recall tool
@@ -54,14 +55,15 @@ class RecallContext(WindowContext):
 
 def _search(events: Sequence[Event], query: str, limit: int) -> list[Event]:
     query = query.lower()
-    results = {e.data.get("tool_use_id"): e for e in events if e.type == "tool.result"}
+    results = {logged.ToolResult.read(e).tool_use_id: e for e in events if e.type == logged.ToolResult.TYPE}
     found: list[Event] = []
     for event in events:
-        if event.type in ("tool.result", "model.response") or query not in json.dumps(event.data).lower():
+        if event.type in (logged.ToolResult.TYPE, logged.ModelResponse.TYPE) or query not in json.dumps(event.data).lower():
             continue  # results come with their calls; responses repeat the calls
         found.append(event)
-        if event.type == "tool.call" and event.data.get("tool_use_id") in results:
-            found.append(results[event.data["tool_use_id"]])
+        call = logged.ToolCall.read(event) if event.type == logged.ToolCall.TYPE else None
+        if call is not None and call.tool_use_id in results:
+            found.append(results[call.tool_use_id])
         if len(found) >= 2 * limit:
             break
     return found

@@ -20,6 +20,8 @@ from harnesses.contexts.vocabulary import (
 )
 from harnesses.hands import NEW_SANDBOX
 from sandboxes.tools import TOOLS
+from stores.base import Event
+from stores.events import ToolCall, ToolResult
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,14 +226,15 @@ def _recall_first(conversation: Conversation, action: Call | Sequence[Call], off
 
 
 def _from_recall(text: str) -> list[Exchange]:
-    """The tool calls, with their results, in what a log tool returned."""
-    events = read_events(text)
-    results = {e["data"].get("tool_use_id"): e["data"] for e in events if e.get("type") == "tool.result" and isinstance(e.get("data"), dict)}
+    """The tool calls, with their results, in what a log tool returned (an event cut short shows no data object;
+    the lines name no schema version, and the fields read here are the same in every one)."""
+    shown = [Event(e.get("type"), e["data"]) for e in read_events(text) if isinstance(e.get("data"), dict)]
+    results = {r.tool_use_id: r for r in (ToolResult.read(e) for e in shown if e.type == ToolResult.TYPE)}
+    calls = [ToolCall.read(e) for e in shown if e.type == ToolCall.TYPE]
     return [
-        Exchange(d.get("tool_use_id"), d.get("name"), d.get("input", {}), results[d.get("tool_use_id")].get("output"),
-                 bool(results[d.get("tool_use_id")].get("is_error")))
-        for d in (e["data"] for e in events if e.get("type") == "tool.call" and isinstance(e.get("data"), dict))
-        if d.get("tool_use_id") in results and d.get("name") not in LOG_TOOLS
+        Exchange(c.tool_use_id, c.name, c.input if c.input is not None else {}, results[c.tool_use_id].output,
+                 bool(results[c.tool_use_id].is_error))
+        for c in calls if c.tool_use_id in results and c.name not in LOG_TOOLS
     ]
 
 

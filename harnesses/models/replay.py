@@ -16,10 +16,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from harnesses.contexts.compaction import COMPACTED
 from harnesses.base import Model, ModelError, ModelRequest, ModelResponse, Usage
 from harnesses.messages import events_to_messages, without_cache_marks
 from harnesses.models.offline_brain import Conversation
+from stores import events as logged
 from stores.base import SessionStore
 
 
@@ -30,9 +30,9 @@ class Divergence(ModelError):
 @dataclass(frozen=True, slots=True)
 class RecordedCall:
     session_id: str
-    position: int  # of the model.response in the recorded log
+    position: int  # of the model.response (or context.compacted) in the recorded log
     messages: list[dict[str, Any]]  # what that model call saw
-    response: dict[str, Any]  # the model.response data
+    response: logged.ModelResponse | logged.ContextCompacted
 
 
 class ReplayModel(Model):
@@ -52,8 +52,8 @@ class ReplayModel(Model):
             for info in await self.recording.sessions():
                 events = await self.recording.events(info.id)
                 calls = [
-                    RecordedCall(info.id, e.position, events_to_messages(events[: e.position]), e.data)
-                    for e in events if e.type == "model.response"
+                    RecordedCall(info.id, e.position, events_to_messages(events[: e.position]), logged.ModelResponse.read(e))
+                    for e in events if e.type == logged.ModelResponse.TYPE
                 ]
                 if calls:
                     self._calls.setdefault(Conversation(calls[0].messages).prompt, []).append(calls)
@@ -78,19 +78,18 @@ class ReplayModel(Model):
         if self._queues is not None:
             return
         events = [e for e in await self.recording.events(self.session) if e.position >= self.after]
-        summaries = [
-            RecordedCall(self.session, e.position, [], {**e.data, "content": [{"type": "text", "text": e.data.get("summary", "")}]})
-            for e in events if e.type == COMPACTED
-        ]
-        turns = [RecordedCall(self.session, e.position, [], e.data) for e in events if e.type == "model.response"]
+        summaries = [RecordedCall(self.session, e.position, [], logged.ContextCompacted.read(e))
+                     for e in events if e.type == logged.ContextCompacted.TYPE]
+        turns = [RecordedCall(self.session, e.position, [], logged.ModelResponse.read(e))
+                 for e in events if e.type == logged.ModelResponse.TYPE]
         self._queues = {"turn": deque(turns), "compaction": deque(summaries)}
 
     def _by_position(self, purpose: str, started: float) -> ModelResponse:
         queue = self._queues.get(purpose)
         if not queue:
-            logged = "none" if queue is None else "no more"
+            left = "none" if queue is None else "no more"
             raise Divergence(
-                f"replay of session {self.session} has {logged} {purpose!r} responses after position {self.after}: "
+                f"replay of session {self.session} has {left} {purpose!r} responses after position {self.after}: "
                 f"this run asks for more model calls than the recording made ({self.answered} answered)"
             )
         self.answered += 1
@@ -98,11 +97,15 @@ class ReplayModel(Model):
 
 
 def _response(call: RecordedCall, started: float) -> ModelResponse:
-    data = call.response
+    recorded = call.response
+    if isinstance(recorded, logged.ContextCompacted):
+        content, stop_reason = [{"type": "text", "text": recorded.summary or ""}], "end_turn"
+    else:
+        content, stop_reason = recorded.content, recorded.stop_reason or "end_turn"
     elapsed = (time.perf_counter() - started) * 1000
     return ModelResponse(
-        content=data["content"], stop_reason=data.get("stop_reason", "end_turn"), usage=Usage(**data.get("usage", {})),
-        ttft_ms=elapsed, latency_ms=elapsed, model=f"replay:{data.get('model', '')}",
+        content=content, stop_reason=stop_reason, usage=Usage(**recorded.usage),
+        ttft_ms=elapsed, latency_ms=elapsed, model=f"replay:{recorded.model or ''}",
         request_id=f"replay:{call.session_id}:{call.position}",
     )
 

@@ -318,8 +318,8 @@ async def test_a_hand_passed_to_another_brain_keeps_its_workspace_and_both_logs_
     outcome = await harness(store, second, ScriptedModel(lambda messages: reader)).wake(taker)  # brain B, other hands object
     assert (outcome.status, outcome.final_text, outcome.sandbox_id) == ("completed", "hello, harnesslab\n", sandbox_id)
     given, taken = await store.events(giver.session_id), await store.events(taker)
-    assert given[-1].type == "sandbox.handed" and given[-1].data == {"sandbox_id": sandbox_id, "name": "main", "to": taker}
-    assert [e.data for e in taken if e.type.startswith("sandbox.")] == [{"sandbox_id": sandbox_id, "name": "main", "from": giver.session_id}]
+    assert given[-1].type == "sandbox.handed" and given[-1].data == {"sandbox_id": sandbox_id, "hand_name": "main", "to_session": taker}
+    assert [e.data for e in taken if e.type.startswith("sandbox.")] == [{"sandbox_id": sandbox_id, "hand_name": "main", "from_session": giver.session_id}]
     assert live_sandbox_id(given) is None and check_session(taker, taken) == []
     with pytest.raises(SandboxError, match="holds no sandbox as hand .main. to hand over"):
         await hand_over(store, giver.session_id, taker)

@@ -39,7 +39,7 @@ async def test_shards_spread_over_the_hands_and_run_at_the_same_time(hands, tmp_
     events = await store.events(record.session_id)
     assert check_session(record.session_id, events) == []
     names = hands or ["main"]
-    provisioned = [e.data["name"] for e in events if e.type == "sandbox.provisioned"]
+    provisioned = [e.data["hand_name"] for e in events if e.type == "sandbox.provisioned"]
     assert sorted(provisioned) == sorted(names) and len({e.data["sandbox_id"] for e in events if e.type == "sandbox.provisioned"}) == len(names)
     calls = [e for e in events if e.type == "tool.call" and e.data["name"] == "bash"]
     assert all(c.data["hand_name"] == c.data["input"].get("hand", "main") for c in calls)
@@ -100,7 +100,7 @@ async def test_a_named_hand_is_handed_to_another_brain(tmp_path):
     outcome = await harness(store, second, None, ScriptedModel(lambda messages: reader)).wake(taker)
     assert outcome.status == "completed" and outcome.sandbox_id == b and len(outcome.final_text) == 8
     given = await store.events(giver.session_id)
-    assert given[-1].data == {"sandbox_id": b, "name": "b", "to": taker}
+    assert given[-1].data == {"sandbox_id": b, "hand_name": "b", "to_session": taker}
     assert live_sandbox_id(given, "b") is None and live_sandbox_id(given, "a") is not None
     await first.close()
     await second.close()
@@ -147,7 +147,7 @@ async def test_a_fork_restores_every_hand_in_the_state_the_prefix_left(tmp_path)
     fork, restored, divergences = await start_fork(store, provider, origin, end)
     assert divergences == [] and restored == 10  # shards.txt read on a, 8 shards over both hands, results.txt on a
     events = await store.events(fork)
-    fresh = {e.data["name"]: e.data["sandbox_id"] for e in events[end:] if e.type == "sandbox.provisioned"}
+    fresh = {e.data["hand_name"]: e.data["sandbox_id"] for e in events[end:] if e.type == "sandbox.provisioned"}
     assert sorted(fresh) == ["a", "b"] and live_sandbox_id(events, "a") == fresh["a"]
     a, b = await provider.attach(fresh["a"]), await provider.attach(fresh["b"])
     assert not (await a.execute("read_file", {"path": "results.txt"})).is_error

@@ -15,6 +15,7 @@ from harnesses.models.offline_brain import Call, Reply
 from sandboxes.base import Setup
 from sandboxes.local import LocalSandboxProvider
 from stores.base import Event
+from stores.events import SandboxLost
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
 from tests.harnesses.doubles import Crash, CrashAfterToolResult, CrashOnAppend, start_session
@@ -112,7 +113,7 @@ async def test_with_several_hands_only_the_replaced_one_is_named_and_told(tmp_pa
     assert on_a["content"] == "notes on a" and not on_a["is_error"]
     assert on_b["content"].startswith(f"{NEW_SANDBOX} The sandbox this session held as hand 'b' was lost (") and GONE in on_b["content"]
     events = await store.events(sid)
-    changes = [(t, d["name"]) for t, d in since(events, asked) if t.startswith("sandbox.")]
+    changes = [(t, d["hand_name"]) for t, d in since(events, asked) if t.startswith("sandbox.")]
     assert changes == [("sandbox.lost", "b"), ("sandbox.provisioned", "b")]
     assert [d.get("new_sandbox") for t, d in since(events, asked) if t == "tool.result"] == [None, live_sandbox_id(events, "b")]
     assert live_sandbox_id(events, "b") != old
@@ -203,7 +204,7 @@ async def test_a_coupled_session_whose_log_says_its_sandbox_was_lost_fails_inste
     store, provider = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
     sid = await saved_then_asked(store, provider)
     events = await store.events(sid)
-    lost = Event("sandbox.lost", {"sandbox_id": live_sandbox_id(events), "name": "main", "hand": "local", "reason": "killed"})
+    lost = SandboxLost(live_sandbox_id(events), "main", "local", "killed").event()
     await store.append(sid, [lost], expect=len(events))  # logged by a harness that died before failing the session
 
     outcome = await CoupledHarness(store, Recording(notes()), provider, FullContext()).wake(sid)
