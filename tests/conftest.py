@@ -14,6 +14,7 @@ import warnings
 
 import pytest
 
+from examples.my_sandbox import CountingProvider
 from experiments.tasks import policy_book
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import LatencyProfile
@@ -171,6 +172,8 @@ PROVIDERS: dict[str, Callable[[Path, Any], object]] = {
     "namespace": lambda tmp, request: _namespace(tmp),
     "pool": lambda tmp, request: _pool(tmp),
     "docker": _docker,
+    "counting": lambda tmp, request: CountingProvider(  # a user's own (docs/guides/sandbox.md)
+        LocalSandboxProvider(root=str(tmp / "sandboxes"), timeout_s=10, output_limit=4000)),
 }
 ENGINE_MARKS["docker"] = pytest.mark.docker
 

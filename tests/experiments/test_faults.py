@@ -99,13 +99,13 @@ def assert_nothing_lost(out: str, sessions: pd.DataFrame) -> None:
 
 
 def test_a_users_own_store_runs_under_faults_as_it_declares_itself(tmp_path):
-    """The runner asks the store whether and how its workers share it (tests/stores/custom_store.py), no more."""
-    own = ["store=sqlite", "store._target_=tests.stores.custom_store.LedgerStore"]
+    """The runner asks the store whether and how its workers share it (examples/my_store.py), no more."""
+    own = ["store=sqlite", "store._target_=examples.my_store.CountingStore"]
     out, sessions, faults = fault_run(tmp_path, *own, "faults=harness_kill", "faults.harness_kill.count=2",
                                       env={"PYTHONPATH": str(PROJECT_ROOT)})
     assert_nothing_lost(out, sessions)
-    assert len(faults) == 2 and "store=tests.stores.custom_store.LedgerStore" in out
-    assert list(tmp_path.glob("outputs/*/*/ledger.sqlite")), "the workers did not share the store where it said"
+    assert len(faults) == 2 and "store=examples.my_store.CountingStore" in out
+    assert list(tmp_path.glob("outputs/*/*/counted.sqlite")), "the workers did not share the store where it said"
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """The stores every suite of tests/stores runs against: the shipped backends of tests/conftest.py:STORES (the
-harness tests use those too) and the stores defined in the test folder, OWN. A user's own store runs every suite
-here by adding one line to OWN."""
+harness tests use those too) and the stores of users, OWN: a user's own store runs every suite here by adding one
+line to OWN, as examples/my_store.py (docs/guides/store.md) does."""
 from __future__ import annotations
 
 import uuid
@@ -10,10 +10,10 @@ from typing import Any, Callable
 import pytest
 
 from tests.conftest import STORES, store_params
-from tests.stores.custom_store import LedgerStore
+from examples.my_store import CountingStore
 
 OWN: dict[str, Callable[[Path, Any], Any]] = {
-    "ledger": lambda tmp, request: LedgerStore(tmp / f"{uuid.uuid4().hex}.sqlite"),
+    "counting": lambda tmp, request: CountingStore(tmp / f"{uuid.uuid4().hex}.sqlite"),
 }
 BACKENDS = {**STORES, **OWN}
 
