@@ -15,7 +15,7 @@ from harnesses.decoupled import DecoupledHarness
 from harnesses.models.scripted import ScriptedModel
 from harnesses.models.offline_brain import Call, Conversation, Reply
 from sandboxes.local import LocalSandboxProvider
-from stores.base import Event
+from stores.events import UserMessage
 from stores.memory import MemoryStore
 from stores.sqlite import SqliteStore
 
@@ -73,7 +73,7 @@ async def harness_overhead(store_name: str, sessions: int, turns: int) -> list[f
             model = TimedModel(ScriptedModel(lambda messages: policy))
             harness = DecoupledHarness(store, model, hands, FullContext(), max_turns=turns + 1)
             sid = await store.create_session({"system": "", "setup": {"files": {"data.txt": "x" * 200}}})
-            await store.append(sid, [Event("user.message", {"text": "read it"})], expect=1)
+            await store.append(sid, [UserMessage("read it").event()], expect=1)
             await harness.wake(sid)
             gaps = [(b - a) * 1000 for a, b in zip(model.starts, model.starts[1:])]
             # turn 1 also provisions the sandbox: steady-state turns only

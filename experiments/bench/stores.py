@@ -19,6 +19,7 @@ from typing import Any
 from experiments.bench.targets import target
 from experiments.stats import percentile
 from stores.base import Event
+from stores.events import ModelResponse, ToolCall, ToolResult
 
 BACKENDS = ("memory", "sqlite", "duckdb", "postgres")
 
@@ -27,12 +28,11 @@ def step_events(step: int) -> list[Event]:
     """One agent step as the decoupled harness logs it: a response, the tool call, its result."""
     use = {"type": "tool_use", "id": f"toolu_{step:05d}", "name": "bash", "input": {"command": f"grep -n TODO src/module_{step}.py"}}
     return [
-        Event("model.response", {"content": [{"type": "text", "text": "Let me look."}, use], "stop_reason": "tool_use",
-                                 "usage": {"input_tokens": 1200 + step, "output_tokens": 40}, "ttft_ms": 310.5, "latency_ms": 820.2}),
-        Event("tool.call", {"tool_use_id": use["id"], "name": "bash", "input": use["input"], "hand": "local",
-                            "idempotency_key": f"s:{use['id']}"}),
-        Event("tool.result", {"tool_use_id": use["id"], "name": "bash", "is_error": False, "duration_ms": 3.2,
-                              "output": "".join(f"{40 + i}: # TODO handle case {i} of step {step}\n" for i in range(6))}),
+        ModelResponse([{"type": "text", "text": "Let me look."}, use], "tool_use",
+                      usage={"input_tokens": 1200 + step, "output_tokens": 40}, ttft_ms=310.5, latency_ms=820.2).event(),
+        ToolCall(use["id"], "bash", use["input"], "local", f"s:{use['id']}", "main").event(),
+        ToolResult(use["id"], "bash", "".join(f"{40 + i}: # TODO handle case {i} of step {step}\n" for i in range(6)),
+                   is_error=False, duration_ms=3.2).event(),
     ]
 
 

@@ -163,7 +163,7 @@ def worker(args: argparse.Namespace) -> int:
 def submit(args: argparse.Namespace) -> int:
     from experiments.run.job import compose_config
     from experiments.run.parts import build
-    from stores.base import Event
+    from stores.events import UserMessage
 
     cfg = compose_config(args.overrides, groups=("store", "tasks"))
     tasks = build(cfg, "tasks")
@@ -173,7 +173,7 @@ def submit(args: argparse.Namespace) -> int:
         try:
             for suite, instance, task in tasks:
                 session_id = await store.create_session(task.meta(suite, instance))
-                await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+                await store.append(session_id, [UserMessage(task.prompt).event()], expect=1)
         finally:
             await store.close()
         print(f"submitted {len(tasks)} session(s)")

@@ -19,6 +19,7 @@ from experiments.run.runner import SessionRecord
 from experiments.stats import percentile
 from experiments.workers.supervisor import Supervisor
 from stores.base import TERMINAL_TYPES, Event
+from stores.events import HarnessWoke, SandboxLost, SandboxProvisioned, SessionFailed
 
 Logs = Mapping[str, list[Event]]
 
@@ -131,10 +132,10 @@ def harness_kill_rows(supervisor: Supervisor, logs: Logs, point: str) -> list[di
 def _held_and_resumed(events: list[Event], slot: str, at: float) -> float | None:
     """If `slot` was driving this session at `at`: when a harness next woke on it."""
     before = [e for e in events if e.ts <= at]
-    woke = [e for e in before if e.type == "harness.woke"]
-    if not woke or woke[-1].data.get("worker") != slot or any(e.type in TERMINAL_TYPES for e in before):
+    woke = HarnessWoke.all_in(before)
+    if not woke or woke[-1].worker != slot or any(e.type in TERMINAL_TYPES for e in before):
         return None
-    return next((e.ts for e in events if e.ts > at and e.type == "harness.woke"), None)
+    return next((e.ts for e in events if e.ts > at and e.type == HarnessWoke.TYPE), None)
 
 
 def sandbox_kill_rows(kills: list[dict[str, Any]], logs: Logs) -> list[dict[str, Any]]:
@@ -142,8 +143,8 @@ def sandbox_kill_rows(kills: list[dict[str, Any]], logs: Logs) -> list[dict[str,
     rows = []
     for kill in kills:
         after = [e for e in logs[kill["session_id"]] if e.ts > kill["at"]]
-        replaced = next((e.ts for e in after if e.type == "sandbox.provisioned"), None)
-        noticed = any(e.type in ("sandbox.lost", "session.failed", "sandbox.provisioned") for e in after)
+        replaced = next((e.ts for e in after if e.type == SandboxProvisioned.TYPE), None)
+        noticed = any(e.type in (SandboxLost.TYPE, SessionFailed.TYPE, SandboxProvisioned.TYPE) for e in after)
         rows.append({**kill, "sessions_held": 1, "noticed": noticed, "since_ready_ms": None,
                      "recovered_after_ms": (replaced - kill["at"]) * 1000 if replaced else None})
     return rows

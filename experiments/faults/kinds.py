@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 from experiments.faults.failpoints import POINTS
 from stores.base import Event
+from stores.events import ModelResponse
 
 if TYPE_CHECKING:
     from experiments.faults.lab import Lab
@@ -150,8 +151,8 @@ class ModelFaults(Fault):
         return [
             {"kind": self.kind, "target": retry.get("error"), "at": retry["at"], "point": "model_call",
              "session_id": session_id, "recovered_after_ms": (event.ts - retry["at"]) * 1000, "sessions_held": 1}
-            for session_id, events in logs.items() for event in events if event.type == "model.response"
-            for retry in event.data.get("retries", []) if "at" in retry
+            for session_id, events in logs.items() for event in events if event.type == ModelResponse.TYPE
+            for retry in ModelResponse.read(event).retries if "at" in retry
         ]
 
 

@@ -32,6 +32,7 @@ from sandboxes.base import Setup
 from sandboxes.journal import starts
 from sandboxes.tools import TOOLS
 from stores.base import Event
+from stores.events import SessionCreated, UserMessage
 from stores.base import NotShared as StoreNotShared
 
 DEFAULT_WORKERS = 2  # when faults are asked for without run.workers
@@ -147,7 +148,7 @@ async def _submit(lab: Lab, tasks: list) -> dict[str, tuple[str, int, Any]]:
     store, submitted = AckedStore(lab.store, lab.acks), {}
     for suite, instance, task in tasks:
         session_id = await store.create_session(task.meta(suite, instance))
-        await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+        await store.append(session_id, [UserMessage(task.prompt).event()], expect=1)
         submitted[session_id] = (suite, instance, task)
     return submitted
 
@@ -158,7 +159,7 @@ async def _verify(lab: Lab, tasks: dict[str, tuple[str, int, Any]], faults: list
     for session_id, (suite, instance, task) in tasks.items():
         events = logs[session_id] = await lab.store.events(session_id)
         outcome = outcome_of(session_id, events)
-        verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(events[0].data.get("setup")))
+        verdict = await check(task, outcome, lab.sandboxes, Setup.from_meta(SessionCreated.read(events[0]).meta.get("setup")))
         records.append(SessionRecord(session_id, suite, instance, task.name, outcome, verdict, (events[-1].ts - events[0].ts) * 1000))
     found = Recovery(asked=[f.kind for f in faults], reruns_allowed=reruns_allowed)
     found.acked, found.lost = await lost_events(lab.store, lab.acks)

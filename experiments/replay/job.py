@@ -30,6 +30,7 @@ from harnesses.models.replay import ReplayModel
 from sandboxes.base import Setup
 from stores import archive
 from stores.base import Event, SessionStore, StoreError
+from stores.events import ModelResponse, ToolResult, UserMessage
 
 DIVERGENCES_TABLE = {
     "run_id": "VARCHAR", "session_id": "VARCHAR", "origin_session": "VARCHAR", "position": "INTEGER",
@@ -67,7 +68,7 @@ class ForkResult:
             f"{self.restored} tool call(s) run again to restore its sandbox",
         ]
         if self.replay:
-            recorded = sum(1 for e in self.origin.events[self.at:] if e.type == "model.response")
+            recorded = sum(1 for e in self.origin.events[self.at:] if e.type == ModelResponse.TYPE)
             lines.append(f"  model calls answered from the recording: {self.answered} (it logged {recorded} after position {self.at})")
         first = str(self.divergences[0]) if self.divergences else "none"
         lines += [
@@ -108,7 +109,8 @@ async def fork_and_run(cfg: DictConfig, request: ForkRequest) -> ForkResult:
         for message in origin.user_messages(after=at) if replay else []:  # the recording's later turns
             if outcome.status != "completed":
                 break
-            await parts.store.append(session_id, [Event("user.message", message.data)], expect=await _length(parts.store, session_id))
+            again = UserMessage.read(message).event()
+            await parts.store.append(session_id, [again], expect=await _length(parts.store, session_id))
             outcome = await parts.harness.wake(session_id)
         duration_ms = (time.perf_counter() - started) * 1000
         if task is not None:
@@ -119,7 +121,7 @@ async def fork_and_run(cfg: DictConfig, request: ForkRequest) -> ForkResult:
     compared = restored
     if replay:
         divergences += replay_divergences(origin, at, events, f"{outcome.status}: {outcome.reason}")
-        compared += sum(1 for e in origin.events[at:] if e.type == "tool.result")
+        compared += sum(1 for e in origin.events[at:] if e.type == ToolResult.TYPE)
     meta = origin.info.meta
     record = SessionRecord(session_id, meta.get("suite", ""), meta.get("instance", 0), meta.get("task", ""), outcome, verdict, duration_ms)
     return ForkResult(origin, at, replay, record, events, divergences, restored, compared,

@@ -14,6 +14,8 @@ import pandas as pd
 
 from experiments.results.leaks import RULE
 from experiments.results.tables import read_table
+from stores.base import Event
+from stores.events import ToolResult
 
 SUITES = ("security", "security_abuse")
 REFUSED = "the credential proxy refused"
@@ -29,11 +31,11 @@ def security_tables(files: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     leaked = violations[violations["rule"] == RULE].groupby(["run_id", "session_id"]).size().rename("leaks")
     red = red.join(leaked, on=["run_id", "session_id"]).fillna({"leaks": 0})
     events = read_table(files, "events")
-    results = events[events["type"] == "tool.result"].merge(red[["run_id", "session_id", "sandbox", "suite", "task"]],
-                                                            on=["run_id", "session_id"])
-    data = results["data"].map(json.loads)
-    results["output"], results["is_error"] = data.map(lambda d: d.get("output", "")), data.map(lambda d: bool(d.get("is_error")))
-    results["duration_ms"] = data.map(lambda d: d.get("duration_ms", 0.0))
+    results = events[events["type"] == ToolResult.TYPE].merge(red[["run_id", "session_id", "sandbox", "suite", "task"]],
+                                                             on=["run_id", "session_id"])
+    logged = [ToolResult.read(Event(ToolResult.TYPE, json.loads(row.data), v=row.v)) for row in results.itertuples()]
+    results["output"], results["is_error"] = [r.output for r in logged], [bool(r.is_error) for r in logged]
+    results["duration_ms"] = [r.duration_ms or 0.0 for r in logged]
     return red, results.sort_values(["run_id", "session_id", "position"])
 
 

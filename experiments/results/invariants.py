@@ -15,6 +15,7 @@ from typing import Iterable
 
 from harnesses.messages import malformed, tool_uses
 from stores.base import TERMINAL_TYPES, Event
+from stores.events import ModelResponse, SessionCreated, SessionFailed, ToolCall, ToolResult, UserMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +41,7 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
         if event.position != expected:
             violation(event.position, "contiguous positions", f"expected position {expected} here, found {event.position}")
         expected = (event.position if event.position is not None else expected) + 1
-    if not events or events[0].type != "session.created":
+    if not events or events[0].type != SessionCreated.TYPE:
         violation(0, "starts with session.created", f"the log starts with {events[0].type if events else 'nothing'}")
 
     asked: set[str] = set()
@@ -48,20 +49,20 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
     answered: dict[str, int] = {}  # of the latest model.response
     closed: set[str] = set()  # ids with a tool.result
     for event in events:
-        data, position = event.data, event.position
+        position = event.position
         problem = malformed(event)
         if problem is not None:
             violation(position, "well-formed events", problem)
-        elif event.type == "model.response":
+        elif event.type == ModelResponse.TYPE:
             asked.update(use["id"] for use in tool_uses(event))
             answered = {}
-        elif event.type == "tool.call":
-            use_id = data.get("tool_use_id")
+        elif event.type == ToolCall.TYPE:
+            use_id = ToolCall.read(event).tool_use_id
             if use_id in called:
                 violation(position, "one tool.call per tool use", f"{use_id} was already called at position {called[use_id]}")
             called.setdefault(use_id, position)
-        elif event.type == "tool.result":
-            use_id = data.get("tool_use_id")
+        elif event.type == ToolResult.TYPE:
+            use_id = ToolResult.read(event).tool_use_id
             if use_id not in asked:
                 violation(position, "results answer a tool_use", f"no earlier model.response asked for {use_id}")
             if use_id in answered:
@@ -69,11 +70,11 @@ def check_session(session_id: str, events: list[Event]) -> list[Violation]:
             answered.setdefault(use_id, position)
             closed.add(use_id)
 
-    lifecycle = [e for e in events if e.type in TERMINAL_TYPES or e.type == "user.message"]
+    lifecycle = [e for e in events if e.type in TERMINAL_TYPES or e.type == UserMessage.TYPE]
     ended = bool(lifecycle) and lifecycle[-1].type in TERMINAL_TYPES
     if not ended:
         violation(None, "every session ends", f"the last lifecycle event is {lifecycle[-1].type if lifecycle else 'none'}")
-    elif lifecycle[-1].type == "session.failed" and not lifecycle[-1].data.get("reason"):
+    elif lifecycle[-1].type == SessionFailed.TYPE and not SessionFailed.read(lifecycle[-1]).reason:
         violation(lifecycle[-1].position, "failures have a reason", "session.failed without a reason")
     if ended:
         for use_id, position in called.items():

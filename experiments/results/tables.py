@@ -11,52 +11,57 @@ from stores.archive import (
     OFFLINE, UnreadableFile, attach_read_only, duckdb_error, held, tables_of, write_tables,
 )
 from stores.base import Event
+from stores.events import ContextCompacted, ModelResponse, ToolCall, ToolResult, UserMessage, typed
 
-DUE_TYPES = ("user.message", "tool.result", "context.compacted")  # events after which a model call is due
+DUE_TYPES = (UserMessage.TYPE, ToolResult.TYPE, ContextCompacted.TYPE)  # events after which a model call is due
 
 
 def model_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
     rows, due = [], None
     for event in events:
-        if event.type == "model.response" and due is not None and event.data.get("requested_at") is not None:
-            overhead_ms = (event.data["requested_at"] - due) * 1000  # the call was due -> its request was sent
-        else:
-            overhead_ms = None
+        if event.type in (ModelResponse.TYPE, ContextCompacted.TYPE):  # a compaction is a model call too
+            call = typed(event)
+            sent = call.requested_at if isinstance(call, ModelResponse) else None
+            overhead_ms = (sent - due) * 1000 if sent is not None and due is not None else None  # due -> request sent
+            rows.append({"session_id": session_id, "position": event.position, "call": len(rows) + 1,
+                         "overhead_ms": overhead_ms, **_model_call(call)})
         if event.type in DUE_TYPES:
             due = event.ts
-        if event.type not in ("model.response", "context.compacted"):  # a compaction is a model call too
-            continue
-        d, usage = event.data, event.data.get("usage", {})
-        rows.append({
-            "session_id": session_id, "position": event.position, "call": len(rows) + 1, "model": d.get("model"),
-            "stop_reason": d.get("stop_reason", "compaction" if event.type == "context.compacted" else None),
-            "ttft_ms": d.get("ttft_ms"), "server_ttft_ms": d.get("server_ttft_ms"), "turn_ttft_ms": d.get("turn_ttft_ms"),
-            "overhead_ms": overhead_ms,
-            "latency_ms": d.get("latency_ms"), "context_ms": d.get("context_ms"),
-            "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
-            "cache_read_tokens": usage.get("cache_read_input_tokens", 0),
-            "cache_write_tokens": usage.get("cache_creation_input_tokens", 0), "request_id": d.get("request_id"),
-            "retries": len(d.get("retries", [])),
-            "context_messages": d.get("context", {}).get("messages"), "stable_messages": d.get("context", {}).get("stable_messages"),
-            **{k: d.get("turn_breakdown", {}).get(k) for k in ("queue_ms", "provision_ms", "other_ms")},
-        })
     return rows
+
+
+def _model_call(call: ModelResponse | ContextCompacted) -> dict[str, Any]:
+    compaction = isinstance(call, ContextCompacted)
+    response = ModelResponse([]) if compaction else call  # what a compaction does not log reads as not logged
+    usage, context, breakdown = call.usage, response.context, response.turn_breakdown or {}
+    return {
+        "model": call.model, "stop_reason": "compaction" if compaction else response.stop_reason,
+        "ttft_ms": call.ttft_ms, "server_ttft_ms": response.server_ttft_ms, "turn_ttft_ms": response.turn_ttft_ms,
+        "latency_ms": call.latency_ms, "context_ms": response.context_ms,
+        "input_tokens": usage.get("input_tokens", 0), "output_tokens": usage.get("output_tokens", 0),
+        "cache_read_tokens": usage.get("cache_read_input_tokens", 0),
+        "cache_write_tokens": usage.get("cache_creation_input_tokens", 0), "request_id": call.request_id,
+        "retries": len(response.retries),
+        "context_messages": context.get("messages"), "stable_messages": context.get("stable_messages"),
+        **{k: breakdown.get(k) for k in ("queue_ms", "provision_ms", "other_ms")},
+    }
 
 
 def tool_call_rows(session_id: str, events: Iterable[Event]) -> list[dict[str, Any]]:
     """One row per tool.result, joined to the tool.call that started it (if the log has one)."""
-    calls: dict[str, dict] = {}
+    calls: dict[str, ToolCall] = {}
     rows = []
     for event in events:
-        d = event.data
-        if event.type == "tool.call":
-            calls[d.get("tool_use_id")] = d
-        elif event.type == "tool.result":
-            call = calls.get(d.get("tool_use_id"), {})
+        if event.type == ToolCall.TYPE:
+            call = ToolCall.read(event)
+            calls[call.tool_use_id] = call
+        elif event.type == ToolResult.TYPE:
+            result = ToolResult.read(event)
+            call = calls.get(result.tool_use_id, ToolCall(result.tool_use_id))  # no tool.call logged: no hand known
             rows.append({
-                "session_id": session_id, "position": event.position, "tool_use_id": d.get("tool_use_id"),
-                "name": d.get("name"), "hand": call.get("hand"), "hand_name": call.get("hand_name"),
-                "duration_ms": d.get("duration_ms"), "is_error": bool(d.get("is_error")),
+                "session_id": session_id, "position": event.position, "tool_use_id": result.tool_use_id,
+                "name": result.name, "hand": call.hand, "hand_name": call.hand_name,
+                "duration_ms": result.duration_ms, "is_error": bool(result.is_error),
             })
     return rows
 

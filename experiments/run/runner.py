@@ -14,7 +14,8 @@ from experiments.run.load import LoadMeter
 from experiments.tasks.base import CheckContext, Task, Verdict
 from harnesses.base import Harness, Outcome
 from sandboxes.base import Sandbox, SandboxError, SandboxProvider, Setup
-from stores.base import Event, SessionStore
+from stores.base import SessionStore
+from stores.events import UserMessage
 
 
 ENDING_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill PID`, a closed terminal: handled as a Ctrl-C
@@ -42,7 +43,7 @@ async def run_task(
     session_id = await store.create_session(meta)
     if credentials is not None:
         await credentials.grant(session_id, meta)
-    await store.append(session_id, [Event("user.message", {"text": task.prompt})], expect=1)
+    await store.append(session_id, [UserMessage(task.prompt).event()], expect=1)
     started = time.perf_counter()
     outcome = await harness.wake(session_id)
     duration_ms = (time.perf_counter() - started) * 1000

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from stores.base import Event, SessionInfo, SessionStore
+from stores.events import ContextCompacted, ModelResponse, ToolCall, ToolResult, typed
 
 SYSTEM = "anthropic"
 
@@ -21,39 +22,42 @@ def _ns(seconds: float) -> int:
 
 
 def _model_call(event: Event) -> tuple[str, dict[str, Any], int, int]:
-    d, usage = event.data, event.data.get("usage", {})
-    model = (d.get("model") or "unknown").removeprefix("replay:")
+    call = typed(event)
+    usage, model = call.usage, (call.model or "unknown").removeprefix("replay:")
+    finish = "compaction" if isinstance(call, ContextCompacted) else call.stop_reason or ""
     attributes = {
         "gen_ai.operation.name": "chat", "gen_ai.system": SYSTEM, "gen_ai.request.model": model,
         "gen_ai.response.model": model, "gen_ai.usage.input_tokens": usage.get("input_tokens", 0),
         "gen_ai.usage.output_tokens": usage.get("output_tokens", 0),
         "gen_ai.usage.cache_read_input_tokens": usage.get("cache_read_input_tokens", 0),
         "gen_ai.usage.cache_creation_input_tokens": usage.get("cache_creation_input_tokens", 0),
-        "gen_ai.response.finish_reasons": [d.get("stop_reason") or ("compaction" if event.type == "context.compacted" else "")],
+        "gen_ai.response.finish_reasons": [finish],
         "harnesslab.position": event.position,
     }
-    if d.get("request_id"):
-        attributes["gen_ai.response.id"] = d["request_id"]
-    if d.get("ttft_ms") is not None:
-        attributes["harnesslab.ttft_ms"] = float(d["ttft_ms"])
+    if call.request_id:
+        attributes["gen_ai.response.id"] = call.request_id
+    if call.ttft_ms is not None:
+        attributes["harnesslab.ttft_ms"] = float(call.ttft_ms)
     end = _ns(event.ts)
-    return f"chat {model}", attributes, end - _ns((d.get("latency_ms") or 0) / 1000), end
+    return f"chat {model}", attributes, end - _ns((call.latency_ms or 0) / 1000), end
 
 
 def _tool_calls(events: list[Event]) -> Iterable[tuple[str, dict[str, Any], int, int]]:
-    started = {e.data.get("tool_use_id"): e for e in events if e.type == "tool.call"}
-    for result in (e for e in events if e.type == "tool.result"):
-        call = started.get(result.data.get("tool_use_id"))
-        name = result.data.get("name") or "unknown"
+    started = {ToolCall.read(e).tool_use_id: e for e in events if e.type == ToolCall.TYPE}
+    for event in (e for e in events if e.type == ToolResult.TYPE):
+        result = ToolResult.read(event)
+        logged = started.get(result.tool_use_id)
+        call = ToolCall.read(logged) if logged else ToolCall(result.tool_use_id)
+        name = result.name or "unknown"
         attributes = {
             "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": name,
-            "gen_ai.tool.call.id": result.data.get("tool_use_id") or "", "harnesslab.hand": (call.data.get("hand") if call else None) or "",
-            "harnesslab.is_error": bool(result.data.get("is_error")), "harnesslab.position": result.position,
+            "gen_ai.tool.call.id": result.tool_use_id or "", "harnesslab.hand": call.hand or "",
+            "harnesslab.is_error": bool(result.is_error), "harnesslab.position": event.position,
         }
-        if call is not None and call.data.get("hand_name"):  # which of the session's hands ran it
-            attributes["harnesslab.hand_name"] = call.data["hand_name"]
-        end = _ns(result.ts)
-        start = _ns(call.ts) if call else end - _ns((result.data.get("duration_ms") or 0) / 1000)
+        if call.hand_name:  # which of the session's hands ran it
+            attributes["harnesslab.hand_name"] = call.hand_name
+        end = _ns(event.ts)
+        start = _ns(logged.ts) if logged else end - _ns((result.duration_ms or 0) / 1000)
         yield f"execute_tool {name}", attributes, start, end
 
 
@@ -68,7 +72,8 @@ def session_spans(tracer: Any, info: SessionInfo, events: list[Event]) -> int:
         "harnesslab.status": info.status, "harnesslab.events": len(events),
     })
     context = trace.set_span_in_context(root)
-    children = [_model_call(e) for e in events if e.type in ("model.response", "context.compacted")] + list(_tool_calls(events))
+    calls = [_model_call(e) for e in events if e.type in (ModelResponse.TYPE, ContextCompacted.TYPE)]
+    children = calls + list(_tool_calls(events))
     for name, attributes, start, end in sorted(children, key=lambda child: child[2]):
         kind = trace.SpanKind.CLIENT if attributes["gen_ai.operation.name"] == "chat" else trace.SpanKind.INTERNAL
         tracer.start_span(name, context=context, kind=kind, attributes=attributes, start_time=start).end(end_time=end)

@@ -10,6 +10,8 @@ import json
 import re
 from typing import Any, Callable
 
+from harnesses.hands import DEFAULT_HAND
+from stores import events as logged
 from stores.base import Event, SessionInfo
 
 # C0 controls but newline and tab, DEL, C1 controls: every byte that starts or is a terminal control (ESC begins
@@ -76,41 +78,55 @@ def _positions(runs: list[tuple[int, int]]) -> str:
 
 
 def _describe(event: Event) -> tuple[str, str]:
-    describe = _DESCRIBERS.get(event.type)
+    value = logged.typed(event)
+    describe = _DESCRIBERS.get(type(value))
     if describe is not None:
         try:
-            return describe(event.data)
+            return describe(value)
         except (AttributeError, TypeError, ValueError):  # a field of an unexpected shape: shown as it is below
             pass
     return event.type, json.dumps(event.data, ensure_ascii=False)  # an unknown type or shape: shown, never dropped
 
 
-def _response(d: dict[str, Any]) -> tuple[str, str]:
+def _response(r: logged.ModelResponse) -> tuple[str, str]:
     parts = []
-    for block in d.get("content", []):
+    for block in r.content or []:
         if block.get("type") == "text":
             parts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
             parts.append(f"→ {block.get('name')} {json.dumps(block.get('input'), ensure_ascii=False)}")
-    usage = d.get("usage", {})
-    timing = f"[ttft {d.get('ttft_ms', 0):.1f} ms, {usage.get('input_tokens', 0)}/{usage.get('output_tokens', 0)} tokens]"
+    timing = f"[ttft {r.ttft_ms or 0:.1f} ms, {r.usage.get('input_tokens', 0)}/{r.usage.get('output_tokens', 0)} tokens]"
     return "assistant", f"{' '.join(parts)}  {timing}"
 
 
-_DESCRIBERS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
-    "session.created": lambda d: ("created", f"task {d.get('task', '-')}, tools {d.get('tools') or 'all'}"),
-    "user.message": lambda d: ("user", d.get("text", "")),
-    "harness.woke": lambda d: ("harness", f"woke ({d.get('harness')}, pid {d.get('pid')} on {d.get('host')})"),
-    "model.response": _response,
-    "tool.call": lambda d: ("tool.call", f"{d.get('name')} on {d.get('hand')} [{d.get('tool_use_id')}]"),
-    "tool.result": lambda d: (
-        "tool.result",
-        f"{'ERROR' if d.get('is_error') else 'ok'} ({d.get('duration_ms', 0):.1f} ms): {d.get('output', '')}",
+def _hand(hand_name: str | None, kind: str | None = None) -> str:
+    """Where a call ran (a tool.call without a hand name ran in the harness or the proxy), or which hand a sandbox is:
+    the session's hand and its kind, as far as the log says."""
+    if hand_name is None:
+        return kind or "?"
+    return f"hand {hand_name}" + (f" ({kind})" if kind else "")
+
+
+def _sandbox_hand(hand_name: str | None, kind: str | None = None) -> str:
+    return _hand(hand_name or DEFAULT_HAND, kind)  # sandbox.* events that name no hand are about the default one
+
+
+_DESCRIBERS: dict[type, Callable[[Any], tuple[str, str]]] = {
+    logged.SessionCreated: lambda c: ("created", f"task {c.meta.get('task', '-')}, tools {c.meta.get('tools') or 'all'}"),
+    logged.UserMessage: lambda m: ("user", m.text),
+    logged.HarnessWoke: lambda w: ("harness", f"woke ({w.harness}, pid {w.pid} on {w.host})"),
+    logged.ModelResponse: _response,
+    logged.ToolCall: lambda c: (c.TYPE, f"{c.name} on {_hand(c.hand_name, c.hand)} [{c.tool_use_id}]"),
+    logged.ToolResult: lambda r: (
+        r.TYPE, f"{'ERROR' if r.is_error else 'ok'} ({r.duration_ms or 0:.1f} ms): {r.output}",
     ),
-    "sandbox.provisioned": lambda d: ("sandbox", f"provisioned {d.get('sandbox_id')} ({d.get('provision_ms', 0):.1f} ms)"),
-    "sandbox.lost": lambda d: ("sandbox", f"LOST {d.get('sandbox_id')}: {d.get('reason')}"),
-    "sandbox.handed": lambda d: ("sandbox", f"handed {d.get('sandbox_id')} to session {d.get('to')}"),
-    "sandbox.received": lambda d: ("sandbox", f"received {d.get('sandbox_id')} from session {d.get('from')}"),
-    "session.completed": lambda d: ("completed", d.get("reason", "")),
-    "session.failed": lambda d: ("FAILED", d.get("reason", "")),
+    logged.SandboxProvisioned: lambda p: (
+        "sandbox", f"provisioned {p.sandbox_id} as {_sandbox_hand(p.hand_name, p.hand)} ({p.provision_ms or 0:.1f} ms)"),
+    logged.SandboxLost: lambda lost: (
+        "sandbox", f"LOST {lost.sandbox_id} ({_sandbox_hand(lost.hand_name, lost.hand)}): {lost.reason}"),
+    logged.SandboxHanded: lambda h: ("sandbox", f"handed {h.sandbox_id} ({_sandbox_hand(h.hand_name)}) to session {h.to_session}"),
+    logged.SandboxReceived: lambda r: (
+        "sandbox", f"received {r.sandbox_id} as {_sandbox_hand(r.hand_name)} from session {r.from_session}"),
+    logged.SessionCompleted: lambda end: ("completed", end.reason),
+    logged.SessionFailed: lambda end: ("FAILED", end.reason),
 }

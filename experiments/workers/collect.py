@@ -25,23 +25,22 @@ from experiments.tasks.base import Task, Verdict
 from harnesses.base import Outcome
 from harnesses.hands import first_hand, live_sandbox_id
 from sandboxes.base import SandboxError, SandboxProvider, Setup
-from stores.base import Conflict, Event, SessionInfo, SessionStore
-
-CHECKED = "task.checked"
+from stores.base import TERMINAL_TYPES, Conflict, Event, SessionInfo, SessionStore
+from stores.events import SessionCreated, TaskChecked, typed
 
 
 def outcome_of(session_id: str, events: list[Event]) -> Outcome:
     """What the log says the session ended with (status `active` if it has not)."""
-    last = next((e for e in reversed(events) if e.type in ("session.completed", "session.failed")), None)
+    last = next((e for e in reversed(events) if e.type in TERMINAL_TYPES), None)
     if last is None:
         return Outcome(session_id, "active", "the session never ended")
-    return Outcome(session_id, last.type.removeprefix("session."), last.data.get("reason", ""),
-                   last.data.get("final_text", ""), live_sandbox_id(events, first_hand(events)))
+    end = typed(last)
+    return Outcome(session_id, end.STATUS, end.reason, end.final_text or "", live_sandbox_id(events, first_hand(events)))
 
 
 def logged_verdict(events: list[Event]) -> Verdict | None:
-    checked = [e for e in events if e.type == CHECKED]
-    return Verdict(bool(checked[-1].data.get("success")), checked[-1].data.get("detail", "")) if checked else None
+    checked = TaskChecked.all_in(events)
+    return Verdict(bool(checked[-1].success), checked[-1].detail) if checked else None
 
 
 class Checker:
@@ -63,7 +62,7 @@ class Checker:
             return logged
         if outcome.status == "active":
             return Verdict(False, "not checked: the session has not ended")
-        meta = events[0].data
+        meta = SessionCreated.read(events[0]).meta
         task, why = self._task(meta)
         if task is None:
             self.not_checked += 1
@@ -73,9 +72,9 @@ class Checker:
         if sandboxes.failed is not None:  # its hands are on another machine, or gone: no verdict to log
             self.not_checked += 1
             return Verdict(False, f"not checked: no sandbox to check it in here ({sandboxes.failed}); {HOW_TO_CHECK}")
-        data = {"success": verdict.success, "detail": verdict.detail, "worker": self.slot, "host": socket.gethostname()}
+        checked = TaskChecked(verdict.success, verdict.detail, self.slot, socket.gethostname())
         try:
-            await self.store.append(session_id, [Event(CHECKED, data)], expect=len(events))
+            await self.store.append(session_id, [checked.event()], expect=len(events))
             self.logged += 1
         except Conflict:
             pass  # another worker checked it first

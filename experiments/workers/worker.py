@@ -23,14 +23,15 @@ from experiments.faults.kinds import mixed_seed
 from experiments.run.load import startup_frozen
 from experiments.workers.supervisor import CANNOT_GO_ON
 from stores.base import Event, StoreError, StoreUnavailable
+from stores.events import HarnessWoke, UserMessage
 
 log = logging.getLogger(__name__)
 
 
 def owner(events: list[Event]) -> str | None:
     """The worker slot that last woke on this session."""
-    woke = [e for e in events if e.type == "harness.woke"]
-    return woke[-1].data.get("worker") if woke else None
+    woke = HarnessWoke.all_in(events)
+    return woke[-1].worker if woke else None
 
 
 class CannotGoOn(RuntimeError):
@@ -89,7 +90,7 @@ class Worker:
                 raise
             self._skip(info.id, f"its log cannot be read: {exc}")
             return False
-        return owner(events) in (None, self.slot) and any(e.type == "user.message" for e in events)
+        return owner(events) in (None, self.slot) and any(e.type == UserMessage.TYPE for e in events)
 
     async def _drive(self, info: Any) -> None:
         try:
