@@ -228,7 +228,8 @@ def sandbox_prune(args: argparse.Namespace) -> int:
 
     client = docker.from_env()
     try:
-        print(f"removed {prune(client.api)} harnesslab container(s)")
+        removed = prune(client.api, orphans_only=not args.all)
+        print(f"removed {removed} harnesslab container(s)" + ("" if args.all else " whose run has ended"))
     finally:
         client.close()
     return 0

@@ -9,7 +9,7 @@
   harnesslab submit / worker / collect [OVERRIDES]   sessions in a shared store, driven by restartable workers
   harnesslab report PATH ... [--out D]       what results files' runs vary and each section about them; plots
   harnesslab docker setup                     start a Docker engine and build the sandbox image offline
-  harnesslab sandbox prune                    remove leftover sandbox containers
+  harnesslab sandbox prune [--all]            remove the sandbox containers of runs that have ended
   harnesslab postgres start|stop              a throwaway local PostgreSQL for store=postgres
 """
 from __future__ import annotations
@@ -153,7 +153,9 @@ def parser() -> argparse.ArgumentParser:
     docker.add_parser("setup", help="start an engine (installing docker.io if needed) and build the image offline").set_defaults(
         handler=handlers.docker_setup)
     sandbox = commands.add_parser("sandbox", help="sandbox housekeeping").add_subparsers(metavar="ACTION", required=True)
-    sandbox.add_parser("prune", help="remove every harnesslab container left on the engine").set_defaults(handler=handlers.sandbox_prune)
+    prune = sandbox.add_parser("prune", help="remove the harnesslab containers of runs that have ended (their owner process is gone)")
+    prune.add_argument("--all", action="store_true", help="every harnesslab container, those of runs still going too")
+    prune.set_defaults(handler=handlers.sandbox_prune)
 
     postgres = commands.add_parser("postgres", help="a throwaway local PostgreSQL server").add_subparsers(
         metavar="ACTION", required=True

@@ -7,6 +7,7 @@ import gc
 import os
 import socket
 import struct
+import subprocess
 import threading
 
 import pytest
@@ -18,6 +19,7 @@ from harnesses.decoupled import DecoupledHarness
 from sandboxes import docker as docker_module
 from sandboxes.base import SandboxLost
 from sandboxes.docker import LABEL, DockerSandboxProvider, _Channel
+from sandboxes.process import process_identity
 from sandboxes.tools import ToolError
 from stores.memory import MemoryStore
 from tests.experiments.test_cli import harnesslab
@@ -80,12 +82,22 @@ async def test_no_container_outlives_its_provider(docker_image):
         client.close()
 
 
-async def test_prune_removes_leftovers(docker_image, tmp_path):
-    provider = DockerSandboxProvider(image=docker_image)
-    await provider.provision()  # left behind, as a crashed run would
-    done = harnesslab("sandbox", "prune", cwd=tmp_path)
-    assert done.returncode == 0 and "removed" in done.stdout and int(done.stdout.split()[1]) >= 1
-    await provider.close()
+async def test_prune_removes_the_leftovers_of_ended_runs_and_spares_those_of_runs_going_on(docker_image, tmp_path):
+    ended = subprocess.Popen(["sleep", "60"])  # a run's process, SIGKILLed: its containers are left behind
+    owner = process_identity(ended.pid)
+    ended.kill()
+    ended.wait()
+    left = DockerSandboxProvider(image=docker_image, owner=owner)
+    going = DockerSandboxProvider(image=docker_image)  # this process's run goes on
+    try:
+        leftover, running = await left.provision(), await going.provision()
+        done = harnesslab("sandbox", "prune", cwd=tmp_path)
+        assert done.returncode == 0 and "whose run has ended" in done.stdout and int(done.stdout.split()[1]) >= 1
+        assert not await leftover.alive() and await running.alive()
+        assert (await running.execute("bash", {"command": "echo still here"})).output.strip() == "still here"
+    finally:
+        await going.close()
+        await left.close()
 
 
 async def test_kept_hands_outlive_the_brain_that_made_them_and_stale_replies_are_dropped(docker_image):
