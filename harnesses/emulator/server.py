@@ -1,7 +1,9 @@
 """The Messages API over HTTP: POST /v1/messages (SSE stream or JSON) and /v1/messages/count_tokens.
 
-Answers come from task solver policies that see only the request's messages; timing from a
-LatencyProfile; failures from a FaultProfile. Errors use the API's status codes and JSON shapes.
+Requests are validated as the API validates them (harnesses/emulator/validation.py; `strict=False` loosens it).
+Answers come from task solver policies that see only the request's messages; timing from a LatencyProfile;
+failures from a FaultProfile. Errors use the API's status codes and JSON shapes; each one the validation finds
+is kept in `rejections`, naming its rule.
 """
 from __future__ import annotations
 
@@ -10,11 +12,15 @@ import collections
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 from aiohttp import web
 
+from harnesses.emulator.catalog import model_table
+from harnesses.emulator.rules import RequestError
 from harnesses.emulator.service import FaultProfile, LatencyProfile, PromptCache, prompt_tokens
+from harnesses.emulator.validation import validate
 from harnesses.contexts.vocabulary import estimate_tokens
 from harnesses.models.offline_brain import PolicyBook, answer
 
@@ -24,12 +30,17 @@ _FAULT_STATUS = {
     "overloaded": (529, "overloaded_error", "Overloaded (emulated)."),
     "server_error": (500, "api_error", "Internal server error (emulated)."),
 }
+SERVICE_TIER = "standard"  # what usage.service_tier says: the emulator has no priority capacity to give
 
 
-class RequestError(Exception):
-    def __init__(self, status: int, kind: str, message: str, headers: Mapping[str, str] | None = None):
-        super().__init__(message)
-        self.status, self.kind, self.headers = status, kind, dict(headers or {})
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A request the validation refused: the rule, the answer's status and message, and the request's body."""
+
+    rule: str
+    status: int
+    message: str
+    body: Any
 
 
 class EmulatorServer:
@@ -39,18 +50,22 @@ class EmulatorServer:
         latency: LatencyProfile | None = None,
         faults: FaultProfile | None = None,
         cache_min_tokens: int = 1024,
+        strict: bool = True,
+        models: Mapping[str, Mapping[str, Any]] | None = None,
     ):
-        self.policies = policies
+        self.policies, self.strict = policies, strict
+        self.models = model_table(models)  # the known models: harnesses/emulator/catalog.py's and `models`
         self.latency, self.faults = latency or LatencyProfile(), faults or FaultProfile()
         self.cache = PromptCache(min_tokens=cache_min_tokens)
         self._fault_rng = self.faults.stream()
         self._runner: web.AppRunner | None = None
         self.url = ""
-        self.served: dict[str, int] = {"requests": 0, "streams": 0, "faults": 0, "hung_up": 0}
+        self.served: dict[str, int] = {"requests": 0, "streams": 0, "faults": 0, "hung_up": 0, "rejected": 0}
+        self.rejections: collections.deque[Rejection] = collections.deque(maxlen=100)  # the latest ones
         self.lateness_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # first delta vs its deadline
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[_api_errors], client_max_size=64 * 1024 * 1024)
+        app = web.Application(middlewares=[self._api_errors], client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/emulator/stats", self._stats)
@@ -71,6 +86,18 @@ class EmulatorServer:
             await self._runner.cleanup()
             self._runner = None
 
+    @web.middleware
+    async def _api_errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except RequestError as exc:
+            headers = {**exc.headers, "x-emulator-rule": exc.rule} if exc.rule else exc.headers  # for whoever debugs it
+            return _json({"type": "error", "error": {"type": exc.kind, "message": str(exc)}}, exc.status, headers)
+        except web.HTTPNotFound:
+            return _json({"type": "error", "error": {"type": "not_found_error", "message": f"{request.path}: not found"}}, 404)
+        except web.HTTPMethodNotAllowed:
+            return _json({"type": "error", "error": {"type": "invalid_request_error", "message": f"{request.method} is not allowed"}}, 405)
+
     # -- handlers ---------------------------------------------------------------------------------
 
     async def _stats(self, request: web.Request) -> web.Response:
@@ -80,12 +107,23 @@ class EmulatorServer:
         return _json({**self.served, "lateness_ms": {"p50": at(0.5), "p95": at(0.95), "max": at(1.0), "count": len(late)}})
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
-        body = await _body(request, needs_max_tokens=False)
+        body = await self._valid_body(request, "count_tokens")
         return _json({"input_tokens": prompt_tokens(body)})
+
+    async def _valid_body(self, request: web.Request, endpoint: str) -> dict[str, Any]:
+        """The request's body, or the RequestError of the first rule it breaks (kept in `rejections`)."""
+        body = await _body(request)
+        try:
+            validate(body, request.headers, self.models, self.strict, endpoint)
+        except RequestError as exc:
+            self.served["rejected"] += 1
+            self.rejections.append(Rejection(exc.rule or "", exc.status, str(exc), body))
+            raise
+        return body
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         arrived = time.perf_counter()
-        body = await _body(request, needs_max_tokens=True)
+        body = await self._valid_body(request, "messages")
         self.served["requests"] += 1
         fault = self.faults.draw(self._fault_rng)
         if fault in _FAULT_STATUS:
@@ -94,7 +132,7 @@ class EmulatorServer:
             headers = {"retry-after": f"{self.faults.retry_after_s:g}"} if status == 429 else {}
             raise RequestError(status, kind, message, headers)
         content = answer(self.policies, body["messages"], body.get("tools") or [])
-        usage = {**self.cache.usage(body), "output_tokens": estimate_tokens(content)}
+        usage = {**self.cache.usage(body), "output_tokens": estimate_tokens(content), "service_tier": SERVICE_TIER}
         rng = self.latency.rng_for(body)
         ttft_s = self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng) / 1000
         message = {
@@ -139,7 +177,7 @@ class EmulatorServer:
                     return
             pending.append(_event("content_block_stop", {"index": index}))
         pending += [
-            _event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+            _event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
                                      "usage": {"output_tokens": usage["output_tokens"]}}),
             _event("message_stop", {}),
         ]
@@ -184,8 +222,8 @@ def _json(payload: Any, status: int = 200, headers: Mapping[str, str] | None = N
     return web.json_response(payload, status=status, headers={**_request_id(), **(headers or {})})
 
 
-async def _body(request: web.Request, needs_max_tokens: bool) -> dict[str, Any]:
-    """The request body, or RequestError naming what is wrong with it (as the API would)."""
+async def _body(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object, or RequestError (as the API answers: a key first, then JSON)."""
     if not (request.headers.get("x-api-key") or request.headers.get("authorization")):
         raise RequestError(401, "authentication_error", "x-api-key header is required")
     try:
@@ -194,37 +232,4 @@ async def _body(request: web.Request, needs_max_tokens: bool) -> dict[str, Any]:
         raise RequestError(400, "invalid_request_error", "request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise RequestError(400, "invalid_request_error", "request body must be a JSON object")
-    problems = []
-    if not isinstance(body.get("model"), str):
-        problems.append("model: Field required (a string)")
-    if needs_max_tokens and not (isinstance(body.get("max_tokens"), int) and body["max_tokens"] >= 1):
-        problems.append("max_tokens: Field required (an integer >= 1)")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        problems.append("messages: Field required (a non-empty list)")
-    else:
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
-                problems.append(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-            elif not isinstance(m.get("content"), (str, list)):
-                problems.append(f"messages.{i}.content: Input should be a string or a list of content blocks")
-        if isinstance(messages[0], dict) and messages[0].get("role") != "user":
-            problems.append("messages.0.role: the first message must use the 'user' role")
-    for i, tool in enumerate(body.get("tools") or []):
-        if not isinstance(tool, dict) or not isinstance(tool.get("name"), str) or not isinstance(tool.get("input_schema"), dict):
-            problems.append(f"tools.{i}: a tool needs a string name and an input_schema object")
-    if problems:
-        raise RequestError(400, "invalid_request_error", "; ".join(problems))
     return body
-
-
-@web.middleware
-async def _api_errors(request: web.Request, handler: Any) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except RequestError as exc:
-        return _json({"type": "error", "error": {"type": exc.kind, "message": str(exc)}}, exc.status, exc.headers)
-    except web.HTTPNotFound:
-        return _json({"type": "error", "error": {"type": "not_found_error", "message": f"{request.path}: not found"}}, 404)
-    except web.HTTPMethodNotAllowed:
-        return _json({"type": "error", "error": {"type": "invalid_request_error", "message": f"{request.method} is not allowed"}}, 405)

@@ -4,6 +4,9 @@ The SDK talks to the emulator over real HTTP, exactly as it would to the API. Wi
 the server shares the caller's event loop (a thread of its own measured slower: GIL hand-offs); with
 `serve: process` it runs in a process of its own, which no work of the harness can delay — what a
 benchmark of the harness under load wants, since a real API is not slowed by its clients' CPU.
+
+The emulator validates requests as the API does (`strict`, the default; docs/emulator.md), and knows the models
+of harnesses/emulator/catalog.py and `models` (name: {context_window, max_output_tokens, prefill}).
 """
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import asyncio
 import dataclasses
 from typing import Any, Mapping
 
+from harnesses.emulator.catalog import model_table
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
 from harnesses.models.anthropic import AnthropicModel
@@ -31,16 +35,25 @@ class EmulatorModel(AnthropicModel):
         cache_min_tokens: int = 1024,
         model: str = "claude-emulated",
         serve: str = "in_process",
+        strict: bool = True,
+        models: Mapping[str, Mapping[str, Any]] | None = None,
         **options: Any,
     ):
         if serve not in SERVE:
             raise ValueError(f"model.serve={serve!r}; valid: {', '.join(SERVE)}")
+        if not isinstance(strict, bool):
+            raise ValueError(f"model.strict={strict!r}; valid: true (validate requests as the API does) or false (loosely)")
         if serve == "process" and not isinstance(policies, str):
             raise ValueError("model.serve=process needs model.policies as an import path (e.g. experiments.tasks.policy_book)")
         super().__init__(model=model, api_key_env="", **options)
         self.latency = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
         self.faults, self.cache_min_tokens = FaultProfile(**(faults or {})), cache_min_tokens
-        self.policies, self.serve = policies, serve
+        self.policies, self.serve, self.strict = policies, serve, strict
+        known = model_table(models)  # a bad entry is refused now, not when the server starts
+        self.models = {str(name): dict(limits) for name, limits in (models or {}).items()}  # plain, for a child's JSON
+        if strict and model not in known:
+            raise ValueError(f"model.model={model!r} is not a model the emulator knows; valid: "
+                             f"{', '.join(known)}, or one added under model.models")
         self.server: EmulatorServer | None = None
         self.child: Any = None  # a sandboxes.child.Child with serve=process
 
@@ -48,7 +61,8 @@ class EmulatorModel(AnthropicModel):
         if self.serve == "process":
             self.base_url = await asyncio.to_thread(self._start_child)
         else:
-            self.server = EmulatorServer(load_policies(self.policies), self.latency, self.faults, self.cache_min_tokens)
+            self.server = EmulatorServer(load_policies(self.policies), self.latency, self.faults, self.cache_min_tokens,
+                                         self.strict, self.models)
             self.base_url = await self.server.start()
         return "emulator", self.base_url  # the emulator wants some key, as the API does; no real credential
 
@@ -58,6 +72,7 @@ class EmulatorModel(AnthropicModel):
         self.child = Child("harnesses.emulator.child", {
             "policies": self.policies, "latency": dataclasses.asdict(self.latency),
             "faults": dataclasses.asdict(self.faults), "cache_min_tokens": self.cache_min_tokens,
+            "strict": self.strict, "models": self.models,
         })
         return self.child.start()["url"]
 

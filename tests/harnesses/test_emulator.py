@@ -44,14 +44,14 @@ def user(text: str) -> list[dict]:
 
 
 async def test_create_without_streaming(api):
-    message = await api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC))
+    message = await api.messages.create(model="claude-emulated", max_tokens=64, messages=user(ARITHMETIC))
     assert (message.content[0].text, message.stop_reason, message.role) == ("391", "end_turn", "assistant")
     assert message.usage.input_tokens > 0 and message.usage.output_tokens > 0
     assert message._request_id.startswith("req_emu_")
 
 
 async def test_create_streaming_yields_every_event_kind(api):
-    stream = await api.messages.create(model="m", max_tokens=64, messages=user(GREETING), stream=True)
+    stream = await api.messages.create(model="claude-emulated", max_tokens=64, messages=user(GREETING), stream=True)
     kinds, partial = [], ""
     async for event in stream:
         kinds.append(event.type)
@@ -64,7 +64,7 @@ async def test_create_streaming_yields_every_event_kind(api):
 
 async def test_stream_helper_and_a_tool_use_round_trip(api):
     tools = [{"name": "write_file", "description": "write", "input_schema": {"type": "object"}}]
-    async with api.messages.stream(model="m", max_tokens=64, messages=user(GREETING), tools=tools) as stream:
+    async with api.messages.stream(model="claude-emulated", max_tokens=64, messages=user(GREETING), tools=tools) as stream:
         first = await stream.get_final_message()
     [use] = first.content
     assert (first.stop_reason, use.type, use.name) == ("tool_use", "tool_use", "write_file")
@@ -72,14 +72,14 @@ async def test_stream_helper_and_a_tool_use_round_trip(api):
         {"role": "assistant", "content": [use.model_dump(exclude_none=True)]},
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "wrote 18 bytes"}]},
     ]
-    async with api.messages.stream(model="m", max_tokens=64, messages=followup, tools=tools) as stream:
+    async with api.messages.stream(model="claude-emulated", max_tokens=64, messages=followup, tools=tools) as stream:
         final = await stream.get_final_message()
     assert final.stop_reason == "end_turn" and final.content[0].text == "Created hello.txt."
 
 
 async def test_count_tokens_matches_what_usage_reports(api):
-    counted = await api.messages.count_tokens(model="m", messages=user(ARITHMETIC))
-    message = await api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC))
+    counted = await api.messages.count_tokens(model="claude-emulated", messages=user(ARITHMETIC))
+    message = await api.messages.create(model="claude-emulated", max_tokens=64, messages=user(ARITHMETIC))
     assert counted.input_tokens == message.usage.input_tokens
 
 
@@ -87,25 +87,26 @@ def test_the_synchronous_client(threaded_emulator):
     with anthropic.Anthropic(api_key="emulator", base_url=threaded_emulator.url, max_retries=0) as api, \
             warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert api.messages.create(model="m", max_tokens=64, messages=user(ARITHMETIC)).content[0].text == "391"
-        with api.messages.stream(model="m", max_tokens=64, messages=user(ARITHMETIC)) as stream:
+        assert api.messages.create(model="claude-emulated", max_tokens=64, messages=user(ARITHMETIC)).content[0].text == "391"
+        with api.messages.stream(model="claude-emulated", max_tokens=64, messages=user(ARITHMETIC)) as stream:
             assert "".join(stream.text_stream) == "391"
-        assert api.messages.count_tokens(model="m", messages=user(ARITHMETIC)).input_tokens > 0
+        assert api.messages.count_tokens(model="claude-emulated", messages=user(ARITHMETIC)).input_tokens > 0
     assert not [f"{w.filename}: {w.message}" for w in caught], "the SDK warned"
 
 
 @pytest.mark.parametrize(
     "request_options, status, kind, message",
     [
-        ({"model": "m", "max_tokens": 0, "messages": []}, 400, "invalid_request_error", "max_tokens: Field required"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid_request_error", "messages.0.role"),
-        ({"model": "m", "max_tokens": 9, "messages": [{"role": "assistant", "content": "x"}]}, 400, "invalid_request_error", "first message"),
+        ({"model": "claude-emulated", "max_tokens": -1, "messages": user("x")}, 400, "invalid_request_error", "max_tokens: Input should be"),
+        ({"model": "claude-emulated", "max_tokens": 9, "messages": [{"role": "robot", "content": "x"}]}, 400, "invalid_request_error", "messages.0.role"),
+        ({"model": "m", "max_tokens": 9, "messages": user("x")}, 404, "not_found_error", "model: m"),
     ],
 )
 async def test_bad_requests_get_the_apis_error_shape(api, request_options, status, kind, message):
-    with pytest.raises(anthropic.BadRequestError) as caught:
+    """Every rule has its own test in test_emulator_conformance*.py; these check the error's shape, as the SDK sees it."""
+    with pytest.raises(anthropic.APIStatusError) as caught:
         await api.messages.create(**request_options)
-    assert caught.value.status_code == status and caught.value.body["error"]["type"] == kind
+    assert caught.value.status_code == status and caught.value.body == {"type": "error", "error": {"type": kind, "message": caught.value.body["error"]["message"]}}
     assert message in caught.value.body["error"]["message"]
 
 
@@ -128,7 +129,7 @@ async def test_faults_use_the_apis_status_codes(kind, status, error):
     try:
         with pytest.raises(error) as caught:
             async with client(server) as api:
-                await api.messages.create(model="m", max_tokens=9, messages=user(ARITHMETIC))
+                await api.messages.create(model="claude-emulated", max_tokens=9, messages=user(ARITHMETIC))
         assert caught.value.status_code == status
         if status == 429:
             assert caught.value.response.headers["retry-after"] == "0.25"
@@ -143,7 +144,7 @@ async def test_a_disconnect_cuts_the_stream_before_message_stop():
     try:
         with pytest.raises(Exception) as caught:
             async with client(server) as api:
-                stream = await api.messages.create(model="m", max_tokens=9, messages=user(GREETING), stream=True)
+                stream = await api.messages.create(model="claude-emulated", max_tokens=64, messages=user(GREETING), stream=True)
                 async for event in stream:
                     kinds.append(event.type)
         assert "message_stop" not in kinds and "content_block_delta" in kinds, (kinds, caught.value)
