@@ -1,9 +1,9 @@
 """The Messages API over HTTP: POST /v1/messages (SSE stream or JSON) and /v1/messages/count_tokens.
 
 Requests are validated as the API validates them (harnesses/emulator/validation.py; `strict=False` loosens it).
-Answers come from task solver policies that see only the request's messages; timing from a LatencyProfile;
-failures from a FaultProfile. Errors use the API's status codes and JSON shapes; each one the validation finds
-is kept in `rejections`, naming its rule.
+Answers come from task solver policies that see only the request's messages, shaped by the request's parameters
+(harnesses/emulator/parameters.py); timing from a LatencyProfile; failures from a FaultProfile. Errors use the
+API's status codes and JSON shapes; each one the validation finds is kept in `rejections`, naming its rule.
 """
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from harnesses.emulator.catalog import model_table
+from harnesses.emulator.parameters import honour
 from harnesses.emulator.rules import RequestError
 from harnesses.emulator.service import FaultProfile, LatencyProfile, PromptCache, prompt_tokens
 from harnesses.emulator.validation import validate
-from harnesses.contexts.vocabulary import estimate_tokens
 from harnesses.models.offline_brain import PolicyBook, answer
 
 CHUNKS_PER_BLOCK = 8  # deltas a content block is streamed in
@@ -131,14 +131,15 @@ class EmulatorServer:
             status, kind, message = _FAULT_STATUS[fault]
             headers = {"retry-after": f"{self.faults.retry_after_s:g}"} if status == 429 else {}
             raise RequestError(status, kind, message, headers)
-        content = answer(self.policies, body["messages"], body.get("tools") or [])
-        usage = {**self.cache.usage(body), "output_tokens": estimate_tokens(content), "service_tier": SERVICE_TIER}
-        rng = self.latency.rng_for(body)
+        rng = self.latency.rng_for(body)  # seeded by the request, its temperature and top_p included
+        usage = self.cache.usage(body)
         ttft_s = self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng) / 1000
+        answered = honour(answer(self.policies, body["messages"], body.get("tools") or []), body, rng)
+        usage.update(output_tokens=answered.output_tokens, service_tier=SERVICE_TIER)
         message = {
             "id": f"msg_emu_{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant", "model": body["model"],
-            "content": content, "stop_reason": "tool_use" if any(b["type"] == "tool_use" for b in content) else "end_turn",
-            "stop_sequence": None, "usage": usage,
+            "content": answered.content, "stop_reason": answered.stop_reason, "stop_sequence": answered.stop_sequence,
+            "usage": usage,
         }
         headers = {**_request_id(), "x-emulator-ttft-ms": f"{ttft_s * 1000:.3f}"}  # the TTFT it chose, for benchmarks
         if not body.get("stream"):
@@ -176,6 +177,8 @@ class EmulatorServer:
                     request.transport.close()
                     return
             pending.append(_event("content_block_stop", {"index": index}))
+        if not message["content"]:  # nothing to say (max_tokens 0), said no sooner than the TTFT
+            await _sleep_until(first_delta_at)
         pending += [
             _event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
                                      "usage": {"output_tokens": usage["output_tokens"]}}),
