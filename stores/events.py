@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Self
 
-from stores.base import Event
+from stores.base import SCHEMA_VERSION, Event
 
 HARNESS_HAND = "harness"  # tool.call's hand for a tool the harness answers from the log (a context's own)
 PROXY_HAND = "proxy"  # tool.call's hand for a tool the credential proxy runs
@@ -39,8 +39,8 @@ class Logged:
     V1_KEYS: ClassVar[dict[str, str]] = {}  # field -> the key it had in schema version 1
 
     def event(self) -> Event:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        return Event(self.TYPE, {k: v for k, v in data.items() if v is not None or k not in self.OPTIONAL})
+        values = ((name, getattr(self, name)) for name in _keys(type(self), SCHEMA_VERSION))
+        return Event(self.TYPE, {name: value for name, value in values if value is not None or name not in self.OPTIONAL})
 
     @classmethod
     def read(cls, event: Event) -> Self:
