@@ -1,6 +1,7 @@
 """The Messages-API emulator in a process of its own (`model.serve=process`): no work of the harness
 can delay its answers, as none can delay a remote API's. Started by EmulatorModel through
-sandboxes.child.Child; its config (policies, latency, faults, strict, models) comes on stdin as JSON."""
+sandboxes.child.Child; its config (policies, latency, faults, cache_min_tokens; strict and models if not the defaults) comes on
+stdin as JSON."""
 from __future__ import annotations
 
 import gc
@@ -15,7 +16,7 @@ from sandboxes.child import serve
 async def start(config: dict[str, Any]):
     server = EmulatorServer(
         load_policies(config["policies"]), LatencyProfile(**config["latency"]), FaultProfile(**config["faults"]),
-        config["cache_min_tokens"], config["strict"], config["models"],
+        config["cache_min_tokens"], config.get("strict", True), config.get("models"),
     )
     url = await server.start()
     gc.freeze()  # what it loaded lives as long as it does: a full collection then walks only the open streams
