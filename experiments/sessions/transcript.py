@@ -127,6 +127,8 @@ _DESCRIBERS: dict[type, Callable[[Any], tuple[str, str]]] = {
     logged.SandboxHanded: lambda h: ("sandbox", f"handed {h.sandbox_id} ({_sandbox_hand(h.hand_name)}) to session {h.to_session}"),
     logged.SandboxReceived: lambda r: (
         "sandbox", f"received {r.sandbox_id} as {_sandbox_hand(r.hand_name)} from session {r.from_session}"),
+    logged.ContextCompacted: lambda c: ("compacted", f"positions [0, {c.to}) summarized: {c.summary}"),
+    logged.TaskChecked: lambda c: ("checked", f"{'passed' if c.success else 'FAILED'} (by {c.worker} on {c.host}): {c.detail}"),
     logged.SessionCompleted: lambda end: ("completed", end.reason),
     logged.SessionFailed: lambda end: ("FAILED", end.reason),
 }
