@@ -14,8 +14,11 @@ from typing import Any, AsyncIterator, ClassVar, Iterable, Protocol, Sequence, r
 
 SCHEMA_VERSION = 2  # the log's schema: stores/events.py
 
-# Event types that end a session's current turn; a later `user.message` reopens it.
-TERMINAL_TYPES = frozenset({"session.completed", "session.failed"})
+# The event types a store itself knows (stores/events.py has every type, these among them): the first of every
+# log; the one that opens a turn; the two that end it (TERMINAL_TYPES), which a later user message reopens.
+SESSION_CREATED, USER_MESSAGE = "session.created", "user.message"
+SESSION_COMPLETED, SESSION_FAILED = "session.completed", "session.failed"
+TERMINAL_TYPES = frozenset({SESSION_COMPLETED, SESSION_FAILED})
 _TYPE_PATTERN = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+")  # fullmatch: `$` would let "a.b\n" through
 _VALID_TYPES: set[str] = set()  # types already checked against _TYPE_PATTERN
 MAX_SESSION_ID_LENGTH = 200  # characters; a uuid4 hex is 32
@@ -113,7 +116,7 @@ def status_after(types: Iterable[str], current: str = "active") -> str:
     for kind in types:
         if kind in TERMINAL_TYPES:
             current = kind.removeprefix("session.")
-        elif kind == "user.message":
+        elif kind == USER_MESSAGE:
             current = "active"
     return current
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from stores.base import (
+    SESSION_CREATED,
     Event,
     SessionExists,
     SessionNotFound,
@@ -96,7 +97,7 @@ class BatchWriter:
     async def create_session(self, meta: dict[str, Any], session_id: str | None = None) -> str:
         session_id = uuid.uuid4().hex if session_id is None else session_id
         check_session_id(session_id)
-        row = encode_row(session_id, Event("session.created", dict(meta)))
+        row = encode_row(session_id, Event(SESSION_CREATED, dict(meta)))
         await self._write(Write(session_id, [row], 0, row[1]))
         return session_id
 

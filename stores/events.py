@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import MISSING, Field, dataclass, field, fields
 from typing import Any, ClassVar, Iterable, Self
 
-from stores.base import SCHEMA_VERSION, Event
+from stores.base import SCHEMA_VERSION, SESSION_COMPLETED, SESSION_CREATED, SESSION_FAILED, USER_MESSAGE, Event
 
 HARNESS_HAND = "harness"  # tool.call's hand for a tool the harness answers from the log (a context's own)
 PROXY_HAND = "proxy"  # tool.call's hand for a tool the credential proxy runs
@@ -87,7 +87,7 @@ def _default(f: Field) -> tuple[Any, bool]:
 class SessionCreated(Logged):
     """The session's meta (the task's system prompt, tools, workspace setup, ...): whatever its creator gave."""
 
-    TYPE: ClassVar[str] = "session.created"
+    TYPE: ClassVar[str] = SESSION_CREATED
     meta: dict[str, Any] = field(default_factory=dict)
 
     def event(self) -> Event:
@@ -104,7 +104,7 @@ class SessionCreated(Logged):
 
 @dataclass(frozen=True, slots=True)
 class UserMessage(Logged):
-    TYPE: ClassVar[str] = "user.message"
+    TYPE: ClassVar[str] = USER_MESSAGE
     text: str = ""
 
 
@@ -249,7 +249,7 @@ class TaskChecked(Logged):
 
 @dataclass(frozen=True, slots=True)
 class SessionCompleted(Logged):
-    TYPE: ClassVar[str] = "session.completed"
+    TYPE: ClassVar[str] = SESSION_COMPLETED
     STATUS: ClassVar[str] = "completed"  # the session's status once it ends so
     OPTIONAL = ("final_text",)
     reason: str = ""
@@ -258,7 +258,7 @@ class SessionCompleted(Logged):
 
 @dataclass(frozen=True, slots=True)
 class SessionFailed(Logged):
-    TYPE: ClassVar[str] = "session.failed"
+    TYPE: ClassVar[str] = SESSION_FAILED
     STATUS: ClassVar[str] = "failed"
     OPTIONAL = ("final_text",)
     reason: str = ""

@@ -5,6 +5,7 @@ import uuid
 from typing import Any, Sequence
 
 from stores.base import (
+    SESSION_CREATED,
     Event,
     SessionInfo,
     SessionExists,
@@ -31,7 +32,7 @@ class MemoryStore(SessionStore):
         check_session_id(session_id)
         if session_id in self._info:
             raise SessionExists(session_id)
-        row = encode_row(session_id, Event("session.created", dict(meta)))  # validated before anything is created
+        row = encode_row(session_id, Event(SESSION_CREATED, dict(meta)))  # validated before anything is created
         self._logs[session_id] = [row]
         self._info[session_id] = SessionInfo(session_id, dict(meta), 1, "active", row[2], row[2])
         return session_id
