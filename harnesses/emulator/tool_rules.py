@@ -61,7 +61,7 @@ def tool_schemas_valid(request: Request) -> None:
 @rule(TOOL_USE)
 def unique_tool_names(request: Request) -> None:
     """No two tools share a name."""
-    names = [tool.get("name") for tool in request.tools]
+    names = [tool.get("name", tool.get("type")) for tool in request.tools]  # a toolset has no name: its type stands in
     if len(names) != len(set(names)):
         raise invalid("tools: Tool names must be unique.")
 
