@@ -28,7 +28,8 @@ from sandboxes.tools import TOOLS
 from stores.memory import MemoryStore
 
 GROUP = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "context").glob("*.yaml"))
-OWN = {"first_and_last": {"_target_": "tests.harnesses.custom_context.FirstAndLastContext", "first": 1, "last": 3}}
+OWN = {"first_and_last": {"_target_": "tests.harnesses.custom_context.FirstAndLastContext", "first": 1, "last": 3},
+       "keep_ends": {"_target_": "examples.my_context.KeepEnds", "last": 3}}  # docs/guides/context-strategy.md
 LOGGED = [("smoke", "find_needle"), ("long_horizon", "needles_20")]  # each run with every strategy
 FAST = {"base_ttft_ms": 1, "prefill_ms_per_1k_tokens": 0, "output_tokens_per_s": 0, "jitter_sigma": 0}
 BLOCKS = {"user": {"text", "tool_result"}, "assistant": {"text", "tool_use"}}

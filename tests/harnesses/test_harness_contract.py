@@ -25,7 +25,7 @@ from stores.sqlite import SqliteStore
 from tests.harnesses.doubles import Crash, CrashAfterToolResult, Responses, start_session
 
 # Your own harness: a config under configs/harness/ is found already; a class of yours, by its import path, goes here.
-OWN: list[str] = []
+OWN: list[str] = ["examples.my_harness.LoggingHarness"]  # docs/guides/harness.md
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "harness"
 HARNESSES = sorted(path.stem for path in CONFIGS.glob("*.yaml")) + OWN

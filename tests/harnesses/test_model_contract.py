@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from examples.my_model import CountingModel
 from experiments.tasks import load_suite, policy_book
 from harnesses.base import Model, ModelError, ModelRequest, ModelResponse
 from harnesses.emulator.server import EmulatorServer
@@ -73,7 +74,13 @@ async def anthropic(tmp_path, faults, **options):
         await server.stop()
 
 
-MODELS = {"scripted": scripted, "emulator": emulator, "replay": replay, "anthropic": anthropic}
+@asynccontextmanager
+async def counting(tmp_path, faults, **options):  # a user's own (examples/my_model.py, docs/guides/model.md)
+    async with started(CountingModel(policy_book())) as model:
+        yield model
+
+
+MODELS = {"scripted": scripted, "emulator": emulator, "replay": replay, "anthropic": anthropic, "counting": counting}
 OVER_HTTP = ["emulator", "anthropic"]
 SMOKE = {task.name: task for _, _, task in load_suite("smoke")}
 
