@@ -7,6 +7,7 @@ import os
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 from experiments.bench.targets import target
@@ -24,24 +25,31 @@ async def timed(action: Callable[[], Awaitable[Any]], repeats: int) -> list[floa
     return timings
 
 
-def providers(root: str) -> dict[str, Callable[[], Any]]:
+@dataclass(frozen=True)
+class Backend:
+    make: Callable[[], Any]  # a new provider
+    pooled: bool = False  # a pool: given time to refill between hand-outs; its sandboxes are its inner provider's
+    engine: bool = False  # needs the Docker engine; its executor is measured beside exec_run and `docker exec`
+
+
+def providers(root: str) -> dict[str, Backend]:
     from sandboxes.docker import DockerSandboxProvider
     from sandboxes.local import LocalSandboxProvider
     from sandboxes.namespace import NamespaceSandboxProvider
     from sandboxes.pool import PoolProvider
 
     return {
-        "local": lambda: LocalSandboxProvider(root=f"{root}/local"),
-        "namespace": lambda: NamespaceSandboxProvider(root=f"{root}/namespace"),
-        "docker": lambda: DockerSandboxProvider(),
-        "pool(local)": lambda: PoolProvider(LocalSandboxProvider(root=f"{root}/pool"), size=4),
-        "pool(docker)": lambda: PoolProvider(DockerSandboxProvider(), size=4),
+        "local": Backend(lambda: LocalSandboxProvider(root=f"{root}/local")),
+        "namespace": Backend(lambda: NamespaceSandboxProvider(root=f"{root}/namespace")),
+        "docker": Backend(lambda: DockerSandboxProvider(), engine=True),
+        "pool(local)": Backend(lambda: PoolProvider(LocalSandboxProvider(root=f"{root}/pool"), size=4), pooled=True),
+        "pool(docker)": Backend(lambda: PoolProvider(DockerSandboxProvider(), size=4), pooled=True, engine=True),
     }
 
 
-async def provision_ms(make: Callable[[], Any], repeats: int) -> list[float]:
+async def provision_ms(backend: Backend, repeats: int) -> list[float]:
     """Time to a usable sandbox; a pool is filled first and given time to refill between hand-outs."""
-    provider = make()
+    provider = backend.make()
     try:
         await provider.start()
         timings = []
@@ -50,14 +58,14 @@ async def provision_ms(make: Callable[[], Any], repeats: int) -> list[float]:
             sandbox = await provider.provision()
             timings.append((time.perf_counter() - started) * 1000)
             await sandbox.close()
-            await asyncio.sleep(0.3 if "Pool" in type(provider).__name__ else 0)  # let a pool refill
+            await asyncio.sleep(0.3 if backend.pooled else 0)  # let a pool refill
         return timings
     finally:
         await provider.close()
 
 
-async def execute_ms(make: Callable[[], Any], repeats: int) -> dict[str, list[float]]:
-    provider = make()
+async def execute_ms(backend: Backend, repeats: int) -> dict[str, list[float]]:
+    provider = backend.make()
     try:
         sandbox = await provider.provision()
         await sandbox.execute("write_file", {"path": "a.txt", "content": "hello"})
@@ -66,7 +74,7 @@ async def execute_ms(make: Callable[[], Any], repeats: int) -> dict[str, list[fl
             "bash true": await timed(lambda: sandbox.execute("bash", {"command": "true"}), repeats),
             "bash cat": await timed(lambda: sandbox.execute("bash", {"command": "cat a.txt"}), repeats),
         }
-        if type(provider).__name__ == "DockerSandboxProvider":
+        if backend.engine:
             found.update(await docker_alternatives(provider, sandbox.id, repeats))
         return found
     finally:
@@ -96,31 +104,31 @@ async def main(quick: bool) -> None:
         makers = providers(root)
         if not (engine_answers() and image_present()):
             print("\n(docker skipped: run `make docker` first)")
-            makers = {k: v for k, v in makers.items() if "docker" not in k}
+            makers = {name: backend for name, backend in makers.items() if not backend.engine}
         await report_provision(makers, repeats)
         await report_execute(makers, repeats * 2)
 
 
-async def report_provision(makers: dict[str, Callable[[], Any]], repeats: int) -> None:
+async def report_provision(makers: dict[str, Backend], repeats: int) -> None:
     print(f"\nsandbox provision, to a usable sandbox ({repeats} each)")
     print(f"  {'backend':<14} {'p50 ms':>9} {'p95 ms':>9}")
     p50 = {}
-    for name, make in makers.items():
-        timings = await provision_ms(make, repeats)
+    for name, backend in makers.items():
+        timings = await provision_ms(backend, repeats)
         p50[name] = percentile(timings, 0.5)
         print(f"  {name:<14} {p50[name]:>9.2f} {percentile(timings, 0.95):>9.2f}")
     for name, bound in PROVISION_TARGETS_MS.items():
         print(f"  {target(f'{name} provision p50', p50.get(name), '<=', bound, ' ms')}")
 
 
-async def report_execute(makers: dict[str, Callable[[], Any]], repeats: int) -> None:
+async def report_execute(makers: dict[str, Backend], repeats: int) -> None:
     print(f"\nexecute round trip ({repeats} each)")
     print(f"  {'backend':<14} {'call':<22} {'p50 ms':>9} {'p95 ms':>9}")
     docker_p50 = {}
-    for name, make in makers.items():
-        if name.startswith("pool"):
+    for name, backend in makers.items():
+        if backend.pooled:
             continue  # a pool's sandboxes are its inner provider's
-        for call, timings in (await execute_ms(make, repeats)).items():
+        for call, timings in (await execute_ms(backend, repeats)).items():
             print(f"  {name:<14} {call:<22} {percentile(timings, 0.5):>9.2f} {percentile(timings, 0.95):>9.2f}")
             if name == "docker":
                 docker_p50[call] = percentile(timings, 0.5)
