@@ -6,7 +6,7 @@ import pytest
 
 from experiments.report.context import context_cells
 from experiments.results.tables import read_table
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 from tests.helpers import run_notebook
 
 

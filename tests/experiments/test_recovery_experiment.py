@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from experiments.results.tables import read_table
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 from tests.helpers import run_notebook
 from tests.stores.test_durable import require_postgres_server
 

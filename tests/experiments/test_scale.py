@@ -13,7 +13,7 @@ from experiments.results.tables import read_table
 from experiments.run.runner import poisson_arrivals
 from harnesses.base import ModelRequest
 from harnesses.models.emulator import EmulatorModel
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 
 def test_arrivals_are_seeded_poisson_or_all_at_once():

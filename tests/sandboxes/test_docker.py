@@ -22,7 +22,7 @@ from sandboxes.docker import LABEL, DockerSandboxProvider, _Channel
 from sandboxes.process import process_identity
 from sandboxes.tools import ToolError
 from stores.memory import MemoryStore
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 from tests.helpers import KillAfter
 
 pytestmark = pytest.mark.docker

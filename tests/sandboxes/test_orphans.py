@@ -23,7 +23,7 @@ import pytest
 from sandboxes.child import PROJECT_ROOT, Child
 from sandboxes.local import LocalSandboxProvider
 from tests.conftest import require
-from tests.experiments.test_cli import HARNESSLAB
+from tests.experiments.cli.test_cli import HARNESSLAB
 
 PARENT = """
 import asyncio, json, sys

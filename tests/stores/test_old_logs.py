@@ -12,7 +12,7 @@ from experiments.results.tables import read_table
 from experiments.sessions.sources import open_source
 from stores import events as logged
 from stores.base import SCHEMA_VERSION, Event
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "schema_v1"
 HANDS = "a0968c33f1a149ab9273d851169fec88"  # hands/: the shards task on hands a and b

@@ -19,7 +19,7 @@ from experiments.faults.findings import Recovery
 from experiments.results.tables import read_table
 from experiments.workers.worker import seed_model_faults
 from harnesses.emulator.service import FaultProfile
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 from tests.stores.test_durable import require_postgres_server
 
 SCRIPTED = ["model=scripted", "model.ttft_ms=60", "model.ms_per_output_token=1"]

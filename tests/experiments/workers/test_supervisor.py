@@ -19,7 +19,7 @@ from experiments.paths import PROJECT_ROOT
 from experiments.workers.supervisor import Supervisor, WorkerFailed
 from tests.sandboxes.test_orphans import alive, until
 
-TOY = "tests.experiments.toy_worker"
+TOY = "tests.experiments.workers.toy_worker"
 
 
 def toy(behaviours: dict[int, str] | str, python: str = sys.executable):
@@ -151,7 +151,7 @@ DRIVER = textwrap.dedent("""
     import asyncio, json, sys
     from pathlib import Path
     from experiments.workers.supervisor import Supervisor
-    from tests.experiments.test_supervisor import toy
+    from tests.experiments.workers.test_supervisor import toy
 
     async def main():
         supervisor = Supervisor(toy("sleeps"), 2, Path(sys.argv[1]), preload=json.loads(sys.argv[2]))

@@ -12,7 +12,7 @@ import pytest
 
 from experiments.paths import PROJECT_ROOT
 from experiments.results.tables import read_table
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 
 def documented_worker_example() -> list[list[str]]:

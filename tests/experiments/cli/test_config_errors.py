@@ -13,7 +13,7 @@ from experiments.run.config_check import RULES, ConfigError, check_config
 from experiments.run.job import compose_config, run_job
 from experiments.paths import CONFIG_DIR, PROJECT_ROOT
 from experiments.results.tables import read_table
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 QUICK = ["model=scripted", "store=memory", "tasks.only=[greeting]"]
 
@@ -36,10 +36,10 @@ def refused(done, expected: str) -> None:
                           "or use model=emulator)"),
     (["model=emulator", "model.latency_file=profiles/latency.yaml"], "model.latency_file='profiles/latency.yaml' "
                                                                      "(no file at {cwd}/profiles/latency.yaml)"),
-    (["context._target_=tests.experiments.custom_parts.PickyContext", "+context.keep=0"],
-     "context (tests.experiments.custom_parts.PickyContext) cannot be built: keep must be at least 1, got 0"),
-    (["context._target_=tests.experiments.custom_parts.PickyContext", "+context.nope=1"],
-     "context (tests.experiments.custom_parts.PickyContext) cannot be built: TypeError: "),
+    (["context._target_=tests.experiments.run.custom_parts.PickyContext", "+context.keep=0"],
+     "context (tests.experiments.run.custom_parts.PickyContext) cannot be built: keep must be at least 1, got 0"),
+    (["context._target_=tests.experiments.run.custom_parts.PickyContext", "+context.nope=1"],
+     "context (tests.experiments.run.custom_parts.PickyContext) cannot be built: TypeError: "),
     (["faults=harness_kill", "store=memory"], "store stores.memory.MemoryStore cannot be shared between processes, which worker processes (run.workers, faults=) need: use store=sqlite or store=postgres"),
 ])
 def test_a_bad_value_for_run_is_one_line_naming_it_and_nothing_runs(tmp_path, monkeypatch, overrides, expected):

@@ -11,9 +11,9 @@ from experiments.run.job import compose_config, run_job
 from experiments.run.parts import recorded_choices
 from experiments.paths import PROJECT_ROOT
 from experiments.results.tables import read_table
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
-CUSTOM = "tests.experiments.custom_parts"
+CUSTOM = "tests.experiments.run.custom_parts"
 ON_PATH = {"PYTHONPATH": str(PROJECT_ROOT)}  # the user's own package, importable by the run
 QUICK = ["model=scripted", "store=memory", "tasks.only=[greeting,fix_bug]"]
 

@@ -9,7 +9,7 @@ from experiments.bench import calibrate
 from experiments.tasks import policy_book
 from harnesses.emulator.service import LatencyProfile
 from harnesses.models.emulator import EmulatorModel
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 KNOWN = {"base_ttft_ms": 30.0, "prefill_ms_per_1k_tokens": 10.0, "output_tokens_per_s": 300.0, "jitter_sigma": 0.05}
 

@@ -6,7 +6,7 @@ import pytest
 
 from experiments.run.job import compose_config, run_job
 from experiments.report.main import report
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 SCRIPTED = ["store=memory", "model=scripted", "model.ttft_ms=20", "tasks.only=[greeting,fix_bug]"]
 

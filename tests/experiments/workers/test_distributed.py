@@ -10,7 +10,7 @@ import pytest
 
 from experiments.results.tables import read_table
 from stores.postgres import PostgresStore
-from tests.experiments.test_cli import HARNESSLAB, harnesslab
+from tests.experiments.cli.test_cli import HARNESSLAB, harnesslab
 
 TASKS = ["tasks.only=[greeting,fix_bug,count_rows,edit_json]", "tasks.repeat=3"]
 

@@ -28,7 +28,7 @@ from stores.archive import UnreadableFile, export_sessions
 from stores.base import Event
 from stores.duckdb import DuckdbStore
 from stores.sqlite import SqliteStore
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 DAMAGED = "is damaged: "
 EMPTY = "is empty (0 bytes): not a harnesslab store or results file"

@@ -1,4 +1,4 @@
-"""A worker for supervisor tests: `python -m tests.experiments.toy_worker SLOT BEHAVIOUR`.
+"""A worker for supervisor tests: `python -m tests.experiments.workers.toy_worker SLOT BEHAVIOUR`.
 
 It writes its pid, its parent's and whether it has `decimal` (which it does not import) to its stderr, says it is ready as a worker does, then
 `exits` (0), `crashes` (1: it is restarted), `cannot-go-on` (the supervisor's CANNOT_GO_ON) or `sleeps` until killed."""

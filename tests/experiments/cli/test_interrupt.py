@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from tests.experiments.test_cli import HARNESSLAB
+from tests.experiments.cli.test_cli import HARNESSLAB
 from tests.sandboxes.test_docker_cleanup import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

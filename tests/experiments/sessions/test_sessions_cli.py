@@ -11,7 +11,7 @@ import pytest
 from stores.base import Event
 from stores.postgres import PostgresStore
 from stores.sqlite import SqliteStore
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pytest
 
 from experiments.report.notebook import NoSweep, choose_sweep
 from experiments.results.tables import write_results
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.cli.test_cli import harnesslab
 
-NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NOTEBOOKS = Path(__file__).resolve().parents[3] / "notebooks"
 
 
 def sweep(where: Path, *overrides: str) -> Path:

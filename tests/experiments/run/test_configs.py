@@ -19,8 +19,8 @@ from experiments.run.runner import run_task
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
-from tests.experiments.custom_parts import CountingContext
-from tests.experiments.test_cli import harnesslab
+from tests.experiments.run.custom_parts import CountingContext
+from tests.experiments.cli.test_cli import harnesslab
 
 GROUPS = ["harness", "model", "sandbox", "store", "context", "credentials", "tasks", "experiment"]
 NEEDS_CREDENTIALS = {"credentials", "security"}  # task suites whose tasks need credentials=proxy
@@ -94,7 +94,7 @@ def test_a_wrong_option_lists_the_valid_ones(group, tmp_path):
 
 
 async def test_a_users_own_class_plugs_in_with_one_override(tmp_path):
-    cfg = composed(["context._target_=tests.experiments.custom_parts.CountingContext"], tmp_path)
+    cfg = composed(["context._target_=tests.experiments.run.custom_parts.CountingContext"], tmp_path)
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack)
         assert isinstance(parts.context, CountingContext)
