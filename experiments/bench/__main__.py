@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from experiments.bench import emulator, harness, sandboxes, scale, stores
+from experiments.bench import emulator, harness, sandboxes, scale, stores, validation
 
 
 async def main(quick: bool, only: str | None) -> None:
@@ -17,6 +17,7 @@ async def main(quick: bool, only: str | None) -> None:
     if only in (None, "sandboxes"):
         await sandboxes.main(quick)
     if only in (None, "emulator"):
+        validation.main(quick)
         await emulator.main(quick)
     if only in (None, "stores"):
         await stores.main(quick)

@@ -38,7 +38,7 @@ async def streams(url: str, count: int, concurrent: bool) -> tuple[list[float], 
         messages = [{"role": "user", "content": PROMPT}]
         try:
             started = time.perf_counter()
-            stream = await client.messages.create(model="m", max_tokens=64, messages=messages, stream=True, metadata={"user_id": str(i)})
+            stream = await client.messages.create(model="claude-emulated", max_tokens=64, messages=messages, stream=True, metadata={"user_id": str(i)})
             open_now += 1
             peak = max(peak, open_now)
             first = None

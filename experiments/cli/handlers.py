@@ -87,9 +87,9 @@ def emulator(args: argparse.Namespace) -> int:
         return 2
 
     async def serve() -> None:
-        server = EmulatorServer(policy_book(), latency, faults)
+        server = EmulatorServer(policy_book(), latency, faults, strict=not args.loose)
         url = await server.start(args.host, args.port)
-        print(f"Messages-API emulator on {url} (Ctrl-C stops it). To use it:\n"
+        print(f"Messages-API emulator on {url}{' (validation loose)' if args.loose else ''} (Ctrl-C stops it). To use it:\n"
               f"  ANTHROPIC_API_KEY=any harnesslab run model=anthropic model.base_url={url}", flush=True)
         try:
             await asyncio.Event().wait()

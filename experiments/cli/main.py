@@ -110,6 +110,8 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=int, default=8765)
     emulator.add_argument("--latency", type=Path, help="a latency profile YAML (see `harnesslab calibrate`)")
     emulator.add_argument("--faults", help="fault rates, e.g. rate_limit=0.05,overloaded=0.05,disconnect=0.02")
+    emulator.add_argument("--loose", action="store_true", help="check only the request shapes it needs to answer, not "
+                          "every rule of the API (see docs/emulator.md)")
     emulator.set_defaults(handler=handlers.emulator)
 
     calibrate = commands.add_parser("calibrate", help="measure the API (or the emulator) and write a latency profile")

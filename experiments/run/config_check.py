@@ -100,7 +100,7 @@ RULES: dict[str, Rule] = {
     "model.serve": one_of("in_process", "process"), "model.cache_min_tokens": whole(0),
     "model.api_key_env": ENV_WITH_KEY, "model.base_url": optional(matching(r"https?://.+", "an http:// or https:// URL")),
     "model.latency_file": optional(FILE), "model.ttft_ms": number(), "model.ms_per_output_token": number(),
-    "model.after": whole(0), "model.session": optional(TEXT),
+    "model.after": whole(0), "model.session": optional(TEXT), "model.strict": BOOLEAN,
     "model.latency.base_ttft_ms": number(), "model.latency.prefill_ms_per_1k_tokens": number(),
     "model.latency.cached_prefill_ms_per_1k_tokens": number(), "model.latency.output_tokens_per_s": number(above=True),
     "model.latency.jitter_sigma": number(), "model.latency.seed": whole(),

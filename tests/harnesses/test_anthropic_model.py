@@ -73,7 +73,7 @@ async def test_the_api_key_never_reaches_events_logs_or_errors(tmp_path, monkeyp
     await server.start()
     caplog.set_level(logging.DEBUG)
     try:
-        model = AnthropicModel(model="m", base_url=server.url, api_key_env="HARNESSLAB_TEST_KEY", max_attempts=2, **FAST_RETRIES)
+        model = AnthropicModel(model="claude-emulated", base_url=server.url, api_key_env="HARNESSLAB_TEST_KEY", max_attempts=2, **FAST_RETRIES)
         store, records = await run_smoke(model, tmp_path)
     finally:
         await server.stop()

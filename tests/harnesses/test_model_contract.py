@@ -66,7 +66,7 @@ async def replay(tmp_path, faults, **options):
 async def anthropic(tmp_path, faults, **options):
     server = EmulatorServer(policy_book(), LATENCY, faults)
     await server.start()
-    model = AnthropicModel(model="claude-contract", base_url=server.url, api_key_env=KEY_ENV, **{**RETRIES, **options})
+    model = AnthropicModel(model="claude-emulated", base_url=server.url, api_key_env=KEY_ENV, **{**RETRIES, **options})
     try:
         yield model
     finally:
@@ -156,7 +156,7 @@ async def test_a_bad_request_is_not_retried_and_retry_after_is_honoured(name, tm
     faults = FaultProfile(rate_limit=0.5, retry_after_s=0.02, seed=3)
     async with model_of(name, tmp_path, faults, max_attempts=10, backoff_max_s=1.0) as model:
         with pytest.raises(ModelError, match="after 1 attempt.*400 invalid_request_error"):
-            await model.respond(ModelRequest("", [{"role": "user", "content": ARITHMETIC}], max_tokens=0))
+            await model.respond(ModelRequest("", [{"role": "user", "content": ARITHMETIC}], max_tokens=-1))
         waits = []
         for _ in range(10):
             response = await model.respond(ModelRequest("", [{"role": "user", "content": ARITHMETIC}]))
@@ -166,8 +166,8 @@ async def test_a_bad_request_is_not_retried_and_retry_after_is_honoured(name, tm
 
 CANNOT_ANSWER = {  # a request each model cannot answer (the scripted model answers anything), and what it says
     "replay": (ModelRequest("", [{"role": "user", "content": "hello"}]), "no recorded session starts with 'hello'"),
-    "emulator": (ModelRequest("", [{"role": "user", "content": "hi"}], max_tokens=0), "400 invalid_request_error"),
-    "anthropic": (ModelRequest("", [{"role": "user", "content": "hi"}], max_tokens=0), "400 invalid_request_error"),
+    "emulator": (ModelRequest("", [{"role": "user", "content": "hi"}], max_tokens=-1), "400 invalid_request_error"),
+    "anthropic": (ModelRequest("", [{"role": "user", "content": "hi"}], max_tokens=-1), "400 invalid_request_error"),
 }
 
 
