@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
 from sandboxes.base import Sandbox, SandboxLost, SandboxProvider, WorkerSandboxes, effective_timeout, worker_sandboxes
-from sandboxes.child import Child
+from processes.children import Child
 from sandboxes.docker_engine import LABEL, OWNER, engine_env, engine_if_it_answers, ensure_image, prune, remove_container
 from sandboxes.journal import Journal
 from sandboxes.process import process_identity

@@ -6,7 +6,7 @@ bridge network (`--bridge=none --iptables=false --ip-masq=false`), then wait for
 tagged by a hash of the recipe, so it is rebuilt only when the recipe changes. No container registry.
 Both are idempotent: `harnesslab docker setup` (and `make docker`) run them.
 `prune()` removes harnesslab's containers by label; run as `python -m sandboxes.docker_engine`, this module is
-a provider's reaper (sandboxes.child), which prunes the provider's containers when the provider's process ends.
+a provider's reaper (processes.children), which prunes the provider's containers when the provider's process ends.
 """
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def remove_container(api: Any, container_id: str) -> None:
 
 
 async def _reap_when_stopped(config: dict[str, Any]) -> tuple[dict[str, Any], Any]:
-    """The reaper (sandboxes.child): it waits, and when it stops (its provider closing, or the provider's process
+    """The reaper (processes.children): it waits, and when it stops (its provider closing, or the provider's process
     ending, SIGKILL included) it removes every container with the provider's run label."""
     os.environ.update(config["engine"])
     labels = {f"{LABEL}.provider": config["run_label"]}
@@ -196,6 +196,6 @@ async def _reap_when_stopped(config: dict[str, Any]) -> tuple[dict[str, Any], An
 
 
 if __name__ == "__main__":
-    from sandboxes.child import serve
+    from processes.children import serve
 
     serve(_reap_when_stopped)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sandboxes.child import dies_with_this_process
+from processes.children import dies_with_this_process
 from stores.base import StoreError
 
 READY_WAIT_S = 60.0

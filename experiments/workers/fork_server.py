@@ -26,7 +26,7 @@ from collections import deque
 from pathlib import Path
 from typing import IO, Any, Sequence
 
-from sandboxes.child import die_with_parent, dies_with_this_process
+from processes.children import die_with_parent, dies_with_this_process
 
 
 class ForkServerLost(RuntimeError):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Sequence
 
 from experiments.workers.fork_server import ForkServer
-from sandboxes.child import dies_with_this_process
+from processes.children import dies_with_this_process
 
 CANNOT_GO_ON = 3  # a worker's exit code: what stops it would stop its successor too (a damaged store, say)
 

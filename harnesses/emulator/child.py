@@ -1,6 +1,6 @@
 """The Messages-API emulator in a process of its own (`model.serve=process`): no work of the harness
 can delay its answers, as none can delay a remote API's. Started by EmulatorModel through
-sandboxes.child.Child; its config (policies, latency, faults, cache_min_tokens; strict and models if not the defaults) comes on
+processes.children.Child; its config (policies, latency, faults, cache_min_tokens; strict and models if not the defaults) comes on
 stdin as JSON."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
 from harnesses.models.offline_brain import load_policies
-from sandboxes.child import serve
+from processes.children import serve
 
 
 async def start(config: dict[str, Any]):

@@ -55,7 +55,7 @@ class EmulatorModel(AnthropicModel):
             raise ValueError(f"model.model={model!r} is not a model the emulator knows; valid: "
                              f"{', '.join(known)}, or one added under model.models")
         self.server: EmulatorServer | None = None
-        self.child: Any = None  # a sandboxes.child.Child with serve=process
+        self.child: Any = None  # a processes.children.Child with serve=process
 
     async def _endpoint(self) -> tuple[str, str | None]:
         if self.serve == "process":
@@ -67,7 +67,7 @@ class EmulatorModel(AnthropicModel):
         return "emulator", self.base_url  # the emulator wants some key, as the API does; no real credential
 
     def _start_child(self) -> str:
-        from sandboxes.child import Child
+        from processes.children import Child
 
         self.child = Child("harnesses.emulator.child", {
             "policies": self.policies, "latency": dataclasses.asdict(self.latency),

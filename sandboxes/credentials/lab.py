@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
-from sandboxes.child import Child
+from processes.children import Child
 from sandboxes.credentials.client import ProxyClient, SessionCredentials
 from sandboxes.credentials.vault import ENV_PREFIX
 

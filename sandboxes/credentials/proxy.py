@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from sandboxes.child import serve, serve_app
+from processes.children import serve, serve_app
 from sandboxes.credentials.vault import Vault
 from sandboxes.tools import ToolError, ToolSpec, object_schema, validate_input
 

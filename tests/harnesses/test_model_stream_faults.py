@@ -15,7 +15,7 @@ from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
 from harnesses.models.anthropic import MAX_EVENT_BYTES, MAX_EVENT_LINES, AnthropicModel
-from sandboxes.child import serve_app
+from processes.children import serve_app
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
 from tests.conftest import ARITHMETIC

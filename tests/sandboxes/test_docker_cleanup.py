@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sandboxes.child import PROJECT_ROOT
+from processes.children import PROJECT_ROOT
 from sandboxes.docker import LABEL, DockerSandboxProvider, prune
 from sandboxes.process import identity_alive, process_identity
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxes.child import PROJECT_ROOT, Child
+from processes.children import PROJECT_ROOT, Child
 from sandboxes.local import LocalSandboxProvider
 from tests.conftest import require
 from tests.experiments.cli.test_cli import HARNESSLAB
