@@ -29,6 +29,10 @@ class ModelLimits:
 KNOWN_MODELS: dict[str, ModelLimits] = {
     # the default: a stand-in with the limits of Claude Sonnet 4.5, the last Sonnet that takes a prefill
     "claude-emulated": ModelLimits(200_000, 64_000),
+    # its limits with a small window, for experiments whose logs outgrow it (the whole log, `full`, then fails)
+    "claude-emulated-6k": ModelLimits(6_144, 64_000),  # the smallest: `full` fails refactor_16 there, `window` does not
+    "claude-emulated-8k": ModelLimits(8_192, 64_000),
+    "claude-emulated-32k": ModelLimits(32_768, 64_000),
     "claude-opus-4-7": ModelLimits(1_000_000, 128_000, prefill=False),
     "claude-opus-4-6": ModelLimits(1_000_000, 128_000, prefill=False),
     "claude-sonnet-4-6": ModelLimits(1_000_000, 64_000, prefill=False),

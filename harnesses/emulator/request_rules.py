@@ -1,5 +1,6 @@
 """Rules on a request's headers and top-level fields: version and beta headers, known fields, the model and its
-limits, max_tokens, the sampling parameters, stop_sequences, metadata, service_tier, stream and system.
+limits, max_tokens, the sampling parameters, stop_sequences, metadata, service_tier, stream and system; and the
+model's context window, which the whole request must fit.
 
 Wording follows the API's own messages where they are known (docs/emulator.md says where each was seen).
 """
@@ -10,8 +11,10 @@ from typing import Any
 
 from harnesses.emulator import schema
 from harnesses.emulator.rules import Request, RequestError, invalid, rule
+from harnesses.emulator.service import prompt_tokens, prompt_tokens_at_most
 
 REFERENCE = "https://docs.claude.com/en/api/messages"
+CONTEXT_WINDOWS = "https://docs.claude.com/en/docs/build-with-claude/context-windows"
 MAX_MESSAGES = 100_000  # "There is a limit of 100,000 messages in a single request" (MessageCreateParams.messages)
 
 
@@ -175,6 +178,23 @@ def system_field(request: Request) -> None:
         problem = text_problem(block)
         if problem:
             raise invalid(f"system: {problem}")
+
+
+@rule(CONTEXT_WINDOWS)
+def context_window(request: Request) -> None:
+    """The input tokens (the count usage and count_tokens report) and `max_tokens` together fit the model's window:
+    the API refuses a request that does not, rather than cut its answer short."""
+    if request.endpoint != "messages":
+        return  # count_tokens counts a prompt of any length: it is how a client finds out it is too long
+    window, wanted = request.limits.context_window, request.body["max_tokens"]
+    if prompt_tokens_at_most(request.body) + wanted <= window:
+        return  # far from the window, as most requests are: no exact count needed
+    tokens = prompt_tokens(request.body)
+    if tokens > window:
+        raise invalid(f"prompt is too long: {tokens} tokens > {window} maximum")
+    if tokens + wanted > window:
+        raise invalid(f"input length and `max_tokens` exceed context limit: {tokens} + {wanted} > {window}, "
+                      "decrease input length or `max_tokens` and try again")
 
 
 def text_problem(block: dict[str, Any]) -> str | None:
