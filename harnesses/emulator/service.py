@@ -133,7 +133,8 @@ def prompt_tokens(request: Mapping[str, Any]) -> int:
     return sum(estimate_tokens(segment) for segment, _ in _segments(request))
 
 
-_COMPACT = json.JSONEncoder(separators=(",", ":"))  # no longer than the estimate's JSON: escapes only lengthen it
+# As compact as the estimate's JSON (its escapes only lengthen it); a parsed body cannot be circular, so no check
+_COMPACT = json.JSONEncoder(separators=(",", ":"), check_circular=False)
 _PART_OVERHEAD = len('{"role":"assistant","type":"text","text":}')  # what a segment adds to its block's JSON, at most
 
 
