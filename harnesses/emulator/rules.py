@@ -72,7 +72,7 @@ class _Index:
 
 
 class Request:
-    """One request as the rules read it. A rule may rely on every rule before it in validation.STRICT having passed."""
+    """One request as the rules read it. A rule may rely on every rule before it in validation.RULES having passed."""
 
     def __init__(self, body: dict[str, Any], headers: Mapping[str, str], models: Mapping[str, ModelLimits], endpoint: str):
         self.body, self.headers, self.models, self.endpoint = body, headers, models, endpoint

@@ -33,13 +33,9 @@ RULES: tuple[Rule, ...] = tuple(check.rule for check in (  # type: ignore[attr-d
     cache.cache_control_values, cache.cache_breakpoints_at_most_four, cache.cache_ttl_order,
     thinking.thinking_config, thinking.thinking_budget_below_max_tokens, thinking.thinking_sampling,
     thinking.thinking_tool_choice, thinking.thinking_blocks_genuine, thinking.thinking_on_tool_turn,
+    request.context_window,  # last: counting a request's tokens needs it well formed, and costs more than a rule
 ))
-# The context window, checked last: counting a request's tokens needs it well formed, and costs more than a rule.
-# It is kept out of RULES only because the conformance suite's coverage check looks for each rule's test in
-# tests/harnesses/test_emulator_conformance*.py, and its tests are in test_emulator_windows.py.
-WINDOW_RULES: tuple[Rule, ...] = (request.context_window.rule,)  # type: ignore[attr-defined]
-STRICT = RULES + WINDOW_RULES
-LOOSE = tuple(r for r in STRICT if r.loose)
+LOOSE = tuple(r for r in RULES if r.loose)
 
 
 def validate(body: dict[str, Any], headers: Mapping[str, str], models: Mapping[str, ModelLimits], strict: bool = True,
@@ -48,7 +44,7 @@ def validate(body: dict[str, Any], headers: Mapping[str, str], models: Mapping[s
     if endpoint not in ENDPOINTS:
         raise ValueError(f"endpoint={endpoint!r}; valid: {', '.join(ENDPOINTS)}")
     seen = Request(body, headers, models, endpoint)
-    for checked in STRICT if strict else LOOSE:
+    for checked in RULES if strict else LOOSE:
         try:
             checked.check(seen)
         except RequestError as exc:
