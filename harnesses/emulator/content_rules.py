@@ -14,7 +14,7 @@ from typing import Any
 
 from harnesses.emulator import schema
 from harnesses.emulator.request_rules import REFERENCE, text_problem
-from harnesses.emulator.rules import Request, invalid, rule
+from harnesses.emulator.rules import Request, invalid, rule, unknown_tag
 
 TOOL_USE = "https://docs.claude.com/en/docs/agents-and-tools/tool-use/implement-tool-use"
 VISION = "https://docs.claude.com/en/docs/build-with-claude/vision"
@@ -61,8 +61,7 @@ def block_types(request: Request) -> None:
     unknown = next((kind for kind in request.kinds if kind not in known), None)
     if unknown is not None:
         block = request.of_type(unknown)[0]
-        raise invalid(f"{block.path}.type: Input tag '{unknown}' found using 'type' does not match any of the expected "
-                      f"tags: {schema.tags(known)}")
+        raise unknown_tag(f"{block.path}.type", unknown, known)
     for turn in request.turns:
         block = next((b for b in turn.blocks if b.kind != "text"), None) if turn.role == "system" else None
         if block is not None:
@@ -137,8 +136,7 @@ def tool_result_blocks(request: Request) -> None:
         for j, part in enumerate(content if isinstance(content, list) else []):
             kind = part.get("type") if isinstance(part, dict) else None
             if kind not in schema.TOOL_RESULT_CONTENT:
-                raise invalid(f"{block.path}.tool_result.content.{j}.type: Input tag '{kind}' found using 'type' does not "
-                              f"match any of the expected tags: {schema.tags(schema.TOOL_RESULT_CONTENT)}")
+                raise unknown_tag(f"{block.path}.tool_result.content.{j}.type", kind, schema.TOOL_RESULT_CONTENT)
         if not isinstance(result.get("is_error", False), bool):
             raise invalid(f"{block.path}.tool_result.is_error: Input should be a valid boolean")
 
@@ -227,8 +225,7 @@ def _check_image(path: str, source: Any) -> None:
     elif kind == "file":
         _check_file(f"{path}.file.file_id", source)
     else:
-        raise invalid(f"{path}.type: Input tag '{kind}' found using 'type' does not match any of the "
-                      "expected tags: 'base64', 'url', 'file'")
+        raise unknown_tag(f"{path}.type", kind, ("base64", "url", "file"))
 
 
 def _check_document(path: str, source: Any) -> None:
@@ -251,8 +248,7 @@ def _check_document(path: str, source: Any) -> None:
     elif kind == "file":
         _check_file(f"{path}.file.file_id", source)
     else:
-        raise invalid(f"{path}.type: Input tag '{kind}' found using 'type' does not match any of the "
-                      "expected tags: 'base64', 'text', 'content', 'url', 'file'")
+        raise unknown_tag(f"{path}.type", kind, ("base64", "text", "content", "url", "file"))
 
 
 def _sniff(path: str, data: Any) -> str | None:

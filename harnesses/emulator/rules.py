@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from harnesses.emulator.catalog import ModelLimits
+from harnesses.emulator.schema import tags
 
 
 class RequestError(Exception):
@@ -20,6 +21,11 @@ class RequestError(Exception):
 
 def invalid(message: str) -> RequestError:
     return RequestError(400, "invalid_request_error", message)
+
+
+def unknown_tag(path: str, tag: Any, expected: Iterable[str]) -> RequestError:
+    """The API's error for a tagged union (a block, a source, a tool, a config) whose `type` is none of its tags."""
+    return invalid(f"{path}: Input tag '{tag}' found using 'type' does not match any of the expected tags: {tags(expected)}")
 
 
 @dataclass(frozen=True, slots=True)

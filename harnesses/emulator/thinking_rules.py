@@ -5,8 +5,7 @@ anthropic.types.ThinkingConfigParam and ThinkingBlockParam.
 """
 from __future__ import annotations
 
-from harnesses.emulator import schema
-from harnesses.emulator.rules import Request, invalid, rule
+from harnesses.emulator.rules import Request, invalid, rule, unknown_tag
 from harnesses.emulator.signatures import genuine
 
 THINKING = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
@@ -23,8 +22,7 @@ def thinking_config(request: Request) -> None:
     config = request.body["thinking"]
     kind = config.get("type") if isinstance(config, dict) else None
     if kind not in TYPES:
-        raise invalid(f"thinking.type: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                      f"{schema.tags(TYPES)}")
+        raise unknown_tag("thinking.type", kind, TYPES)
     if kind == "enabled":
         budget = config.get("budget_tokens")
         if isinstance(budget, bool) or not isinstance(budget, int):

@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from harnesses.emulator import schema
-from harnesses.emulator.rules import Request, invalid, rule
+from harnesses.emulator.rules import Request, invalid, rule, unknown_tag
 
 TOOL_USE = "https://docs.claude.com/en/docs/agents-and-tools/tool-use/implement-tool-use"
 TOOL_NAME = re.compile(r"[a-zA-Z0-9_-]{1,128}")
@@ -44,8 +44,7 @@ def tool_definitions(request: Request) -> None:
             if name is not None and tool.get("name") != name:
                 raise invalid(f"tools.{i}.{kind}.name: Input should be '{name}'")
         else:
-            raise invalid(f"tools.{i}: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                          f"{schema.tags(['custom', *schema.server_tools()])}")
+            raise unknown_tag(f"tools.{i}", kind, ["custom", *schema.server_tools()])
 
 
 @rule(TOOL_USE + "#specifying-client-tools")
@@ -75,8 +74,7 @@ def tool_choice_shape(request: Request) -> None:
     choice = request.body["tool_choice"]
     kind = choice.get("type") if isinstance(choice, dict) else None
     if kind not in CHOICES:
-        raise invalid(f"tool_choice.type: Input tag '{kind}' found using 'type' does not match any of the expected tags: "
-                      f"{schema.tags(CHOICES)}")
+        raise unknown_tag("tool_choice.type", kind, CHOICES)
     allowed = {"type"} | ({"name"} if kind == "tool" else set()) | (set() if kind == "none" else {"disable_parallel_tool_use"})
     extra = next((key for key in choice if key not in allowed), None)
     if extra is not None:
