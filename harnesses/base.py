@@ -47,6 +47,8 @@ class ModelRequest:
     tools: list[dict[str, Any]] = field(default_factory=list)
     max_tokens: int = 4096
     purpose: str = "turn"  # or "compaction": a call the context strategy makes for itself (replay answers each from its own log)
+    options: dict[str, Any] = field(default_factory=dict)  # more Messages API fields (context_management, thinking)
+    betas: tuple[str, ...] = ()  # anthropic-beta values: sent through the SDK's beta client when there are any
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,7 @@ class ModelResponse:
     request_id: str | None = None
     retries: tuple[dict[str, Any], ...] = ()  # one entry per failed attempt before this answer
     server_ttft_ms: float | None = None  # the TTFT the server says it took (the emulator does; the API does not)
+    context_management: dict[str, Any] | None = None  # what server-side context management applied (applied_edits)
 
     @property
     def tool_uses(self) -> list[dict[str, Any]]:
@@ -140,6 +143,11 @@ class ContextStrategy(Part):
 
     async def before_call(self, session: SessionLog, model: Model) -> None:
         """Before each model call of the loop, maintain the log (e.g. append a summary); by default nothing."""
+
+    def shape(self, request: ModelRequest) -> ModelRequest:
+        """The loop's request as this strategy sends it: e.g. with the API's server-side context management
+        (`options`, `betas`) or a tool of the API's own; by default unchanged."""
+        return request
 
     async def run_tool(self, name: str, input: Any, events: Sequence[Event]) -> ToolResult:
         """Answer a call of one of `tools` from the log; bad input is an error result, not an exception. Only a

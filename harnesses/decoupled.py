@@ -124,7 +124,7 @@ class DecoupledHarness(Harness):
         started = time.perf_counter()
         messages = await self.context.build(session.events)
         context_ms = (time.perf_counter() - started) * 1000
-        request = ModelRequest(session.meta.get("system", ""), messages, self.router.offered(session.meta), self.max_tokens)
+        request = self.context.shape(ModelRequest(session.meta.get("system", ""), messages, self.router.offered(session.meta), self.max_tokens))
         requested = time.time()
         response = await session.meanwhile(self.model.respond(request))  # the log commits what made it due meanwhile
         problem = content_problem(response.content)

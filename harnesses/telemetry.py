@@ -19,7 +19,7 @@ def response_data(response: ModelResponse, requested: float, context_ms: float, 
         content=response.content, stop_reason=response.stop_reason, usage=response.usage.to_dict(), model=response.model,
         request_id=response.request_id, requested_at=requested, ttft_ms=response.ttft_ms,
         server_ttft_ms=response.server_ttft_ms, latency_ms=response.latency_ms, context_ms=context_ms,
-        retries=list(response.retries),
+        retries=list(response.retries), context_management=response.context_management,
         # how much of this call's context the last one had too (a prompt cache can serve it); unknown after a wake
         context={"strategy": strategy, "messages": len(messages),
                  "stable_messages": stable_prefix(previous, messages) if previous is not None else None},

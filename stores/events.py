@@ -128,7 +128,7 @@ class ModelResponse(Logged):
     `context` says how its context was built; the first call of a turn adds `turn_ttft_ms` and its breakdown."""
 
     TYPE: ClassVar[str] = "model.response"
-    OPTIONAL = ("turn_ttft_ms", "turn_breakdown")
+    OPTIONAL = ("turn_ttft_ms", "turn_breakdown", "context_management")
     content: list[Any]
     stop_reason: str | None = None
     usage: dict[str, int] = field(default_factory=dict)
@@ -143,6 +143,7 @@ class ModelResponse(Logged):
     context: dict[str, Any] = field(default_factory=dict)  # strategy, messages, stable_messages
     turn_ttft_ms: float | None = None
     turn_breakdown: dict[str, float] | None = None  # queue_ms, provision_ms, context_ms, model_ttft_ms, other_ms
+    context_management: dict[str, Any] | None = None  # the API's server-side edits applied to this call's context
 
 
 @dataclass(frozen=True, slots=True)

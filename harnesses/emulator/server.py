@@ -165,8 +165,7 @@ class EmulatorServer:
         pause = self.latency.output_s(usage["output_tokens"]) / max(1, CHUNKS_PER_BLOCK * len(message["content"]))
         due = first_delta_at
         for index, block in enumerate(message["content"]):
-            opening = {**block, "input": {}} if block["type"] == "tool_use" else {"type": "text", "text": ""}
-            pending.append(_event("content_block_start", {"index": index, "content_block": opening}))
+            pending.append(_event("content_block_start", {"index": index, "content_block": _opening(block)}))
             for delta in _deltas(block):
                 await _sleep_until(due, spin=due == first_delta_at)  # only the TTFT is worth a spin's CPU
                 if due == first_delta_at:
@@ -188,13 +187,30 @@ class EmulatorServer:
         await response.write_eof()
 
 
+def _opening(block: Mapping[str, Any]) -> dict[str, Any]:
+    """A block as content_block_start shows it: empty, for its deltas to fill (a redacted one comes whole)."""
+    empty = {"tool_use": {"input": {}}, "text": {"text": ""}, "thinking": {"thinking": "", "signature": ""},
+             "compaction": {"content": None}}
+    return {**block, **empty.get(block["type"], {})}
+
+
 def _deltas(block: Mapping[str, Any]) -> list[dict[str, Any]]:
-    if block["type"] == "tool_use":
-        text, kind, key = json.dumps(block["input"]), "input_json_delta", "partial_json"
+    """The deltas a block streams in: text, tool input and thinking in chunks, then a thinking block's signature;
+    a compaction's summary in one delta, as the API sends it."""
+    kind = block["type"]
+    if kind == "compaction":
+        return [{"type": "compaction_delta", "content": block.get("content"), "encrypted_content": block.get("encrypted_content")}]
+    if kind == "redacted_thinking":
+        return []
+    if kind == "tool_use":
+        text, delta, key = json.dumps(block["input"]), "input_json_delta", "partial_json"
+    elif kind == "thinking":
+        text, delta, key = block["thinking"], "thinking_delta", "thinking"
     else:
-        text, kind, key = block["text"], "text_delta", "text"
+        text, delta, key = block["text"], "text_delta", "text"
     size = max(1, -(-len(text) // CHUNKS_PER_BLOCK))
-    return [{"type": kind, key: text[i : i + size]} for i in range(0, max(len(text), 1), size)]
+    chunks = [{"type": delta, key: text[i : i + size]} for i in range(0, max(len(text), 1), size)]
+    return chunks + ([{"type": "signature_delta", "signature": block["signature"]}] if kind == "thinking" else [])
 
 
 def _event(kind: str, data: dict[str, Any]) -> bytes:

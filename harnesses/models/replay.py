@@ -98,15 +98,16 @@ class ReplayModel(Model):
 
 def _response(call: RecordedCall, started: float) -> ModelResponse:
     recorded = call.response
+    edits = None
     if isinstance(recorded, logged.ContextCompacted):
         content, stop_reason = [{"type": "text", "text": recorded.summary or ""}], "end_turn"
     else:
-        content, stop_reason = recorded.content, recorded.stop_reason or "end_turn"
+        content, stop_reason, edits = recorded.content, recorded.stop_reason or "end_turn", recorded.context_management
     elapsed = (time.perf_counter() - started) * 1000
     return ModelResponse(
         content=content, stop_reason=stop_reason, usage=Usage(**recorded.usage),
         ttft_ms=elapsed, latency_ms=elapsed, model=f"replay:{recorded.model or ''}",
-        request_id=f"replay:{call.session_id}:{call.position}",
+        request_id=f"replay:{call.session_id}:{call.position}", context_management=edits,
     )
 
 

@@ -14,7 +14,8 @@ from aiohttp import web
 from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.full import FullContext
 from harnesses.decoupled import DecoupledHarness
-from harnesses.models.anthropic import MAX_EVENT_BYTES, MAX_EVENT_LINES, AnthropicModel
+from harnesses.models.anthropic import AnthropicModel
+from harnesses.models.stream import MAX_EVENT_BYTES, MAX_EVENT_LINES
 from processes.children import serve_app
 from sandboxes.local import LocalSandboxProvider
 from stores.memory import MemoryStore
