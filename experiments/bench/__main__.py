@@ -18,6 +18,7 @@ async def main(quick: bool, only: str | None) -> None:
         await sandboxes.main(quick)
     if only in (None, "emulator"):
         validation.main(quick)
+        await validation.sdk_measured(quick)
         await emulator.main(quick)
     if only in (None, "stores"):
         await stores.main(quick)

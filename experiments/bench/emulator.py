@@ -72,13 +72,13 @@ def stats(url: str) -> dict:
         return json.load(response)
 
 
-def serve(folder: Path, name: str, profile: LatencyProfile) -> tuple[subprocess.Popen, str]:
-    """`harnesslab emulator` in its own process with this latency profile; returns it and its URL."""
+def serve(folder: Path, name: str, profile: LatencyProfile, *flags: str) -> tuple[subprocess.Popen, str]:
+    """`harnesslab emulator` in its own process with this latency profile (and `flags`); returns it and its URL."""
     path = folder / f"{name}.yaml"
     profile.save(path)
     port = free_loopback_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "experiments.cli", "emulator", "--port", str(port), "--latency", str(path)],
+        [sys.executable, "-m", "experiments.cli", "emulator", "--port", str(port), "--latency", str(path), *flags],
         stdout=subprocess.PIPE, text=True,
     )
     server.stdout.readline()  # listening

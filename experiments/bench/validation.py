@@ -53,3 +53,90 @@ def main(quick: bool) -> None:
         p50[mode] = percentile(timings, 0.5)
         print(f"  {mode:<8} {p50[mode]:>9.3f} {percentile(timings, 0.95):>9.3f}")
     print(f"  {target('strict validation adds, p50 per request', p50['strict'] - p50['loose'], '<=', ADDED_TARGET_MS, ' ms')}")
+
+
+FLOOR = dict(base_ttft_ms=0, prefill_ms_per_1k_tokens=0, cached_prefill_ms_per_1k_tokens=0, jitter_sigma=0,
+             output_tokens_per_s=1e9)  # the emulator waits for nothing: what remains is HTTP, the SDK and its own work
+
+
+async def sdk_measured(quick: bool) -> None:
+    """The same realistic request through the official SDK to two `harnesslab emulator` processes, one strict and one
+    `--loose`, side by side: one stream at a time (alternating between them), then 500 at once to each in turn."""
+    import tempfile
+    from pathlib import Path
+
+    from experiments.bench.emulator import serve
+    from harnesses.emulator.service import LatencyProfile
+
+    folder = Path(tempfile.mkdtemp(prefix="harnesslab-bench-validation-"))
+    servers = {mode: serve(folder, mode, LatencyProfile(**FLOOR), *flags) for mode, flags in (("strict", ()), ("loose", ("--loose",)))}
+    try:
+        one = await _one_at_a_time({mode: url for mode, (_, url) in servers.items()}, 60 if quick else 300)
+        together = {mode: await _at_once(url, 500) for mode, (_, url) in servers.items()}
+    finally:
+        for process, _ in servers.values():
+            process.terminate()
+            process.wait(10)
+    print("\nemulator request validation through the SDK (the request above; TTFT 0: request sent -> first delta)")
+    print(f"  {'streams':<14} {'mode':<7} {'p50 ms':>8} {'p95 ms':>8} {'wall/request ms':>16}")
+    for mode, timings in one.items():
+        print(f"  {'one at a time':<14} {mode:<7} {percentile(timings, 0.5):>8.3f} {percentile(timings, 0.95):>8.3f} {'':>16}")
+    for mode, (timings, wall) in together.items():
+        print(f"  {'500 at once':<14} {mode:<7} {percentile(timings, 0.5):>8.1f} {percentile(timings, 0.95):>8.1f} {wall * 1000 / 500:>16.3f}")
+    added_one = percentile(one["strict"], 0.5) - percentile(one["loose"], 0.5)
+    added_many = (together["strict"][1] - together["loose"][1]) * 1000 / 500
+    print("  at once, p50 and p95 are a stream's wait behind the others; what validation adds per request is the\n"
+          "  difference of wall time per request")
+    print(f"  {target('strict adds, SDK-measured p50, one at a time', added_one, '<=', ADDED_TARGET_MS, ' ms')}")
+    print(f"  {target('strict adds, wall per request, 500 at once', added_many, '<=', ADDED_TARGET_MS, ' ms')}")
+
+
+def _sdk_request(i: int) -> dict[str, Any]:
+    body, _ = realistic_request()
+    return {**{k: v for k, v in body.items() if k != "stream"}, "metadata": {"user_id": f"bench-{i}"}}
+
+
+async def _first_delta_ms(client: Any, request: dict[str, Any]) -> float:
+    import time
+
+    started = time.perf_counter()
+    stream = await client.messages.create(**request, stream=True)
+    async with stream:
+        async for event in stream:
+            if event.type == "content_block_delta":
+                return (time.perf_counter() - started) * 1000
+    raise RuntimeError("the stream ended without a content delta")
+
+
+async def _one_at_a_time(urls: dict[str, str], count: int) -> dict[str, list[float]]:
+    import anthropic
+
+    clients = {mode: anthropic.AsyncAnthropic(api_key="bench", base_url=url, max_retries=0, timeout=60) for mode, url in urls.items()}
+    timings: dict[str, list[float]] = {mode: [] for mode in urls}
+    try:
+        for i in range(count + 10):  # the first ten warm each server and connection up: not counted
+            for mode in (urls if i % 2 else reversed(urls)):  # alternating who goes first
+                measured = await _first_delta_ms(clients[mode], _sdk_request(i))
+                if i >= 10:
+                    timings[mode].append(measured)
+    finally:
+        for client in clients.values():
+            await client.close()
+    return timings
+
+
+async def _at_once(url: str, count: int) -> tuple[list[float], float]:
+    import asyncio
+    import time
+
+    import anthropic
+
+    client = anthropic.AsyncAnthropic(api_key="bench", base_url=url, max_retries=0, timeout=120)
+    requests = [_sdk_request(i) for i in range(count)]
+    try:
+        await _first_delta_ms(client, requests[0])  # warm
+        started = time.perf_counter()
+        timings = await asyncio.gather(*(_first_delta_ms(client, r) for r in requests))
+        return list(timings), time.perf_counter() - started
+    finally:
+        await client.close()
