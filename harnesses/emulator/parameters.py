@@ -1,10 +1,13 @@
 """The request's parameters honoured in its answer: tool_choice and disable_parallel_tool_use constrain what the
-offline brain answered, stop_sequences and max_tokens cut it, and stop_reason, stop_sequence and output_tokens
-say what happened, as the API's do. Streaming and non-streaming answers are built from the same Answer.
+offline brain answered, stop_sequences and max_tokens cut it, thinking puts a thinking block before it
+(harnesses/emulator/thinking.py), and stop_reason, stop_sequence and output_tokens say what happened, as the API's
+do. Streaming and non-streaming answers are built from the same Answer.
 
 Sources: https://docs.claude.com/en/api/messages (max_tokens, stop_sequences, stop_reason),
 https://docs.claude.com/en/docs/agents-and-tools/tool-use/implement-tool-use#forcing-tool-use (tool_choice) and
-#parallel-tool-use (disable_parallel_tool_use).
+#parallel-tool-use (disable_parallel_tool_use),
+https://docs.claude.com/en/docs/build-with-claude/extended-thinking#max-tokens-and-context-window-size (thinking is
+cut by its budget, counts towards max_tokens and is billed as output tokens).
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from harnesses.contexts.vocabulary import estimate_tokens
+from harnesses.emulator import thinking
 
 _PLACEHOLDERS = {"string": "", "integer": 0, "number": 0, "boolean": False, "array": [], "object": {}}
 
@@ -29,11 +33,27 @@ def honour(content: list[dict[str, Any]], body: dict[str, Any], rng: random.Rand
     """The brain's `content` as the request's parameters make it (`rng`, seeded by the request, makes any choice)."""
     content = constrained(content, body.get("tool_choice") or {"type": "auto"}, body.get("tools") or [], rng)
     content, sequence = cut_at_stop_sequence(content, body.get("stop_sequences") or [])
-    content, cut = cut_to_max_tokens(content, body["max_tokens"])
+    thought, thought_tokens = _thought(content, body, rng)
+    content, cut = cut_to_max_tokens(content, body["max_tokens"] - thought_tokens)
+    content = [*thought, *content]
     if cut:
         return Answer(content, "max_tokens", None, body["max_tokens"])
     reason = "stop_sequence" if sequence else "tool_use" if _uses(content) else "end_turn"
-    return Answer(content, reason, sequence, output_tokens(content))
+    return Answer(content, reason, sequence, thought_tokens + output_tokens(content[len(thought):]))
+
+
+def _thought(content: list[dict[str, Any]], body: dict[str, Any], rng: random.Random) -> tuple[list[dict[str, Any]], int]:
+    """The thinking block the answer starts with (none if thinking is off or none fits), and the output tokens it
+    bills: those of its whole text, cut to the budget, whether it is shown, omitted or redacted."""
+    limit = thinking.budget(body)
+    if limit is None:
+        return [], 0
+    full = {"type": "thinking", "thinking": thinking.reasoning(body["messages"], content)}
+    size = _longest_fitting([], full, limit, "thinking")
+    if not size:
+        return [], 0
+    text = full["thinking"][:size]
+    return [thinking.thinking_block(text, body["thinking"], rng)], output_tokens([{**full, "thinking": text}])
 
 
 def output_tokens(content: list[dict[str, Any]]) -> int:
@@ -82,18 +102,19 @@ def cut_to_max_tokens(content: list[dict[str, Any]], max_tokens: int) -> tuple[l
             kept.append(block)
             continue
         if block["type"] == "text":
-            size = _longest_fitting(kept, block, max_tokens)
+            size = _longest_fitting(kept, block, max_tokens, "text")
             kept += [{**block, "text": block["text"][:size]}] if size else []
         break
     return kept, True
 
 
-def _longest_fitting(kept: list[dict[str, Any]], block: dict[str, Any], max_tokens: int) -> int:
-    """The most characters of `block`'s text that fit after `kept` (a binary search: the count is monotonic)."""
-    low, high = 0, len(block["text"])
+def _longest_fitting(kept: list[dict[str, Any]], block: dict[str, Any], max_tokens: int, field: str) -> int:
+    """The most characters of `block`'s `field` (its text) that fit after `kept` (a binary search: the count is
+    monotonic)."""
+    low, high = 0, len(block[field])
     while low < high:
         middle = (low + high + 1) // 2
-        if output_tokens([*kept, {**block, "text": block["text"][:middle]}]) <= max_tokens:
+        if output_tokens([*kept, {**block, field: block[field][:middle]}]) <= max_tokens:
             low = middle
         else:
             high = middle - 1

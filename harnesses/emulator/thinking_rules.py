@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from harnesses.emulator.rules import Request, invalid, rule, unknown_tag
 from harnesses.emulator.signatures import genuine
+from harnesses.emulator.thinking import genuine_omitted
 
 THINKING = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 TYPES = ("enabled", "disabled", "adaptive", "between_tools")
@@ -68,10 +69,12 @@ def thinking_tool_choice(request: Request) -> None:
 
 @rule(THINKING + "#preserving-thinking-blocks; anthropic.types.ThinkingBlockParam")
 def thinking_blocks_genuine(request: Request) -> None:
-    """A thinking block comes back as it was sent: its signature matches its thinking; redacted data is a string."""
+    """A thinking block comes back as it was sent: its signature matches its thinking (an omitted block's, its empty
+    thinking); redacted data is a string."""
     for block in request.of_type("thinking"):
         thinking, signature = block.block.get("thinking"), block.block.get("signature")
-        if not (isinstance(thinking, str) and isinstance(signature, str) and genuine(thinking, signature)):
+        if not (isinstance(thinking, str) and isinstance(signature, str)
+                and (genuine(thinking, signature) or (thinking == "" and genuine_omitted(signature)))):
             raise invalid(f"{block.path}: Invalid `signature` in `thinking` block")
     for block in request.of_type("redacted_thinking"):
         if not isinstance(block.block.get("data"), str):
