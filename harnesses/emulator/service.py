@@ -6,12 +6,13 @@ JSON per token), for input and output alike.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import random
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harnesses.contexts.vocabulary import estimate_tokens
 
@@ -150,13 +151,39 @@ def prompt_tokens_at_most(request: Mapping[str, Any]) -> int:
 
 
 def _segments(request: Mapping[str, Any]) -> list[tuple[Any, bool]]:
-    """(segment without its cache_control, whether it carried one), in prefix order."""
+    """(segment without its cache_control, whether it carried one), in prefix order. Thinking blocks of earlier turns
+    are not input: the API strips them (THINKING_STRIPPED)."""
     system = request.get("system") or []
     blocks = [{"type": "text", "text": system}] if isinstance(system, str) else list(system)
     parts: list[Any] = list(request.get("tools") or []) + blocks
-    for message in request.get("messages", []):
+    messages = request.get("messages", [])
+    current = _current_turn(messages)
+    for at, message in enumerate(messages):
         content = message.get("content")
         items = [{"type": "text", "text": content}] if isinstance(content, str) else list(content or [])
-        parts += [{"role": message.get("role"), **item} for item in items]
+        parts += [{"role": message.get("role"), **item} for item in items if at >= current or item.get("type") not in THINKING_BLOCKS]
     return [({k: v for k, v in part.items() if k != "cache_control"}, "cache_control" in part) for part in parts]
+
+
+# "previous thinking blocks are automatically stripped from the context window calculation by the Claude API": those
+# before the current turn, which a user message that answers no tool use begins; in a tool-use loop the turn's own
+# thinking is passed back and counted (https://docs.claude.com/en/docs/build-with-claude/context-windows, "The context
+# window with extended thinking" and "... with extended thinking and tool use").
+THINKING_BLOCKS = ("thinking", "redacted_thinking")
+
+
+def _current_turn(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Where the current turn begins: the index of the last user turn (consecutive user messages, combined as the API
+    combines them) that holds no tool_result; 0 if there is none."""
+    start = 0
+    for role, turn in itertools.groupby(enumerate(messages), key=lambda item: item[1].get("role")):
+        turn = list(turn)
+        if role == "user" and not any(_answers_tool_use(message) for _, message in turn):
+            start = turn[0][0]
+    return start
+
+
+def _answers_tool_use(message: Mapping[str, Any]) -> bool:
+    content = message.get("content")
+    return isinstance(content, list) and any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content)
 

@@ -87,3 +87,20 @@ async def test_count_tokens_agrees_when_usage_reads_the_cache(api):
     assert first.usage.cache_creation_input_tokens > 0 and second.usage.cache_read_input_tokens > 0
     assert billed(first) == billed(second) == tokens
     assert tokens > await counted(api, {**shape, "system": "short"})
+
+
+async def test_thinking_of_earlier_turns_is_not_input(api):
+    """https://docs.claude.com/en/docs/build-with-claude/context-windows ("The context window with extended thinking"):
+    the API strips the thinking blocks of earlier turns from the input, whether passed back or not; in a tool-use loop
+    the turn's own thinking is passed back and counted."""
+    earlier = thought_through(use_tools=False)  # a turn that ended, then a new user message
+    without = [earlier[0], {**earlier[1], "content": earlier[1]["content"][1:]}, earlier[2]]
+    assert await counted(api, {"messages": earlier, "thinking": THINKING}) == await counted(api, {"messages": without, "thinking": THINKING})
+    loop = thought_through(use_tools=True)  # the thinking block starts the tool turn the last message answers
+    after = [*loop, {"role": "assistant", "content": [{"type": "text", "text": "It says hello."}]}, *user(ARITHMETIC)]
+    stripped = [*after[:1], {**after[1], "content": after[1]["content"][1:]}, *after[2:]]
+    tokens = {name: await counted(api, {"messages": messages, "tools": [READ_FILE]})
+              for name, messages in (("after", after), ("stripped", stripped))}
+    assert tokens["after"] == tokens["stripped"]  # the loop is over: its thinking is an earlier turn's now
+    loop_without = [loop[0], {**loop[1], "content": loop[1]["content"][1:]}, loop[2]]
+    assert await counted(api, {"messages": loop, "tools": [READ_FILE]}) > await counted(api, {"messages": loop_without, "tools": [READ_FILE]})
