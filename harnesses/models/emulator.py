@@ -7,6 +7,8 @@ benchmark of the harness under load wants, since a real API is not slowed by its
 
 The emulator validates requests as the API does (`strict`, the default; docs/emulator.md), and knows the models
 of harnesses/emulator/catalog.py and `models` (name: {context_window, max_output_tokens, prefill}).
+With `client: bedrock|vertex|foundry` the SDK's client for that cloud talks to the emulator's route for that cloud
+(harnesses/emulator/providers.py; docs/providers.md), with the region and project it needs filled in.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from harnesses.emulator.catalog import model_table
+from harnesses.emulator.providers import EMULATED_PROFILES, base_url
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import FaultProfile, LatencyProfile
 from harnesses.models.anthropic import AnthropicModel
@@ -46,6 +49,7 @@ class EmulatorModel(AnthropicModel):
         if serve == "process" and not isinstance(policies, str):
             raise ValueError("model.serve=process needs model.policies as an import path (e.g. experiments.tasks.policy_book)")
         super().__init__(model=model, api_key_env="", **options)
+        self.profile = {**EMULATED_PROFILES.get(self.client, {}), **self.profile}
         self.latency = LatencyProfile.load(latency_file) if latency_file else LatencyProfile(**(latency or {}))
         self.faults, self.cache_min_tokens = FaultProfile(**(faults or {})), cache_min_tokens
         self.policies, self.serve, self.strict = policies, serve, strict
@@ -64,7 +68,8 @@ class EmulatorModel(AnthropicModel):
             self.server = EmulatorServer(load_policies(self.policies), self.latency, self.faults, self.cache_min_tokens,
                                          self.strict, self.models)
             self.base_url = await self.server.start()
-        return "emulator", self.base_url  # the emulator wants some key, as the API does; no real credential
+        # the emulator wants some key, as the API does; no real credential
+        return "emulator", base_url(self.client, self.base_url)
 
     def _start_child(self) -> str:
         from processes.children import Child
