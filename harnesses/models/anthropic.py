@@ -7,6 +7,11 @@ empty message). A cut or broken stream's partial content is discarded, never ret
 Each attempt has a deadline (`timeout_s`, as well as per read), the call as a whole another (`deadline_s`),
 a response and each of its events are bounded (harnesses/models/stream.py; an endless line is
 stopped by its size): whatever a server sends, a call ends, in bounded memory (docs/bounds.md).
+
+`thinking`, `temperature`, `top_p`, `top_k` and `tool_choice` come from config, are checked when the backend is
+built (a config error before a run starts, not a 400 in every session) and go with every turn request, not with a
+context strategy's own calls (compaction's summary need not think). Thinking blocks are kept in the response's
+content, so the log holds them and the messages built from it pass them back unchanged, as the API requires.
 """
 from __future__ import annotations
 
@@ -56,6 +61,11 @@ class AnthropicModel(Model):
         deadline_s: float = 1800.0,
         client: str = "anthropic",
         profile: Mapping[str, Any] | None = None,
+        thinking: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        top_k: int | None = None,
+        tool_choice: Mapping[str, Any] | None = None,
     ):
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -70,6 +80,7 @@ class AnthropicModel(Model):
         self.model, self.base_url, self.api_key_env = model, base_url, api_key_env
         self.max_attempts, self.backoff_base_s, self.backoff_max_s = max_attempts, backoff_base_s, backoff_max_s
         self.timeout_s, self.deadline_s = timeout_s, deadline_s  # per attempt (and per read); per call
+        self.turn_options = turn_options(thinking, temperature, top_p, top_k, tool_choice)  # sent with every turn
         self._jitter = random.Random(seed)
         self._client: Any = None
         self._connecting = asyncio.Lock()
@@ -147,8 +158,10 @@ class AnthropicModel(Model):
             options["system"] = request.system
         if request.tools:
             options["tools"] = request.tools
-        if request.options:  # the SDK does not type every field the API takes (temperature): sent as they are
-            options["extra_body"] = dict(request.options)
+        body = {**self.turn_options, **request.options} if request.purpose == "turn" else dict(request.options)
+        _check_budget(body, request.max_tokens)
+        if body:  # the SDK does not type every field the API takes (temperature): sent as they are
+            options["extra_body"] = body
         started = time.perf_counter()
         if request.betas:
             stream = await client.beta.messages.create(**options, betas=list(request.betas), stream=True)
@@ -175,6 +188,106 @@ class AnthropicModel(Model):
             model=builder.model or self.model, request_id=headers.get("request-id"), retries=retries,
             server_ttft_ms=_number(headers.get("x-emulator-ttft-ms")), context_management=builder.context_management,
         )
+
+
+THINKING_FIELDS = {"enabled": {"budget_tokens", "display"}, "adaptive": {"display"}, "disabled": set()}  # ThinkingConfigParam
+THINKING_DISPLAYS = ("summarized", "omitted")
+MIN_THINKING_BUDGET = 1024
+TOOL_CHOICE_FIELDS = {"auto": {"disable_parallel_tool_use"}, "any": {"disable_parallel_tool_use"},
+                      "tool": {"name", "disable_parallel_tool_use"}, "none": set()}  # anthropic.types.ToolChoiceParam
+_THINKING_VALID = ("null, {type: enabled, budget_tokens: N >= 1024}, {type: adaptive} (either with display: summarized "
+                   "or omitted), or {type: disabled}")
+_TOOL_CHOICE_VALID = ("null, {type: auto}, {type: any}, {type: tool, name: TOOL} (each with disable_parallel_tool_use: "
+                      "true or false, if wanted), or {type: none}")
+
+
+def turn_options(thinking: Mapping[str, Any] | None, temperature: float | None, top_p: float | None, top_k: int | None,
+                 tool_choice: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Messages API fields a turn request carries, checked as the API checks them (ValueError naming the key and
+    what is valid); null ones are not sent. Sources: anthropic.types.ThinkingConfigParam and ToolChoiceParam, and
+    https://docs.claude.com/en/docs/build-with-claude/extended-thinking#feature-compatibility."""
+    thinking, tool_choice = _plain(thinking), _plain(tool_choice)
+    _check_config("thinking", thinking, THINKING_FIELDS, _THINKING_VALID)
+    _check_config("tool_choice", tool_choice, TOOL_CHOICE_FIELDS, _TOOL_CHOICE_VALID)
+    if thinking and thinking["type"] == "enabled":
+        budget = thinking.get("budget_tokens")
+        if not _whole(budget) or budget < MIN_THINKING_BUDGET:
+            raise ValueError(f"model.thinking.budget_tokens={budget!r}; valid: a whole number >= {MIN_THINKING_BUDGET}, "
+                             "below harness.max_tokens")
+    if thinking and thinking.get("display") not in (None, *THINKING_DISPLAYS):
+        raise ValueError(f"model.thinking.display={thinking['display']!r}; valid: {', '.join(THINKING_DISPLAYS)}, or null")
+    if tool_choice is not None:
+        _check_tool_choice(tool_choice)
+    for key, value in (("temperature", temperature), ("top_p", top_p)):
+        if value is not None and not (_real(value) and 0 <= value <= 1):
+            raise ValueError(f"model.{key}={value!r}; valid: a number from 0 to 1, or null")
+    if top_k is not None and not (_whole(top_k) and top_k >= 0):
+        raise ValueError(f"model.top_k={top_k!r}; valid: a whole number >= 0, or null")
+    if temperature is not None and top_p is not None:
+        raise ValueError(f"model.temperature={temperature!r} and model.top_p={top_p!r}: set one of them, not both "
+                         "(the API takes only one for current models)")
+    if thinking and thinking["type"] in ("enabled", "adaptive"):
+        _check_thinking_compatible(temperature, top_p, top_k, tool_choice)
+    fields = {"thinking": thinking, "temperature": temperature, "top_p": top_p, "top_k": top_k, "tool_choice": tool_choice}
+    return {key: value for key, value in fields.items() if value is not None}
+
+
+def _check_config(key: str, value: Any, fields: Mapping[str, set[str]], valid: str) -> None:
+    """`value` is null, or an object whose type is one of `fields` and whose other keys that type has."""
+    if value is None:
+        return
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind not in fields:
+        raise ValueError(f"model.{key}={value!r}; valid: {valid}")
+    unknown = sorted(set(value) - {"type"} - fields[kind])
+    if unknown:
+        raise ValueError(f"model.{key}.{unknown[0]}: not a field of a {kind} {key}; valid: {valid}")
+
+
+def _check_tool_choice(choice: dict[str, Any]) -> None:
+    if choice["type"] == "tool" and not (isinstance(choice.get("name"), str) and choice["name"]):
+        raise ValueError(f"model.tool_choice.name={choice.get('name')!r}; valid: the name of an offered tool")
+    if not isinstance(choice.get("disable_parallel_tool_use", False), bool):
+        raise ValueError(f"model.tool_choice.disable_parallel_tool_use={choice['disable_parallel_tool_use']!r}; valid: true or false")
+
+
+def _check_thinking_compatible(temperature: float | None, top_p: float | None, top_k: int | None,
+                               tool_choice: dict[str, Any] | None) -> None:
+    """What thinking allows: temperature 1, top_p from 0.95 to 1, no top_k, a tool_choice that forces no tool."""
+    if temperature is not None and temperature != 1:
+        raise ValueError(f"model.temperature={temperature!r} with model.thinking on; valid: 1, or null")
+    if top_p is not None and not 0.95 <= top_p <= 1:
+        raise ValueError(f"model.top_p={top_p!r} with model.thinking on; valid: a number from 0.95 to 1, or null")
+    if top_k is not None:
+        raise ValueError(f"model.top_k={top_k!r} with model.thinking on; valid: null (thinking takes no top_k)")
+    if tool_choice is not None and tool_choice["type"] in ("any", "tool"):
+        raise ValueError(f"model.tool_choice={tool_choice!r} with model.thinking on; valid: {{type: auto}}, {{type: none}}, "
+                         "or null (thinking cannot be on while a tool use is forced)")
+
+
+def _check_budget(body: Mapping[str, Any], max_tokens: int) -> None:
+    """A thinking budget below the request's max_tokens (the API's 400 otherwise, in every session)."""
+    thinking = body.get("thinking") or {}
+    if thinking.get("type") == "enabled" and _whole(thinking.get("budget_tokens")) and thinking["budget_tokens"] >= max_tokens:
+        raise ModelError(f"model.thinking.budget_tokens={thinking['budget_tokens']} must be below the request's "
+                         f"max_tokens={max_tokens} (harness.max_tokens): thinking counts towards it")
+
+
+def _plain(value: Any) -> Any:
+    """Config as plain data (Hydra passes a DictConfig): mappings as dicts, lists as lists."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
+        return [_plain(v) for v in value]
+    return value
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _number(value: str | None) -> float | None:
