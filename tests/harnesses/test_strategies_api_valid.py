@@ -4,6 +4,10 @@ Each strategy of the config group (configs/context/*.yaml, built as `harnesslab 
 every smoke and long-horizon task through the emulator with strict validation; any request it refuses fails the test
 with the rule, its message and the request's shape. A strategy found at fault is marked xfail(strict=True) with the
 rule: the mark fails once the strategy is fixed, so it is taken off then.
+
+With extended thinking on (`model.thinking`), every answer starts with a signed thinking block, and every strategy must
+pass the one of the tool turn it answers back unchanged (rules thinking_on_tool_turn, thinking_blocks_genuine); it
+may drop older ones (https://docs.claude.com/en/docs/build-with-claude/extended-thinking#preserving-thinking-blocks).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ GROUP = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "context
 SUITES = ("smoke", "long_horizon")
 FAST = {"base_ttft_ms": 1, "prefill_ms_per_1k_tokens": 0, "output_tokens_per_s": 0, "jitter_sigma": 0}
 AT_FAULT: dict[str, str] = {}  # strategy -> the rule its requests break (see the module docstring)
+THINKING = {"type": "enabled", "budget_tokens": 1024}
 
 
 @functools.cache
@@ -43,23 +48,26 @@ def test_the_group_is_the_whole_config_group():
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("thinking", [None, THINKING], ids=["plain", "thinking"])
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=AT_FAULT[n])) if n in AT_FAULT
                                   else n for n in GROUP])
-async def test_every_request_a_strategy_builds_is_one_the_api_takes(name, tmp_path):
+async def test_every_request_a_strategy_builds_is_one_the_api_takes(name, thinking, tmp_path):
     store, hands = MemoryStore(), LocalSandboxProvider(root=str(tmp_path))
-    model = EmulatorModel(policy_book(), latency=FAST)  # strict, as by default
+    model = EmulatorModel(policy_book(), latency=FAST, thinking=thinking)  # strict, as by default
     await model.start()
     try:
         harness = DecoupledHarness(store, model, hands, instantiate(_config(name)), max_turns=200)
-        for suite in SUITES:
-            for chosen in load_suite(suite):
-                await run_task(store, harness, hands, *chosen)
+        records = [await run_task(store, harness, hands, *chosen) for suite in SUITES for chosen in load_suite(suite)]
         refused, served = list(model.server.rejections), model.server.served
     finally:
         await model.close()
         await hands.close()
     assert served["requests"] > 0
     assert not refused, f"context={name}: {served['rejected']} request(s) refused; the first:\n" + describe(refused[0])
+    if thinking:  # the answers thought, and the turns that passed their thinking back were taken
+        firsts = [e.data["content"][0]["type"] for r in records for e in await store.events(r.session_id)
+                  if e.type == "model.response"]
+        assert set(firsts) <= {"thinking", "redacted_thinking"} and firsts.count("thinking") > len(records), firsts[:5]
 
 
 class DropsOldResults(ContextStrategy):
