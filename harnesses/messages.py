@@ -28,6 +28,9 @@ def content_problem(content: Any) -> str | None:
             return f"content block {i} must be an object with a string type, got {_kind(block)}"
         if block["type"] == "text" and not isinstance(block.get("text"), str):
             return f"content block {i} (text) must have a string text, got {_kind(block.get('text'))}"
+        for field in PASSED_BACK.get(block["type"], ()):  # what goes back unchanged on later turns, or they are refused
+            if not isinstance(block.get(field), str):
+                return f"content block {i} ({block['type']}) must have a string {field}, got {_kind(block.get(field))}"
         if block["type"] == "tool_use":
             problem = _id_problem(f"content block {i} (tool_use) id", block.get("id"))
             if problem is None and not isinstance(block.get("name"), str):
@@ -35,6 +38,9 @@ def content_problem(content: Any) -> str | None:
             if problem is not None:
                 return problem
     return None
+
+
+PASSED_BACK = {"thinking": ("thinking", "signature"), "redacted_thinking": ("data",)}  # anthropic.types.ThinkingBlockParam
 
 
 def _id_problem(what: str, value: Any) -> str | None:

@@ -26,6 +26,7 @@ from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import LatencyProfile
 from harnesses.emulator.signatures import genuine
 from harnesses.emulator.thinking import REDACTED_SHARE
+from harnesses.messages import content_problem
 from harnesses.models.anthropic import AnthropicModel
 from harnesses.models.emulator import EmulatorModel
 from harnesses.models.offline_brain import answer
@@ -242,3 +243,15 @@ def _content(data: Any) -> list[dict[str, Any]]:
     import json
 
     return (json.loads(data) if isinstance(data, str) else data)["content"]
+
+
+@pytest.mark.parametrize("block, named", [
+    ({"type": "thinking", "thinking": "Hm."}, "content block 0 (thinking) must have a string signature, got null"),
+    ({"type": "thinking", "signature": "c2ln"}, "content block 0 (thinking) must have a string thinking, got null"),
+    ({"type": "redacted_thinking", "data": 7}, "content block 0 (redacted_thinking) must have a string data, got int 7"),
+])
+def test_a_thinking_block_that_could_not_go_back_is_a_malformed_response(block, named):
+    """A response is logged only if later turns can pass its thinking back as the API requires (ThinkingBlockParam,
+    RedactedThinkingBlockParam): the harness refuses it at once, not the API at every later turn."""
+    assert content_problem([block, {"type": "text", "text": "4"}]) == named
+    assert content_problem([{"type": "thinking", "thinking": "", "signature": "c2ln"}, {"type": "redacted_thinking", "data": "ZA=="}]) is None
