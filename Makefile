@@ -31,7 +31,7 @@ run: $(STAMP)  ## the default experiment; extra Hydra overrides: make run ARGS="
 	$(BIN)/harnesslab run $(ARGS)
 
 test: $(STAMP) services docker  ## lint, then every test; extra pytest arguments: make test PYTEST_ARGS="-k store"
-	$(BIN)/ruff check processes stores sandboxes harnesses experiments tests examples
+	$(BIN)/ruff check processes stores sandboxes harnesses managed experiments tests examples
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP) services docker  ## benchmarks: side-by-side medians, p95 and ratios

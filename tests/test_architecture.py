@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-TREES = ("experiments", "harnesses", "sandboxes", "stores", "processes")
+TREES = ("experiments", "managed", "harnesses", "sandboxes", "stores", "processes")
 PARTS = ("harnesses", "sandboxes", "stores", "processes")  # what a user swaps: they know nothing of the experiments run on them
 # The one package whose __init__ holds code (no work: definitions only): the suites' registry, whose import paths
 # (experiments.tasks.policy_book, load_suite) users' configs and parts name.
@@ -126,8 +126,9 @@ def test_the_parts_never_import_the_experiments():
 
 
 # Each layer imports only those below it: processes under everything; the session (stores) and the hands (sandboxes)
-# beside each other, knowing nothing of one another; the brain (harnesses) over both; experiments over all.
-LAYERS = {"processes": 0, "stores": 1, "sandboxes": 1, "harnesses": 2, "experiments": 3}
+# beside each other, knowing nothing of one another; the brain (harnesses) over both; the served API (managed) over
+# the brain; experiments over all.
+LAYERS = {"processes": 0, "stores": 1, "sandboxes": 1, "harnesses": 2, "managed": 3, "experiments": 4}
 
 
 def test_each_layer_imports_only_the_layers_below_it():

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import uuid
 from pathlib import Path
@@ -101,6 +102,69 @@ def emulator(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+
+    from experiments.run.job import compose_config, quiet_http_logs
+    from experiments.run.runner import run_to_cleanup
+
+    overrides = ["+serve=default", *args.overrides]
+    if not os.environ.get("HARNESSLAB_SQLITE_PATH") and not any(o.lstrip("+~").startswith("store") for o in args.overrides):
+        overrides.append("store.path=${serve.store_path}")  # the default store, sqlite, in a place of its own
+    cfg = compose_config(overrides, groups=("harness", "model", "sandbox", "store", "context", "credentials"))
+    quiet_http_logs()
+    environment_key = args.environment_key or f"envkey_{secrets.token_hex(16)}"
+
+    async def go() -> None:
+        async with served(cfg, args.port) as server:
+            print(f"Managed Agents API on {server.url} (Ctrl-C stops it). To use it:\n"
+                  f"  client = anthropic.Anthropic(base_url=\"{server.url}\", api_key=\"any\")\n"
+                  f"environment key (for self-hosted workers, not served yet): {environment_key}", flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        run_to_cleanup(go())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def served(cfg, port: int = 0):
+    """A ManagedServer on `port` (0: a free one) over the parts `cfg` chooses, until the context exits."""
+    from contextlib import AsyncExitStack
+
+    from experiments.run.config_check import ConfigError
+    from experiments.run.parts import build_parts, start_parts
+    from managed.server import ManagedServer, serving
+
+    keys = list(cfg.serve.api_keys or [])
+    if not all(isinstance(key, str) and key for key in keys):
+        raise ConfigError(f"serve.api_keys={keys!r}: expected a list of non-empty strings (empty: any key is accepted)")
+    async with AsyncExitStack() as stack:
+        parts = build_parts(cfg, stack, wrap=serving)
+        await start_parts(parts)
+        server = ManagedServer(parts.store, parts.harness, parts.sandboxes.hand, keys, task_meta)
+        await server.start(cfg.serve.host, port)
+        try:
+            yield server
+        finally:
+            await server.stop()
+
+
+def task_meta(name: str) -> dict:
+    """The meta of one of harnesslab's tasks, by `name` or `suite/name`, for a served session that runs it."""
+    from experiments.tasks import load_suite, suites
+
+    suite, _, wanted = name.rpartition("/")
+    for candidate in [suite] if suite else list(suites()):
+        for found_suite, instance, task in load_suite(candidate) if candidate in suites() else []:
+            if task.name == wanted:
+                return task.meta(found_suite, instance)
+    raise LookupError(f"no task {name!r} in harnesslab's suites; e.g. greeting, fix_bug or smoke/find_needle")
 
 
 def calibrate(args: argparse.Namespace) -> int:

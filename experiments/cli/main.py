@@ -5,6 +5,7 @@
   harnesslab replay SESSION [--from R]        re-drive a logged session with no model, under any config
   harnesslab fork SESSION --at N [OVERRIDE]   continue events [0, N) of a logged session another way
   harnesslab emulator [--port N]              serve the Messages-API emulator standalone
+  harnesslab serve --port N [OVERRIDE ...]    serve the Managed Agents API over harnesslab's parts
   harnesslab calibrate [--out F]              measure the API's latency into an emulator profile
   harnesslab submit / worker / collect [OVERRIDES]   sessions in a shared store, driven by restartable workers
   harnesslab report PATH ... [--out D]       what results files' runs vary and each section about them; plots
@@ -113,6 +114,14 @@ def parser() -> argparse.ArgumentParser:
     emulator.add_argument("--loose", action="store_true", help="check only the request shapes it needs to answer, not "
                           "every rule of the API (see docs/emulator.md)")
     emulator.set_defaults(handler=handlers.emulator)
+
+    serve = commands.add_parser("serve", help="serve the Managed Agents API (agents, environments, sessions) until interrupted")
+    serve.add_argument("--port", type=int, default=8800)
+    serve.add_argument("--environment-key", help="the key self-hosted environments' workers authenticate with (random if "
+                       "not given; self-hosted environments are not served yet)")
+    serve.add_argument("overrides", nargs="*", help="Hydra overrides: the parts (model, sandbox, store, ...) and serve.* "
+                       "(configs/serve/default.yaml)")
+    serve.set_defaults(handler=handlers.serve)
 
     calibrate = commands.add_parser("calibrate", help="measure the API (or the emulator) and write a latency profile")
     calibrate.add_argument("--out", type=Path, default=Path("latency.yaml"))

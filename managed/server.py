@@ -1,0 +1,179 @@
+"""`harnesslab serve`: the Managed Agents API over HTTP (aiohttp), on harnesslab's parts.
+
+Every request needs an API key (`x-api-key`, or `Authorization: Bearer`): any key, unless `api_keys` lists some,
+and the beta header `anthropic-beta: managed-agents-2026-04-01`, as the SDK sends them. Errors have the API's
+shape and status: 400 naming the field (or saying what is not served yet), 401, 404 for an unknown id, 409 for a
+write that conflicts with the resource's state.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any, Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from harnesses.base import Harness
+from managed import agents, environments, errors, sessions
+from managed.driver import Driver
+from managed.errors import ApiError, invalid
+from managed.events import project, user_messages
+from managed.ids import event_place
+from managed.records import Records, listing, page
+from managed.sessions import TaskMeta
+from managed.stream import stream
+from managed.watch import WatchedStore
+
+log = logging.getLogger(__name__)
+BETA = "managed-agents-2026-04-01"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ManagedServer:
+    def __init__(self, store: WatchedStore, harness: Harness, hand: str, api_keys: Sequence[str] = (),
+                 task_meta: TaskMeta | None = None):
+        self.store, self.hand, self.api_keys, self.task_meta = store, hand, frozenset(api_keys), task_meta
+        self.records = Records(store)
+        self.driver = Driver(harness, store)
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self._api_errors], client_max_size=32 * 1024 * 1024)
+        route = app.router
+        route.add_post("/v1/agents", self._agents_create)
+        route.add_get("/v1/agents", lambda r: self._json(agents.agents(self.records, r.query)))
+        route.add_get("/v1/agents/{id}", lambda r: self._json(agents.retrieve(self.records, r.match_info["id"], r.query.get("version"))))
+        route.add_post("/v1/agents/{id}", self._agents_update)
+        route.add_get("/v1/agents/{id}/versions", lambda r: self._json(agents.versions(self.records, r.match_info["id"], r.query)))
+        route.add_post("/v1/environments", self._environments_create)
+        route.add_get("/v1/environments", lambda r: self._json(environments.environments(self.records, r.query)))
+        route.add_get("/v1/environments/{id}", lambda r: self._json(environments.retrieve(self.records, r.match_info["id"])))
+        route.add_post("/v1/sessions", self._sessions_create)
+        route.add_get("/v1/sessions", lambda r: self._json(sessions.sessions(self.records, r.query, r.query.getall("statuses[]", []))))
+        route.add_get("/v1/sessions/{id}", lambda r: self._json(sessions.retrieve(self.records, r.match_info["id"])))
+        route.add_post("/v1/sessions/{id}", self._sessions_update)
+        route.add_delete("/v1/sessions/{id}", lambda r: self._json(sessions.delete(self.records, r.match_info["id"])))
+        route.add_get("/v1/sessions/{id}/events", self._events_list)
+        route.add_post("/v1/sessions/{id}/events", self._events_send)
+        route.add_get("/v1/sessions/{id}/events/stream", self._events_stream)
+        return app
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Serve on `host:port` (0: a free port), and wake the sessions whose turn is open; returns the base URL."""
+        self._runner = web.AppRunner(self.app(), access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, backlog=1024)
+        await site.start()
+        self.url = f"http://{host}:{site._server.sockets[0].getsockname()[1]}"
+        woken = await self.driver.resume()
+        if woken:
+            log.info("resumed %d session(s) with a turn open", woken)
+        return self.url
+
+    async def stop(self) -> None:
+        await self.driver.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- the API's rules for every request ---------------------------------------------------------------
+
+    @web.middleware
+    async def _api_errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = f"req_hl_{uuid.uuid4().hex[:24]}"
+        try:
+            self._authenticate(request)
+            return await handler(request)
+        except ApiError as exc:
+            return web.json_response(exc.body(request_id), status=exc.status, headers={"request-id": request_id})
+        except web.HTTPNotFound:
+            error = ApiError(404, "not_found_error", f"{request.method} {request.path}: no such route")
+            return web.json_response(error.body(request_id), status=404, headers={"request-id": request_id})
+        except web.HTTPMethodNotAllowed:
+            error = ApiError(405, "invalid_request_error", f"{request.method} is not allowed on {request.path}")
+            return web.json_response(error.body(request_id), status=405, headers={"request-id": request_id})
+
+    def _authenticate(self, request: web.Request) -> None:
+        key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not key:
+            raise ApiError(401, "authentication_error", "x-api-key header is required")
+        if self.api_keys and key not in self.api_keys:
+            raise ApiError(401, "authentication_error", "invalid x-api-key")
+        if BETA not in request.headers.get("anthropic-beta", ""):
+            raise invalid(f"anthropic-beta: this endpoint is in beta; send the header anthropic-beta: {BETA}")
+
+    # -- handlers -------------------------------------------------------------------------------------
+
+    async def _json(self, answer: Awaitable[Any]) -> web.Response:
+        return web.json_response(await answer)
+
+    async def _agents_create(self, request: web.Request) -> web.Response:
+        return await self._json(agents.create(self.records, await _body(request)))
+
+    async def _agents_update(self, request: web.Request) -> web.Response:
+        return await self._json(agents.update(self.records, request.match_info["id"], await _body(request)))
+
+    async def _environments_create(self, request: web.Request) -> web.Response:
+        return await self._json(environments.create(self.records, await _body(request), self.hand))
+
+    async def _sessions_create(self, request: web.Request) -> web.Response:
+        body = errors.body_object(await _body(request))
+        initial = user_messages(body["initial_events"]) if body.get("initial_events") else []
+        session = await sessions.create(self.records, body, initial, self.task_meta)
+        if session["status"] == "running":
+            self.driver.wake(session["id"])
+        return web.json_response(session)
+
+    async def _sessions_update(self, request: web.Request) -> web.Response:
+        return await self._json(sessions.update(self.records, request.match_info["id"], await _body(request)))
+
+    async def _events_send(self, request: web.Request) -> web.Response:
+        session_id = request.match_info["id"]
+        await self.records.log("session", session_id)
+        body = errors.body_object(await _body(request))
+        errors.known_fields(body, {"events"})
+        appended = user_messages(body.get("events"))
+        length = await self.store.append(session_id, appended)
+        self.driver.wake(session_id)
+        events = await self.store.events(session_id)
+        sent = [e for e in project(session_id, events) if length - len(appended) <= e["harnesslab"]["position"] < length]
+        return web.json_response({"data": sent})
+
+    async def _events_list(self, request: web.Request) -> web.Response:
+        session_id, query = request.match_info["id"], request.query
+        every = project(session_id, await self.records.log("session", session_id))
+        types = query.getall("types[]", [])
+        every = [e for e in every if not types or e["type"] in types]
+        if query.get("order", "asc") not in ("asc", "desc"):
+            raise invalid(f"order: expected 'asc' or 'desc', got {query['order']!r}")
+        every = every[::-1] if query.get("order") == "desc" else every
+        if query.get("page"):
+            event_place(session_id, query["page"], "page")
+        chosen, next_page = page(every, lambda e: e["id"], query.get("page"), errors.limit(query, most=1000))
+        return web.json_response(listing(chosen, next_page))
+
+    async def _events_stream(self, request: web.Request) -> web.StreamResponse:
+        session_id = request.match_info["id"]
+        await self.records.log("session", session_id)
+        return await stream(request, self.store, session_id, request.headers.get("Last-Event-ID"))
+
+
+async def _body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise invalid("the request body is not valid JSON") from None
+
+
+def serving(name: str, part: Any) -> Any:
+    """A part as a served session uses it (build_parts' `wrap`): the store watched, so streams hear of appends;
+    the sandboxes offering the agent toolset; the offline brain speaking it through its dialect."""
+    from managed.dialect import for_toolset
+    from managed.toolset import ToolsetProvider
+
+    if name == "store":
+        return WatchedStore(part)
+    if name == "sandbox":
+        return ToolsetProvider(part)
+    return for_toolset(part) if name == "model" else part
