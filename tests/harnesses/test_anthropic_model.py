@@ -93,6 +93,27 @@ async def test_the_context_caches_a_growing_prefix_and_usage_records_it(tmp_path
     assert sum(u["cache_creation_input_tokens"] for u in usages) > 0
 
 
+async def test_the_backend_logs_thinking_and_passes_it_back_to_a_standalone_emulator(tmp_path, monkeypatch):
+    """model=anthropic with model.thinking, against `harnesslab emulator` as a user would run it: each turn request
+    thinks (the config is sent), every logged model.response starts with its thinking block, and the strict
+    emulator takes every later turn that passes it back (extended-thinking guide, #preserving-thinking-blocks)."""
+    monkeypatch.setenv("HARNESSLAB_TEST_KEY", "emulator")
+    server = EmulatorServer(policy_book(), QUICK)
+    await server.start()
+    try:
+        model = AnthropicModel(model="claude-emulated", base_url=server.url, api_key_env="HARNESSLAB_TEST_KEY",
+                               thinking={"type": "enabled", "budget_tokens": 1024, "display": "omitted"})
+        store, records = await run_smoke(model, tmp_path)
+    finally:
+        await server.stop()
+    assert all(r.verdict.success for r in records), [(r.task, r.verdict.detail) for r in records if not r.verdict.success]
+    responses = [e.data for r in records for e in await store.events(r.session_id) if e.type == "model.response"]
+    shown = [r["content"][0] for r in responses]
+    assert {b["type"] for b in shown} <= {"thinking", "redacted_thinking"}
+    assert all(b["thinking"] == "" and b["signature"] for b in shown if b["type"] == "thinking")  # omitted, still signed
+    assert server.served["rejected"] == 0 and server.served["requests"] == len(responses) > len(records)
+
+
 async def test_a_missing_key_is_named(monkeypatch):
     monkeypatch.delenv("HARNESSLAB_NO_SUCH_KEY", raising=False)
     model = AnthropicModel(api_key_env="HARNESSLAB_NO_SUCH_KEY")
