@@ -5,7 +5,8 @@ A strategy chooses what of the session log enters the model's context. Whatever 
 a request's messages and knows no strategy: it reads these forms, so a new strategy that uses them works
 with the scripted model and the emulator unchanged. A real model reads the same text as plain prose.
 
-1. A cleared result: a tool_result whose content starts with `CLEARED`. The call ran; its output is
+1. A cleared result: a tool_result whose content starts with `CLEARED`, or is `API_CLEARED` (the placeholder the
+   API's own context editing, emulated, puts in: harnesses/emulator/context_edits.py). The call ran; its output is
    not shown (the brain calls the tool again if it needs the output).
 2. An omission note: a user text containing `OMITTED` ("3 earlier turn(s) are not shown"). Turns are
    not shown at all; with `SEARCH_EVENTS` offered, the brain searches the log before redoing a read.
@@ -16,10 +17,14 @@ with the scripted model and the emulator unchanged. A real model reads the same 
 4. Recalled events: the output of `GET_EVENTS` or `SEARCH_EVENTS`, one `event_line` per logged event;
    a tool.call with its tool.result shows that call again.
 5. The summary request: a strategy that wants the session summarized sends `SUMMARIZE` as the last
-   user text; the brain answers with a calls block.
+   user text; the brain answers with a calls block. A summary that replaces the task too (the API's server
+   compaction drops every message before its `compaction` block) restates it in a `task_line` among its records.
 6. Session tools, by name, for a strategy that offers them (it answers them itself, from the log):
    `GET_EVENTS(start, stop)` and `SEARCH_EVENTS(query, limit)` read the log, `MEMORY_WRITE(content)` and
    `MEMORY_APPEND(text)` keep a notes file. The brain uses those offered and leaves them out of its notes.
+7. The API's memory tool, `MEMORY_TOOL` (`{"type": "memory_20250818", "name": "memory"}`): files under
+   /memories the harness keeps in the log. The brain keeps its notes in `MEMORY_NOTES`, a calls block that ends
+   with the `NOTES_END` line (so a note is added by one str_replace of that line), and reads it back with `view`.
 
 `estimate_tokens` is the one token estimate the strategies' thresholds and the offline models share.
 """
@@ -30,13 +35,15 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 CLEARED = "[tool result cleared"
+API_CLEARED = "[cleared to save context]"  # the emulated API's own placeholder for a cleared tool result
 OMITTED = "earlier turn(s)"
 SUMMARIZE = ("Summarize this session so far for your own later use: what you did, what you found, and every "
              "fact you will still need. The summary replaces the conversation up to here.")
 GET_EVENTS, SEARCH_EVENTS = "get_events", "search_events"
 MEMORY_WRITE, MEMORY_APPEND = "memory_write", "memory_append"
+MEMORY_TOOL, MEMORY_NOTES, NOTES_END = "memory", "/memories/notes.md", "[end of notes]"
 LOG_TOOLS = (GET_EVENTS, SEARCH_EVENTS)
-SESSION_TOOLS = (*LOG_TOOLS, MEMORY_WRITE, MEMORY_APPEND)  # about the session itself, not the task
+SESSION_TOOLS = (*LOG_TOOLS, MEMORY_WRITE, MEMORY_APPEND, MEMORY_TOOL)  # about the session itself, not the task
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,28 @@ def read_calls(text: str) -> list[CallRecord]:
         except (ValueError, KeyError, TypeError):
             continue
     return found
+
+
+def cleared(text: str | None) -> bool:
+    """Whether a tool result's text is a cleared one (a strategy's stub, or the API's placeholder)."""
+    return text is not None and (text.startswith(CLEARED) or text == API_CLEARED)
+
+
+def task_line(task: str) -> str:
+    """The line of a calls block that restates the task (read_calls skips it: it is no call record)."""
+    return json.dumps({"task": task})
+
+
+def read_task(text: str) -> str | None:
+    """The task a calls block restates, if it does."""
+    for line in text.splitlines()[1:] if text.startswith("[") else []:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("task"), str):
+            return entry["task"]
+    return None
 
 
 def event_line(position: int, type: str, data: Any) -> str:

@@ -56,8 +56,8 @@ def non_empty_content(request: Request) -> None:
 
 @rule("anthropic.types.ContentBlockParam; anthropic.types.SystemMessageParam")
 def block_types(request: Request) -> None:
-    """A block's type is one the API defines; a system message holds text blocks only."""
-    known = schema.block_types()
+    """A block's type is one the API defines (a beta request: the beta params'); a system message holds text blocks only."""
+    known = schema.block_types(request.beta)
     unknown = next((kind for kind in request.kinds if kind not in known), None)
     if unknown is not None:
         block = request.of_type(unknown)[0]

@@ -40,8 +40,8 @@ def beta_header(request: Request) -> None:
 
 @rule("anthropic.types.message_create_params.MessageCreateParams; " + REFERENCE)
 def known_fields(request: Request) -> None:
-    """A body holds only the fields the endpoint defines."""
-    allowed = schema.request_fields(request.endpoint)
+    """A body holds only the fields the endpoint defines (a beta request: those of the beta params)."""
+    allowed = schema.request_fields(request.endpoint, request.beta)
     extra = next((key for key in request.body if key not in allowed), None)
     if extra is not None:
         raise invalid(f"{extra}: Extra inputs are not permitted")
@@ -182,14 +182,15 @@ def system_field(request: Request) -> None:
 
 @rule(CONTEXT_WINDOWS)
 def context_window(request: Request) -> None:
-    """The input tokens (the count usage and count_tokens report) and `max_tokens` together fit the model's window:
-    the API refuses a request that does not, rather than cut its answer short."""
+    """The input tokens (the count usage and count_tokens report, of the prompt the model reads: after server-side
+    context management) and `max_tokens` together fit the model's window: the API refuses a request that does not,
+    rather than cut its answer short."""
     if request.endpoint != "messages":
         return  # count_tokens counts a prompt of any length: it is how a client finds out it is too long
     window, wanted = request.limits.context_window, request.body["max_tokens"]
     if prompt_tokens_at_most(request.body) + wanted <= window:
-        return  # far from the window, as most requests are: no exact count needed
-    tokens = prompt_tokens(request.body)
+        return  # far from the window, as most requests are (editing only shortens them): no exact count needed
+    tokens = prompt_tokens(request.edited.body)
     if tokens > window:
         raise invalid(f"prompt is too long: {tokens} tokens > {window} maximum")
     if tokens + wanted > window:

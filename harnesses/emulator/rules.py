@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 from harnesses.emulator.catalog import ModelLimits
+from harnesses.emulator.context_edits import Edited, edited_prompt
 from harnesses.emulator.schema import tags
 
 
@@ -78,10 +79,16 @@ class _Index:
 
 
 class Request:
-    """One request as the rules read it. A rule may rely on every rule before it in validation.RULES having passed."""
+    """One request as the rules read it. A rule may rely on every rule before it in validation.RULES having passed.
 
-    def __init__(self, body: dict[str, Any], headers: Mapping[str, str], models: Mapping[str, ModelLimits], endpoint: str):
+    `beta`: a beta request (`?beta=true`, or an anthropic-beta header), whose fields, blocks and tools are the beta
+    params' (harnesses/emulator/schema.py)."""
+
+    def __init__(self, body: dict[str, Any], headers: Mapping[str, str], models: Mapping[str, ModelLimits], endpoint: str,
+                 beta: bool = False):
         self.body, self.headers, self.models, self.endpoint = body, headers, models, endpoint
+        self.betas = tuple(v.strip() for v in headers.get("anthropic-beta", "").split(",") if v.strip())
+        self.beta = beta or bool(self.betas)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -159,6 +166,18 @@ class Request:
             index.blocks += blocks
             turn.blocks += blocks
         return index
+
+    @functools.cached_property
+    def edited(self) -> Edited:
+        """The prompt the model reads: from the last compaction block on, with the context edits applied
+        (harnesses/emulator/context_edits.py); the body itself for a request without context management."""
+        return edited_prompt(self.body)
+
+    @property
+    def edits(self) -> list[dict[str, Any]]:
+        """context_management's edits (none for a request without it)."""
+        config = self.body.get("context_management")
+        return (config.get("edits") or []) if isinstance(config, dict) else []
 
     @property
     def thinking(self) -> bool:

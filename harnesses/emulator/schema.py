@@ -1,7 +1,9 @@
 """The request vocabulary as the official SDK's own types define it (anthropic.types), read when first needed.
 
 The SDK is the schema: the fields a request may have, the content block types, the server tools and their fixed
-names, the beta names. The one addition is the sampling parameters the Messages API reference documents
+names, the beta names. A beta request (`POST /v1/messages?beta=true`, or one with an `anthropic-beta` header: what
+`client.beta.messages.create` sends) is read by the beta params' types (anthropic.types.beta), which add fields
+(`context_management`), blocks (`compaction`) and tools; every other request by anthropic.types'. The one addition is the sampling parameters the Messages API reference documents
 (https://docs.claude.com/en/api/messages: temperature, top_p, top_k), which this SDK version no longer types
 (send them with `extra_body`).
 """
@@ -33,28 +35,40 @@ def api_versions() -> tuple[str, ...]:
 
 
 @functools.cache
-def request_fields(endpoint: str) -> frozenset[str]:
-    """The top-level fields of a POST /v1/messages (or /v1/messages/count_tokens) body."""
-    from anthropic.types.message_count_tokens_params import MessageCountTokensParams
-    from anthropic.types.message_create_params import MessageCreateParamsStreaming
+def request_fields(endpoint: str, beta: bool = False) -> frozenset[str]:
+    """The top-level fields of a POST /v1/messages (or /v1/messages/count_tokens) body; `beta`: of a beta request."""
+    if beta:
+        from anthropic.types.beta.message_count_tokens_params import MessageCountTokensParams
+        from anthropic.types.beta.message_create_params import MessageCreateParamsStreaming
+    else:
+        from anthropic.types.message_count_tokens_params import MessageCountTokensParams
+        from anthropic.types.message_create_params import MessageCreateParamsStreaming
 
     params = MessageCreateParamsStreaming if endpoint == "messages" else MessageCountTokensParams
     extra = SAMPLING if endpoint == "messages" else ()
-    return frozenset(params.__required_keys__ | params.__optional_keys__ | set(extra))
+    return frozenset(params.__required_keys__ | params.__optional_keys__ | set(extra)) - {"betas"}  # betas: a header
 
 
 @functools.cache
-def block_types() -> tuple[str, ...]:
-    """The `type` of every content block a message may hold (anthropic.types.ContentBlockParam)."""
-    from anthropic.types import ContentBlockParam
+def block_types(beta: bool = False) -> tuple[str, ...]:
+    """The `type` of every content block a message may hold (anthropic.types.ContentBlockParam, or the beta one)."""
+    if beta:
+        from anthropic.types.beta import BetaContentBlockParam as ContentBlockParam
+    else:
+        from anthropic.types import ContentBlockParam
 
-    return tuple(t for block in typing.get_args(ContentBlockParam) for t in literals(typing.get_type_hints(block)["type"]))
+    return tuple(dict.fromkeys(t for block in typing.get_args(ContentBlockParam) if _is_typed(block)
+                               for t in literals(typing.get_type_hints(block)["type"])))
 
 
 @functools.cache
-def server_tools() -> dict[str, str | None]:
-    """Each server tool's `type` and the one `name` it must have (None: no name field), from anthropic.types.ToolUnionParam."""
-    from anthropic.types import ToolUnionParam
+def server_tools(beta: bool = False) -> dict[str, str | None]:
+    """Each server tool's `type` and the one `name` it must have (None: no name field), from anthropic.types.ToolUnionParam
+    (or the beta one)."""
+    if beta:
+        from anthropic.types.beta import BetaToolUnionParam as ToolUnionParam
+    else:
+        from anthropic.types import ToolUnionParam
 
     tools: dict[str, str | None] = {}
     for tool in typing.get_args(ToolUnionParam):
@@ -64,6 +78,21 @@ def server_tools() -> dict[str, str | None]:
             if kind != "custom":
                 tools[kind] = names[0] if names else None
     return tools
+
+
+@functools.cache
+def edit_fields() -> dict[str, frozenset[str]]:
+    """Each context_management edit's `type` and the fields it takes (anthropic.types.beta's
+    BetaContextManagementConfigParam: clear_tool_uses_20250919, clear_thinking_20251015, compact_20260112)."""
+    from anthropic.types.beta.beta_context_management_config_param import Edit
+
+    return {literals(typing.get_type_hints(edit)["type"])[0]: frozenset(edit.__required_keys__ | edit.__optional_keys__)
+            for edit in typing.get_args(Edit)}
+
+
+def _is_typed(block: Any) -> bool:
+    """A TypedDict of a block (the beta union also holds the response union, which is not a class)."""
+    return isinstance(block, type)
 
 
 @functools.cache

@@ -1,7 +1,8 @@
 """The Messages API over HTTP: POST /v1/messages (SSE stream or JSON) and /v1/messages/count_tokens.
 
 Requests are validated as the API validates them (harnesses/emulator/validation.py; `strict=False` loosens it).
-Answers come from task solver policies that see only the request's messages, shaped by the request's parameters
+Answers come from task solver policies that see only the prompt the model reads (after the server-side context
+management a beta request asks for: context_edits.py, compaction.py), shaped by the request's parameters
 (harnesses/emulator/parameters.py); timing from a LatencyProfile; failures from a FaultProfile. Errors use the
 API's status codes and JSON shapes; each one the validation finds is kept in `rejections`, naming its rule.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 import uuid
@@ -18,8 +20,10 @@ from typing import Any, Mapping
 from aiohttp import web
 
 from harnesses.emulator.catalog import model_table
-from harnesses.emulator.parameters import honour
-from harnesses.emulator.rules import RequestError
+from harnesses.emulator.compaction import Compaction, compact, summarize
+from harnesses.emulator.context_edits import Edited
+from harnesses.emulator.parameters import Answer, honour
+from harnesses.emulator.rules import Request, RequestError
 from harnesses.emulator.service import FaultProfile, LatencyProfile, PromptCache, prompt_tokens
 from harnesses.emulator.validation import validate
 from harnesses.models.offline_brain import PolicyBook, answer
@@ -107,23 +111,29 @@ class EmulatorServer:
         return _json({**self.served, "lateness_ms": {"p50": at(0.5), "p95": at(0.95), "max": at(1.0), "count": len(late)}})
 
     async def _count_tokens(self, request: web.Request) -> web.Response:
-        body = await self._valid_body(request, "count_tokens")
-        return _json({"input_tokens": prompt_tokens(body)})
+        """The input tokens of the prompt the model would read; with context management, those of the prompt as sent
+        too (BetaCountTokensContextManagementResponse)."""
+        seen = await self._valid_body(request, "count_tokens")
+        counted = {"input_tokens": prompt_tokens(seen.edited.body)}
+        if seen.body.get("context_management") is not None:
+            counted["context_management"] = {"original_input_tokens": prompt_tokens(seen.body)}
+        return _json(counted)
 
-    async def _valid_body(self, request: web.Request, endpoint: str) -> dict[str, Any]:
-        """The request's body, or the RequestError of the first rule it breaks (kept in `rejections`)."""
+    async def _valid_body(self, request: web.Request, endpoint: str) -> Request:
+        """The request as the rules read it, or the RequestError of the first rule it breaks (kept in `rejections`).
+        A beta request (?beta=true, as the SDK's beta client sends) is read by the beta params' types."""
         body = await _body(request)
         try:
-            validate(body, request.headers, self.models, self.strict, endpoint)
+            return validate(body, request.headers, self.models, self.strict, endpoint, request.query.get("beta") == "true")
         except RequestError as exc:
             self.served["rejected"] += 1
             self.rejections.append(Rejection(exc.rule or "", exc.status, str(exc), body))
             raise
-        return body
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
         arrived = time.perf_counter()
-        body = await self._valid_body(request, "messages")
+        seen = await self._valid_body(request, "messages")
+        body = seen.body
         self.served["requests"] += 1
         fault = self.faults.draw(self._fault_rng)
         if fault in _FAULT_STATUS:
@@ -132,15 +142,8 @@ class EmulatorServer:
             headers = {"retry-after": f"{self.faults.retry_after_s:g}"} if status == 429 else {}
             raise RequestError(status, kind, message, headers)
         rng = self.latency.rng_for(body)  # seeded by the request, its temperature and top_p included
-        usage = self.cache.usage(body)
-        ttft_s = self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng) / 1000
-        answered = honour(answer(self.policies, body["messages"], body.get("tools") or []), body, rng)
-        usage.update(output_tokens=answered.output_tokens, service_tier=SERVICE_TIER)
-        message = {
-            "id": f"msg_emu_{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant", "model": body["model"],
-            "content": answered.content, "stop_reason": answered.stop_reason, "stop_sequence": answered.stop_sequence,
-            "usage": usage,
-        }
+        message, ttft_s = self._answer(body, seen.edited, rng)
+        usage = message["usage"]
         headers = {**_request_id(), "x-emulator-ttft-ms": f"{ttft_s * 1000:.3f}"}  # the TTFT it chose, for benchmarks
         if not body.get("stream"):
             await _sleep_until(arrived + ttft_s + self.latency.output_s(usage["output_tokens"]))
@@ -156,11 +159,45 @@ class EmulatorServer:
             self.served["hung_up"] += 1
         return response
 
+    def _answer(self, body: dict[str, Any], edited: Edited, rng: Any) -> tuple[dict[str, Any], float]:
+        """The message answering `body`, from the prompt the model reads (`edited`, compacted past the trigger), and
+        its TTFT in seconds (a compaction's summary is written before the answer starts)."""
+        compaction = summarize(body, edited.body) if body.get("compaction") else compact(body, edited.body)
+        prompt = compaction.body if compaction else edited.body
+        ttft_ms = self._compaction_ms(compaction, rng)
+        if compaction is not None and compaction.pause:
+            answered = Answer([compaction.block], "compaction", None, 0)
+            usage = {"input_tokens": 0, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        else:
+            usage = self.cache.usage(prompt)
+            ttft_ms += self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng)
+            answered = honour(answer(self.policies, prompt["messages"], body.get("tools") or []), body, rng)
+        usage.update(output_tokens=answered.output_tokens)
+        if compaction is not None:  # the summarizing step is billed apart, not in the top-level fields
+            usage["iterations"] = [compaction.usage] + ([] if compaction.pause else [{"type": "message", **usage}])
+            answered = dataclasses.replace(answered, content=[compaction.block] + ([] if compaction.pause else answered.content))
+        message = {
+            "id": f"msg_emu_{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant", "model": body["model"],
+            "content": answered.content, "stop_reason": answered.stop_reason, "stop_sequence": answered.stop_sequence,
+            "usage": {**usage, "service_tier": SERVICE_TIER},
+        }
+        if body.get("context_management") is not None:
+            message["context_management"] = {"applied_edits": edited.applied}
+        return message, ttft_ms / 1000
+
+    def _compaction_ms(self, compaction: Compaction | None, rng: Any) -> float:
+        """How long the summarizing step takes: its prefill (uncached) and its output."""
+        if compaction is None:
+            return 0.0
+        return (self.latency.ttft_ms(compaction.usage["input_tokens"], 0, rng)
+                + self.latency.output_s(compaction.usage["output_tokens"]) * 1000)
+
     async def _stream(self, request: web.Request, response: web.StreamResponse, message: dict[str, Any],
                       first_delta_at: float, cut: bool) -> None:
         """Events are buffered and written at each pause, so the first delta leaves with message_start."""
         usage, pending = message["usage"], []
-        start = {**message, "content": [], "stop_reason": None, "usage": {**usage, "output_tokens": 1}}
+        start = {key: value for key, value in message.items() if key != "context_management"}  # it comes at the end
+        start.update(content=[], stop_reason=None, usage={k: v for k, v in usage.items() if k != "iterations"} | {"output_tokens": 1})
         pending += [_event("message_start", {"message": start}), _event("ping", {})]
         pause = self.latency.output_s(usage["output_tokens"]) / max(1, CHUNKS_PER_BLOCK * len(message["content"]))
         due = first_delta_at
@@ -178,11 +215,11 @@ class EmulatorServer:
             pending.append(_event("content_block_stop", {"index": index}))
         if not message["content"]:  # nothing to say (max_tokens 0), said no sooner than the TTFT
             await _sleep_until(first_delta_at)
-        pending += [
-            _event("message_delta", {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
-                                     "usage": {"output_tokens": usage["output_tokens"]}}),
-            _event("message_stop", {}),
-        ]
+        delta = {"delta": {"stop_reason": message["stop_reason"], "stop_sequence": message["stop_sequence"]},
+                 "usage": {k: usage[k] for k in ("output_tokens", "iterations") if k in usage}}
+        if "context_management" in message:
+            delta["context_management"] = message["context_management"]
+        pending += [_event("message_delta", delta), _event("message_stop", {})]
         await response.write(b"".join(pending))
         await response.write_eof()
 

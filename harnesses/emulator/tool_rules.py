@@ -39,12 +39,12 @@ def tool_definitions(request: Request) -> None:
         kind = tool.get("type")
         if kind in (None, "custom"):
             _check_custom(i, tool)
-        elif kind in schema.server_tools():
-            name = schema.server_tools()[kind]
+        elif kind in schema.server_tools(request.beta):
+            name = schema.server_tools(request.beta)[kind]
             if name is not None and tool.get("name") != name:
                 raise invalid(f"tools.{i}.{kind}.name: Input should be '{name}'")
         else:
-            raise unknown_tag(f"tools.{i}", kind, ["custom", *schema.server_tools()])
+            raise unknown_tag(f"tools.{i}", kind, ["custom", *schema.server_tools(request.beta)])
 
 
 @rule(TOOL_USE + "#specifying-client-tools")

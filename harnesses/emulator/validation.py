@@ -10,6 +10,7 @@ from typing import Any, Mapping
 
 from harnesses.emulator import cache_rules as cache
 from harnesses.emulator import content_rules as content
+from harnesses.emulator import context_rules as context
 from harnesses.emulator import request_rules as request
 from harnesses.emulator import thinking_rules as thinking
 from harnesses.emulator import tool_rules as tools
@@ -33,20 +34,27 @@ RULES: tuple[Rule, ...] = tuple(check.rule for check in (  # type: ignore[attr-d
     cache.cache_control_values, cache.cache_breakpoints_at_most_four, cache.cache_ttl_order,
     thinking.thinking_config, thinking.thinking_budget_below_max_tokens, thinking.thinking_sampling,
     thinking.thinking_tool_choice, thinking.thinking_blocks_genuine, thinking.thinking_on_tool_turn,
+    context.context_management_edits, context.context_management_beta, context.clear_tool_uses_config,
+    context.clear_thinking_config, context.clear_thinking_needs_thinking, context.clear_thinking_first,
+    context.compact_config, context.compact_trigger_minimum, context.compaction_block_shape, context.compaction_blocks_declared,
+    context.compaction_request,
     request.context_window,  # last: counting a request's tokens needs it well formed, and costs more than a rule
 ))
 LOOSE = tuple(r for r in RULES if r.loose)
 
 
 def validate(body: dict[str, Any], headers: Mapping[str, str], models: Mapping[str, ModelLimits], strict: bool = True,
-             endpoint: str = "messages") -> None:
-    """Raise the RequestError of the first rule `body` (with its `headers`) breaks, its `rule` set to the rule's name."""
+             endpoint: str = "messages", beta: bool = False) -> Request:
+    """The request as the rules read it (its edited prompt worked out once, for the server too), or the RequestError of
+    the first rule `body` (with its `headers`; `beta`: sent as a beta request, ?beta=true) breaks, its `rule` set to
+    the rule's name."""
     if endpoint not in ENDPOINTS:
         raise ValueError(f"endpoint={endpoint!r}; valid: {', '.join(ENDPOINTS)}")
-    seen = Request(body, headers, models, endpoint)
+    seen = Request(body, headers, models, endpoint, beta)
     for checked in RULES if strict else LOOSE:
         try:
             checked.check(seen)
         except RequestError as exc:
             exc.rule = checked.name
             raise
+    return seen

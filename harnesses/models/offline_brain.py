@@ -11,12 +11,13 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from harnesses.contexts.vocabulary import (
-    CLEARED, OMITTED, SEARCH_EVENTS, LOG_TOOLS, MEMORY_APPEND, SESSION_TOOLS, SUMMARIZE, CallRecord, read_calls, read_events,
-    record_line,
+    OMITTED, SEARCH_EVENTS, LOG_TOOLS, MEMORY_APPEND, MEMORY_NOTES, MEMORY_TOOL, NOTES_END, SESSION_TOOLS, SUMMARIZE, CallRecord, cleared, read_calls, read_events,
+    read_task, record_line, task_line,
 )
 from harnesses.hands import NEW_SANDBOX
 from sandboxes.tools import TOOLS
@@ -61,18 +62,22 @@ class Conversation:
         self.messages = messages
         self.hands = tuple(hands)  # the hands a tool call may name (the tools' `hand` input), if more than one
         self.user_texts = [b["text"] for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "text"]
+        # what a server compaction summarized (every message before its block is dropped, the task's too)
+        self.compacted = [b["content"] for m in messages for b in _blocks(m)
+                          if b.get("type") == "compaction" and isinstance(b.get("content"), str)]
         results = {
             b["tool_use_id"]: b for m in messages if m["role"] == "user" for b in _blocks(m) if b.get("type") == "tool_result"
         }
-        blocks = [read_calls(text) for text in self.user_texts]  # summaries, notes, hidden turns: calls it made
-        self.noted = any(blocks)
-        summarized = [_recorded(r, f"summary_{i}") for block in blocks for i, r in enumerate(block)]
         shown = [
             _exchange(b, results.get(b["id"]))
             for m in messages if m["role"] == "assistant" for b in _blocks(m) if b.get("type") == "tool_use"
         ]
-        recalled = [e for r in shown if r.name in LOG_TOOLS and r.output for e in _from_recall(r.output)]
         self.shown = shown  # the tool calls in the messages themselves
+        # summaries, notes (the memory tool's read back too), hidden turns: calls it made
+        blocks = [read_calls(text) for text in [*self.compacted, *self.user_texts, *read_notes(shown)]]
+        self.noted = any(blocks)
+        summarized = [_recorded(r, f"summary_{i}") for block in blocks for i, r in enumerate(block)]
+        recalled = [e for r in shown if r.name in LOG_TOOLS and r.output for e in _from_recall(r.output)]
         exchanges = summarized + [e for e in recalled if e.id not in {s.id for s in shown}] + shown
         exchanges = [_notice_taken_in(e) for e in exchanges]
         # A sandbox that was lost took every earlier change with it, and new hands start from the task's
@@ -87,8 +92,11 @@ class Conversation:
 
     @property
     def prompt(self) -> str:
-        """The first user message: the task."""
-        return self.user_texts[0] if self.user_texts else ""
+        """The task: the first user message, or what the compaction summary that stands for it restates."""
+        first = _blocks(self.messages[0])[:1] if self.messages else []
+        starts_compacted = first and first[0].get("type") == "compaction" and isinstance(first[0].get("content"), str)
+        restated = read_task(first[0]["content"]) if starts_compacted else None
+        return restated or (self.user_texts[0] if self.user_texts else "")
 
     @property
     def last(self) -> Exchange | None:
@@ -145,9 +153,9 @@ def _observes(exchange: Exchange) -> bool:
 
 def _exchange(use: Mapping[str, Any], result: Mapping[str, Any] | None) -> Exchange:
     text = _text(result)
-    cleared = text is not None and text.startswith(CLEARED)
+    hidden = cleared(text)
     is_error = bool((result or {}).get("is_error"))
-    return Exchange(use["id"], use["name"], use.get("input", {}), None if cleared else text, is_error, cleared)
+    return Exchange(use["id"], use["name"], use.get("input", {}), None if hidden else text, is_error, hidden)
 
 
 def _notice_taken_in(exchange: Exchange) -> Exchange:
@@ -184,6 +192,7 @@ def answer(book: PolicyBook, messages: Sequence[Mapping[str, Any]], tools: Seque
     if isinstance(action, Reply):
         return [{"type": "text", "text": action.text}]
     action = _remember_first(conversation, _recall_first(conversation, action, offered), offered)
+    action = _memory_tool_first(conversation, action, offered)
     seen = hashlib.sha256(json.dumps(messages, sort_keys=True, default=str).encode()).hexdigest()[:16]
     calls = [action] if isinstance(action, Call) else list(action)
     return [{"type": "tool_use", "id": f"toolu_{seen}_{i}", "name": c.name, "input": c.input} for i, c in enumerate(calls)]
@@ -201,6 +210,14 @@ def offered_hands(tools: Sequence[Mapping[str, Any]]) -> list[str]:
 def summary(conversation: Conversation) -> str:
     """An offline model's summary: every tool call it can see, with the head of its output."""
     return "\n".join(_notes(conversation.exchanges, header=True))
+
+
+def compaction_summary(messages: Sequence[Mapping[str, Any]]) -> str:
+    """A server compaction's summary of `messages`: the offline model's summary, restating the task (the server drops
+    every message before the summary, the task's too)."""
+    conversation = Conversation(messages)
+    lines = _notes(conversation.exchanges, header=True)
+    return "\n".join([lines[0], task_line(conversation.prompt), *lines[1:]])
 
 
 def _notes(exchanges: Sequence[Exchange], header: bool) -> list[str]:
@@ -248,3 +265,46 @@ def _remember_first(conversation: Conversation, action: Call | Sequence[Call], o
         return action
     # the first note opens a calls block; later ones add lines to the block the context shows
     return Call(MEMORY_APPEND, {"text": "\n".join(_notes(fresh, header=not notes and not conversation.noted))})
+
+
+# -- the API's memory tool (memory_20250818): notes in MEMORY_NOTES, kept by the harness -------------------------
+
+_NUMBERED = re.compile(r"^ *\d+\t", re.MULTILINE)  # the line numbers a file's `view` shows (the SDK's memory tool's)
+
+
+def read_notes(shown: Sequence[Exchange]) -> list[str]:
+    """The notes file as the memory tool's views that the conversation shows read it (line numbers taken off)."""
+    return [_NUMBERED.sub("", e.output.partition("\n")[2]) for e in shown
+            if e.name == MEMORY_TOOL and not e.is_error and e.output and _memory(e, "view", path=MEMORY_NOTES)]
+
+
+def _memory_tool_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
+    """With the memory tool: in a window that lost earlier turns, read the notes back first (the directory, then the
+    file); else note down what the last few calls showed before the window loses it."""
+    if not isinstance(action, Call) or MEMORY_TOOL not in offered:
+        return action
+    memory = [e for e in conversation.shown if e.name == MEMORY_TOOL]
+    has_notes = any(not e.is_error and (_memory(e, "create", "str_replace", path=MEMORY_NOTES)
+                                        or _memory(e, "view", path="/memories") and MEMORY_NOTES in (e.output or ""))
+                    for e in memory)
+    late = any(OMITTED in t for t in conversation.user_texts)
+    if late and not any(_memory(e, "view", path=MEMORY_NOTES) for e in memory):
+        if has_notes:
+            return Call(MEMORY_TOOL, {"command": "view", "path": MEMORY_NOTES})
+        if not any(_memory(e, "view", path="/memories") for e in memory):
+            return Call(MEMORY_TOOL, {"command": "view", "path": "/memories"})
+    last = max((i for i, e in enumerate(conversation.shown) if e.name == MEMORY_TOOL and not _memory(e, "view")), default=-1)
+    fresh = [e for e in conversation.shown[last + 1:] if e.name not in SESSION_TOOLS and e.output is not None]
+    if len(fresh) < 3:
+        return action
+    if not has_notes:
+        return Call(MEMORY_TOOL, {"command": "create", "path": MEMORY_NOTES,
+                                  "file_text": "\n".join([*_notes(fresh, header=True), NOTES_END])})
+    return Call(MEMORY_TOOL, {"command": "str_replace", "path": MEMORY_NOTES, "old_str": NOTES_END,
+                              "new_str": "\n".join([*_notes(fresh, header=False), NOTES_END])})
+
+
+def _memory(exchange: Exchange, *commands: str, **match: Any) -> bool:
+    """Whether `exchange` is a memory tool call of one of `commands` whose input contains `match`."""
+    return (exchange.name == MEMORY_TOOL and exchange.input.get("command") in commands
+            and all(exchange.input.get(k) == v for k, v in match.items()))

@@ -26,7 +26,7 @@ READ_FILE = {"name": "read_file", "description": "Read a file", "input_schema": 
     "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
 WRITE_FILE = {"name": "write_file", "description": "Write a file", "input_schema": {
     "type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}}, "required": ["path", "content"]}}
-CONFORMANCE = ("", "_messages", "_tools", "_windows")  # the modules holding the rules' tests: tests.harnesses.test_emulator_conformance*
+CONFORMANCE = ("", "_messages", "_tools", "_windows", "_context")  # the modules holding the rules' tests: tests.harnesses.test_emulator_conformance*
 
 
 def body(**fields: Any) -> dict[str, Any]:
