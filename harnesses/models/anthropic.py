@@ -274,12 +274,8 @@ def _check_budget(body: Mapping[str, Any], max_tokens: int) -> None:
 
 
 def _plain(value: Any) -> Any:
-    """Config as plain data (Hydra passes a DictConfig): mappings as dicts, lists as lists."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "ListConfig":
-        return [_plain(v) for v in value]
-    return value
+    """Config as plain data (Hydra passes a DictConfig), to send as JSON."""
+    return {str(k): _plain(v) for k, v in value.items()} if isinstance(value, Mapping) else value
 
 
 def _whole(value: Any) -> bool:
