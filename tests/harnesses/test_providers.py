@@ -231,16 +231,3 @@ async def test_each_profile_reads_its_credential_from_its_variable_and_names_it_
     with pytest.raises(ModelError, match=rf"\${variable}"):
         await model.start()
 
-
-@pytest.mark.parametrize(("profile", "port"), [("vllm", 8000), ("llama_server", 8080), ("ollama", 11434)])
-async def test_a_local_server_profile_is_the_anthropic_client_at_its_default_port(profile, port, server, monkeypatch):
-    monkeypatch.setenv("LOCAL_MODEL_API_KEY", "local")
-    config = compose_config([f"model={profile}", "store=memory"], groups=())
-    assert config.model.base_url == f"http://127.0.0.1:{port}" and config.model.get("client", "anthropic") == "anthropic"
-    options = {k: v for k, v in config.model.items() if k != "_target_"}
-    model = AnthropicModel(**{**options, "base_url": server.url, "model": "claude-emulated", "max_attempts": 1})
-    try:  # the emulator stands in for the server: what the profile sends is a Messages API request
-        response = await model.respond(ModelRequest(system="", messages=user(ARITHMETIC), max_tokens=64))
-    finally:
-        await model.close()
-    assert response.content == [{"type": "text", "text": "391"}]
