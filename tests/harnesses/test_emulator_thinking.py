@@ -8,7 +8,6 @@ blocks, thinking redaction, max tokens), anthropic.types.ThinkingConfigEnabledPa
 """
 from __future__ import annotations
 
-import random
 import time
 from typing import Any
 
@@ -21,7 +20,6 @@ from experiments.results.tables import read_table
 from experiments.tasks import policy_book
 from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.vocabulary import estimate_tokens
-from harnesses.emulator.parameters import honour
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import LatencyProfile
 from harnesses.emulator.signatures import genuine
@@ -29,7 +27,6 @@ from harnesses.emulator.thinking import REDACTED_SHARE
 from harnesses.messages import content_problem
 from harnesses.models.anthropic import AnthropicModel
 from harnesses.models.emulator import EmulatorModel
-from harnesses.models.offline_brain import answer
 from tests.conftest import ARITHMETIC, GREETING
 from tests.harnesses import test_emulator_conformance as conformance
 from tests.harnesses.test_emulator_conformance import MODEL, WRITE_FILE, rejected, send, user
@@ -89,16 +86,23 @@ async def test_thinking_tokens_take_streaming_time(emulator):
     assert elapsed >= 0.9 * message.usage.output_tokens / 1000  # the emulator waits out every output token
 
 
-def test_the_budget_cuts_thinking_before_max_tokens_cuts_the_answer():
-    """#max-tokens-and-context-window-size: thinking stops at budget_tokens (the validator asks >= 1024; honour() is
-    called directly to see a budget smaller than this thinking), and the answer after it is whole."""
-    body = asked(thinking={"type": "enabled", "budget_tokens": 20})
-    content = answer(policy_book(), body["messages"], body["tools"])
-    answered = honour(content, body, random.Random(3))
-    block, use = answered.content
-    assert estimate_tokens([{"type": "thinking", "thinking": block["thinking"]}]) <= 20 < estimate_tokens(
-        [{"type": "thinking", "thinking": block["thinking"] + "more words"}])
-    assert use == content[0] and answered.stop_reason == "tool_use"
+async def test_the_budget_cuts_thinking_before_max_tokens_cuts_the_answer():
+    """#max-tokens-and-context-window-size: thinking stops at budget_tokens, and the answer after it is whole. The API
+    asks a budget of at least 1,024, more than this thinking takes: a loose emulator (which does not check budgets)
+    shows a budget of 20 at work."""
+    loose = EmulatorServer(policy_book(), LatencyProfile(**FAST), strict=False)
+    url = await loose.start()
+    try:
+        async with anthropic.AsyncAnthropic(api_key="emulator", base_url=url, max_retries=0) as client:
+            whole = await send(client, asked())
+            cut = await send(client, asked(thinking={"type": "enabled", "budget_tokens": 20}))
+    finally:
+        await loose.stop()
+    (block, use), full = cut.content, whole.content[0]
+    assert thought_tokens(block) <= 20 < thought_tokens(full) and full.thinking.startswith(block.thinking)
+    assert genuine(block.thinking, block.signature)
+    assert (use, cut.stop_reason) == (whole.content[1], "tool_use")
+    assert cut.usage.output_tokens == whole.usage.output_tokens - thought_tokens(full) + thought_tokens(block)
 
 
 async def test_max_tokens_cuts_thinking_too(api):
