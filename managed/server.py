@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from aiohttp import web
 
@@ -40,23 +40,26 @@ class ManagedServer:
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._api_errors], client_max_size=32 * 1024 * 1024)
-        route = app.router
-        route.add_post("/v1/agents", self._agents_create)
-        route.add_get("/v1/agents", lambda r: self._json(agents.agents(self.records, r.query)))
-        route.add_get("/v1/agents/{id}", lambda r: self._json(agents.retrieve(self.records, r.match_info["id"], r.query.get("version"))))
-        route.add_post("/v1/agents/{id}", self._agents_update)
-        route.add_get("/v1/agents/{id}/versions", lambda r: self._json(agents.versions(self.records, r.match_info["id"], r.query)))
-        route.add_post("/v1/environments", self._environments_create)
-        route.add_get("/v1/environments", lambda r: self._json(environments.environments(self.records, r.query)))
-        route.add_get("/v1/environments/{id}", lambda r: self._json(environments.retrieve(self.records, r.match_info["id"])))
-        route.add_post("/v1/sessions", self._sessions_create)
-        route.add_get("/v1/sessions", lambda r: self._json(sessions.sessions(self.records, r.query, r.query.getall("statuses[]", []))))
-        route.add_get("/v1/sessions/{id}", lambda r: self._json(sessions.retrieve(self.records, r.match_info["id"])))
-        route.add_post("/v1/sessions/{id}", self._sessions_update)
-        route.add_delete("/v1/sessions/{id}", lambda r: self._json(sessions.delete(self.records, r.match_info["id"])))
-        route.add_get("/v1/sessions/{id}/events", self._events_list)
-        route.add_post("/v1/sessions/{id}/events", self._events_send)
-        route.add_get("/v1/sessions/{id}/events/stream", self._events_stream)
+        records = self.records
+        for method, path, answer in [
+            ("POST", "/v1/agents", lambda r, body: agents.create(records, body)),
+            ("GET", "/v1/agents", lambda r, _: agents.agents(records, r.query)),
+            ("GET", "/v1/agents/{id}", lambda r, _: agents.retrieve(records, r.match_info["id"], r.query.get("version"))),
+            ("POST", "/v1/agents/{id}", lambda r, body: agents.update(records, r.match_info["id"], body)),
+            ("GET", "/v1/agents/{id}/versions", lambda r, _: agents.versions(records, r.match_info["id"], r.query)),
+            ("POST", "/v1/environments", lambda r, body: environments.create(records, body, self.hand)),
+            ("GET", "/v1/environments", lambda r, _: environments.environments(records, r.query)),
+            ("GET", "/v1/environments/{id}", lambda r, _: environments.retrieve(records, r.match_info["id"])),
+            ("POST", "/v1/sessions", lambda r, body: self._create_session(body)),
+            ("GET", "/v1/sessions", lambda r, _: sessions.sessions(records, r.query, r.query.getall("statuses[]", []))),
+            ("GET", "/v1/sessions/{id}", lambda r, _: sessions.retrieve(records, r.match_info["id"])),
+            ("POST", "/v1/sessions/{id}", lambda r, body: sessions.update(records, r.match_info["id"], body)),
+            ("DELETE", "/v1/sessions/{id}", lambda r, _: sessions.delete(records, r.match_info["id"])),
+            ("GET", "/v1/sessions/{id}/events", lambda r, _: self._list_events(r.match_info["id"], r.query)),
+            ("POST", "/v1/sessions/{id}/events", lambda r, body: self._send_events(r.match_info["id"], body)),
+        ]:
+            app.router.add_route(method, path, _json_handler(answer, with_body=method == "POST"))
+        app.router.add_get("/v1/sessions/{id}/events/stream", self._stream_events)
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
@@ -103,60 +106,50 @@ class ManagedServer:
         if BETA not in request.headers.get("anthropic-beta", ""):
             raise invalid(f"anthropic-beta: this endpoint is in beta; send the header anthropic-beta: {BETA}")
 
-    # -- handlers -------------------------------------------------------------------------------------
+    # -- what needs more than one resource module ---------------------------------------------------------
 
-    async def _json(self, answer: Awaitable[Any]) -> web.Response:
-        return web.json_response(await answer)
-
-    async def _agents_create(self, request: web.Request) -> web.Response:
-        return await self._json(agents.create(self.records, await _body(request)))
-
-    async def _agents_update(self, request: web.Request) -> web.Response:
-        return await self._json(agents.update(self.records, request.match_info["id"], await _body(request)))
-
-    async def _environments_create(self, request: web.Request) -> web.Response:
-        return await self._json(environments.create(self.records, await _body(request), self.hand))
-
-    async def _sessions_create(self, request: web.Request) -> web.Response:
-        body = errors.body_object(await _body(request))
+    async def _create_session(self, body: Any) -> dict[str, Any]:
+        body = errors.body_object(body)
         initial = user_messages(body["initial_events"]) if body.get("initial_events") else []
         session = await sessions.create(self.records, body, initial, self.task_meta)
         if session["status"] == "running":
             self.driver.wake(session["id"])
-        return web.json_response(session)
+        return session
 
-    async def _sessions_update(self, request: web.Request) -> web.Response:
-        return await self._json(sessions.update(self.records, request.match_info["id"], await _body(request)))
-
-    async def _events_send(self, request: web.Request) -> web.Response:
-        session_id = request.match_info["id"]
+    async def _send_events(self, session_id: str, body: Any) -> dict[str, Any]:
+        """Append the user's events to the log and wake the brain; answer with them as the API's events."""
         await self.records.log("session", session_id)
-        body = errors.body_object(await _body(request))
+        body = errors.body_object(body)
         errors.known_fields(body, {"events"})
         appended = user_messages(body.get("events"))
         length = await self.store.append(session_id, appended)
         self.driver.wake(session_id)
-        events = await self.store.events(session_id)
-        sent = [e for e in project(session_id, events) if length - len(appended) <= e["harnesslab"]["position"] < length]
-        return web.json_response({"data": sent})
+        projected = project(session_id, await self.store.events(session_id))
+        return {"data": [e for e in projected if length - len(appended) <= e["harnesslab"]["position"] < length]}
 
-    async def _events_list(self, request: web.Request) -> web.Response:
-        session_id, query = request.match_info["id"], request.query
+    async def _list_events(self, session_id: str, query: Mapping[str, str]) -> dict[str, Any]:
         every = project(session_id, await self.records.log("session", session_id))
-        types = query.getall("types[]", [])
+        types = query.getall("types[]", [])  # type: ignore[attr-defined]
         every = [e for e in every if not types or e["type"] in types]
-        if query.get("order", "asc") not in ("asc", "desc"):
-            raise invalid(f"order: expected 'asc' or 'desc', got {query['order']!r}")
-        every = every[::-1] if query.get("order") == "desc" else every
+        order = query.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise invalid(f"order: expected 'asc' or 'desc', got {order!r}")
         if query.get("page"):
             event_place(session_id, query["page"], "page")
-        chosen, next_page = page(every, lambda e: e["id"], query.get("page"), errors.limit(query, most=1000))
-        return web.json_response(listing(chosen, next_page))
+        chosen, next_page = page(every[::-1] if order == "desc" else every, lambda e: e["id"], query.get("page"),
+                                 errors.limit(query, most=1000))
+        return listing(chosen, next_page)
 
-    async def _events_stream(self, request: web.Request) -> web.StreamResponse:
+    async def _stream_events(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["id"]
         await self.records.log("session", session_id)
         return await stream(request, self.store, session_id, request.headers.get("Last-Event-ID"))
+
+
+def _json_handler(answer: Callable[[web.Request, Any], Awaitable[Any]], with_body: bool) -> Handler:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(await answer(request, await _body(request) if with_body else None))
+    return handle
 
 
 async def _body(request: web.Request) -> Any:

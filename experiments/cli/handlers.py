@@ -119,7 +119,7 @@ def serve(args: argparse.Namespace) -> int:
     environment_key = args.environment_key or f"envkey_{secrets.token_hex(16)}"
 
     async def go() -> None:
-        async with served(cfg, args.port) as server:
+        async with served(cfg, args.port) as (server, _):
             print(f"Managed Agents API on {server.url} (Ctrl-C stops it). To use it:\n"
                   f"  client = anthropic.Anthropic(base_url=\"{server.url}\", api_key=\"any\")\n"
                   f"environment key (for self-hosted workers, not served yet): {environment_key}", flush=True)
@@ -134,7 +134,7 @@ def serve(args: argparse.Namespace) -> int:
 
 @contextlib.asynccontextmanager
 async def served(cfg, port: int = 0):
-    """A ManagedServer on `port` (0: a free one) over the parts `cfg` chooses, until the context exits."""
+    """(a ManagedServer on `port` (0: a free one), the parts `cfg` chooses that it serves) until the context exits."""
     from contextlib import AsyncExitStack
 
     from experiments.run.config_check import ConfigError
@@ -150,7 +150,7 @@ async def served(cfg, port: int = 0):
         server = ManagedServer(parts.store, parts.harness, parts.sandboxes.hand, keys, task_meta)
         await server.start(cfg.serve.host, port)
         try:
-            yield server
+            yield server, parts
         finally:
             await server.stop()
 
