@@ -32,7 +32,7 @@ OWN = {"first_and_last": {"_target_": "tests.harnesses.custom_context.FirstAndLa
        "keep_ends": {"_target_": "examples.my_context.KeepEnds", "last": 3}}  # docs/guides/context-strategy.md
 LOGGED = [("smoke", "find_needle"), ("long_horizon", "needles_20")]  # each run with every strategy
 FAST = {"base_ttft_ms": 1, "prefill_ms_per_1k_tokens": 0, "output_tokens_per_s": 0, "jitter_sigma": 0}
-BLOCKS = {"user": {"text", "tool_result"}, "assistant": {"text", "tool_use"}}
+BLOCKS = {"user": {"text", "tool_result"}, "assistant": {"text", "tool_use", "compaction"}}  # compaction: server_compaction's
 
 
 def strategy(name: str):
