@@ -228,6 +228,25 @@ async def test_the_backend_thinks_on_turns_not_on_a_strategys_own_calls():
         await model.close()
 
 
+async def test_sampling_and_tool_choice_config_reach_the_api():
+    """model.tool_choice and model.temperature go with each turn request (tool_choice none: the emulator leaves the
+    brain's tool use out); the request's own options win, and are merged with the config's, not instead of it."""
+    model = EmulatorModel(policy_book(), latency=FAST, tool_choice={"type": "none"}, temperature=0.5)
+    await model.start()
+    try:
+        [said] = (await model.respond(ModelRequest("", user(GREETING), [WRITE_FILE], 2048))).content
+        own = ModelRequest("", user(GREETING), [WRITE_FILE], 2048, options={"tool_choice": {"type": "auto"}})
+        kinds = [b["type"] for b in (await model.respond(own)).content]
+        thinking = ModelRequest("", user(GREETING), [WRITE_FILE], 2048, options={"thinking": THINKING})
+        with pytest.raises(ModelError, match="400 invalid_request_error"):  # the API's: temperature 0.5 with thinking
+            await model.respond(thinking)
+        [refused] = model.server.rejections
+    finally:
+        await model.close()
+    assert said["type"] == "text" and "(tool_choice none)" in said["text"] and kinds == ["tool_use"]
+    assert refused.rule == "thinking_sampling" and refused.body["temperature"] == 0.5
+
+
 @pytest.mark.slow
 def test_a_whole_run_with_thinking_completes_every_smoke_task(tmp_path, capsys):
     """`harnesslab run model.thinking={type:enabled,budget_tokens:1024}`: every model.response logged starts with its
