@@ -144,12 +144,12 @@ class ToolsetSandbox(Sandbox):
     async def execute(self, name: str, input: Any, key: str | None = None) -> ToolResult:
         started = time.perf_counter()
         try:
-            validate_input(name, input, AGENT_TOOLS)
-            if name == "bash" and input.get("restart") and not input.get("command"):
+            if name == "bash" and isinstance(input, dict) and "command" not in input:
+                if input.get("restart") is not True:
+                    raise ToolError("bash: command is required (unless restart is true)")
                 output, is_error = "bash session restarted", False  # each harnesslab bash call starts a fresh shell
-            elif name == "bash" and not input.get("command"):
-                raise ToolError("bash: command is required (unless restart is true)")
             else:
+                validate_input(name, input, AGENT_TOOLS)
                 output, is_error = await self._run(name, input, key)
         except ToolError as exc:
             output, is_error = str(exc), True
