@@ -48,6 +48,8 @@ async def update(records: Records, agent_id: str, body: Any) -> dict[str, Any]:
     log = await records.log("agent", agent_id)
     current = _versions(agent_id, log)[-1]
     expected = body.get("version")
+    if expected is not None and (not isinstance(expected, int) or isinstance(expected, bool) or expected < 1):
+        raise invalid(f"version: expected a whole number >= 1 (the version the update applies to), got {expected!r}")
     if expected is not None and expected != current["version"]:
         raise errors.conflict(f"version: agent {agent_id} is at version {current['version']}, not {expected!r}; "
                               "retrieve it and apply the update to the current version")

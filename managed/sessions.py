@@ -57,10 +57,10 @@ async def update(records: Records, session_id: str, body: Any) -> dict[str, Any]
     for name in ("agent", "budget", "vault_ids"):
         if name in body:
             raise not_served(name, "a session's agent, budget and vaults cannot be changed here yet")
-    log = await _idle_log(records, session_id, "updated")
-    change = {"metadata": errors.metadata(body.get("metadata"), patch=True), **({"title": body["title"]} if "title" in body else {})}
+    change = {"metadata": errors.metadata(body.get("metadata"), patch=True)}
     if "title" in body:
-        errors.text(body, "title")
+        change["title"] = errors.text(body, "title")
+    log = await _idle_log(records, session_id, "updated")
     await records.store.append(session_id, [Event(SESSION_UPDATED, change)], expect=len(log))
     return await retrieve(records, session_id)
 
