@@ -96,6 +96,10 @@ class ManagedServer:
         except web.HTTPMethodNotAllowed:
             error = ApiError(405, "invalid_request_error", f"{request.method} is not allowed on {request.path}")
             return web.json_response(error.body(request_id), status=405, headers={"request-id": request_id})
+        except Exception as exc:  # a bug, or a store that cannot be reached: the API's 500, and the traceback logged
+            log.exception("%s %s failed (%s)", request.method, request.path, request_id)
+            error = ApiError(500, "api_error", f"internal error: {type(exc).__name__}: {exc}")
+            return web.json_response(error.body(request_id), status=500, headers={"request-id": request_id})
 
     def _authenticate(self, request: web.Request) -> None:
         key = request.headers.get("x-api-key") or request.headers.get("authorization", "").removeprefix("Bearer ").strip()
