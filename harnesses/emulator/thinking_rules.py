@@ -83,13 +83,15 @@ def thinking_blocks_genuine(request: Request) -> None:
 
 @rule(THINKING + "#extended-thinking-with-tool-use")
 def thinking_on_tool_turn(request: Request) -> None:
-    """With thinking on, an assistant turn whose tool uses the request answers last starts with its thinking block."""
+    """With thinking on, an assistant turn whose tool uses the request answers last starts with its thinking block
+    (after a compaction block, which the API starts an answer with when it compacts: it stands for what came before,
+    https://platform.claude.com/docs/en/build-with-claude/compaction)."""
     turns = request.turns
     if not request.thinking or len(turns) < 2 or turns[-1].role != "user":
         return
     asked = turns[-2]
     answering = any(b.kind == "tool_result" for b in turns[-1].blocks)
-    first = asked.blocks[0] if asked.blocks else None
+    first = next((b for b in asked.blocks if b.kind != "compaction"), None)
     if answering and first is not None and first.kind not in ("thinking", "redacted_thinking"):
         raise invalid(f"{first.path}.type: Expected `thinking` or `redacted_thinking`, but found `{first.kind}`. "
                       "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
