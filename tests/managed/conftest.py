@@ -72,3 +72,8 @@ def api(tmp_path):
 @pytest.fixture
 def keyed_api(tmp_path):
     yield from serve_in_thread([f"store.path={tmp_path}/serve.sqlite", "serve.api_keys=[sk-right]"])
+
+
+@pytest.fixture
+def failing_api(tmp_path):
+    yield from serve_in_thread([f"store.path={tmp_path}/serve.sqlite", "harness.max_turns=1"])

@@ -94,6 +94,7 @@ async def test_the_sdks_reconnection_stream_then_history_covers_every_event_once
         async for event in await client.beta.sessions.events.list(session_id, limit=1000):
             seen.add(event.id)
             order.append(event.id)
+        assert event.type != "session.status_idle"  # else the stream would wait for a turn that has ended
         async for event in stream:
             if event.id not in seen:
                 seen.add(event.id)
@@ -102,6 +103,17 @@ async def test_the_sdks_reconnection_stream_then_history_covers_every_event_once
                 break
     listed = [event.id async for event in await client.beta.sessions.events.list(session_id, limit=1000)]
     assert order == listed
+
+
+def test_a_failed_turn_is_a_session_error_then_idle_and_the_next_message_reopens_it(failing_api):
+    client = failing_api.client()
+    session_id = new_session(client, "fix_bug")
+    failed = turn(client, session_id, prompt("fix_bug"))  # harness.max_turns=1: one model call per turn at most
+    error, idle = failed[-2:]
+    assert error.type == "session.error" and error.error.type == "unknown_error" and "max_turns" in error.error.message
+    assert error.error.retry_status.type == "exhausted" and idle.stop_reason.type == "retries_exhausted"
+    again = turn(client, session_id, "try again")
+    assert [e.type for e in again][:2] == ["user.message", "session.status_running"]
 
 
 SMOKE = [task.name for _, _, task in load_suite("smoke")]
