@@ -22,7 +22,7 @@ from harnesses.base import ModelError, ModelRequest
 from harnesses.contexts.vocabulary import estimate_tokens
 from harnesses.emulator.server import EmulatorServer
 from harnesses.emulator.service import LatencyProfile
-from harnesses.emulator.signatures import genuine
+from harnesses.emulator.signatures import genuine, sign
 from harnesses.emulator.thinking import REDACTED_SHARE
 from harnesses.messages import content_problem
 from harnesses.models.anthropic import AnthropicModel
@@ -278,3 +278,21 @@ def test_a_thinking_block_that_could_not_go_back_is_a_malformed_response(block, 
     RedactedThinkingBlockParam): the harness refuses it at once, not the API at every later turn."""
     assert content_problem([block, {"type": "text", "text": "4"}]) == named
     assert content_problem([{"type": "thinking", "thinking": "", "signature": "c2ln"}, {"type": "redacted_thinking", "data": "ZA=="}]) is None
+
+
+async def test_a_compacted_tool_turn_starts_with_its_thinking_after_the_compaction_block(api):
+    """https://platform.claude.com/docs/en/build-with-claude/compaction: a compacting answer starts with the compaction
+    block, then thinks; that turn passed back is taken (rule thinking_on_tool_turn looks past the block), and without
+    its thinking block it is refused as any tool turn would be."""
+    def compacted(*first: dict[str, Any]) -> dict[str, Any]:
+        use = {"type": "tool_use", "id": "toolu_1", "name": "write_file", "input": {"path": "hello.txt", "content": "hi"}}
+        result = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "wrote hello.txt"}
+        return asked(messages=[*user(GREETING), {"role": "assistant", "content": [{"type": "compaction", "content": "[summary]"}, *first, use]},
+                               {"role": "user", "content": [result]}],
+                     context_management={"edits": [{"type": "compact_20260112"}]})
+
+    beta = {"anthropic-beta": "compact-2026-01-12"}
+    signed = {"type": "thinking", "thinking": "Write it.", "signature": sign("Write it.")}
+    assert (await send(api, compacted(signed), beta)).content
+    await rejected(api, "thinking_on_tool_turn", "messages.1.content.1.type: Expected `thinking` or `redacted_thinking`, "
+                   "but found `tool_use`", compacted(), headers=beta)
