@@ -5,7 +5,7 @@ later version an AGENT_VERSION event. What a session runs is a snapshot of one v
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from managed import errors, ids
 from managed.errors import invalid, not_served
@@ -88,18 +88,20 @@ def _versions(agent_id: str, log: list[Event]) -> list[dict[str, Any]]:
 
 
 def _definition(body: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:
-    """The agent's definition with the fields `body` gives replacing those of `current` (create: none)."""
-    given = lambda name: name in body or name not in current  # noqa: E731 (create: every field; update: those given)
+    """The agent's definition from `body`; an update (`current`: the latest version's) keeps what `body` leaves out."""
     for name, why in NOT_YET.items():
         if body.get(name):
             raise not_served(name, why)
-    name = errors.text(body, "name", required=not current, empty=False, null=False) if given("name") else current["name"]
+
+    def field(name: str, read: Callable[[], Any]) -> Any:
+        return read() if name in body or not current else current[name]
+
     return {
-        "name": name,
-        "model": _model(body["model"]) if "model" in body else current.get("model") or _model(None),
-        "description": errors.text(body, "description") if given("description") else current["description"],
-        "system": errors.text(body, "system") if given("system") else current["system"],
-        "tools": _tools(body.get("tools")) if given("tools") else current["tools"],
+        "name": field("name", lambda: errors.text(body, "name", required=True, empty=False)),
+        "model": field("model", lambda: _model(body.get("model"))),
+        "description": field("description", lambda: errors.text(body, "description")),
+        "system": field("system", lambda: errors.text(body, "system")),
+        "tools": field("tools", lambda: _tools(body.get("tools"))),
         "metadata": _metadata(body, current),
         "mcp_servers": [], "skills": [], "multiagent": None,
         "execution_identity": _identity(body.get("execution_identity")),

@@ -46,11 +46,11 @@ def known_fields(body: Mapping[str, Any], known: set[str], where: str = "") -> N
         raise invalid(f"{where}{unknown[0]}: Extra inputs are not permitted; valid fields: {', '.join(sorted(known))}")
 
 
-def text(body: Mapping[str, Any], name: str, *, required: bool = False, empty: bool = True, null: bool = True) -> str | None:
-    """Field `name` as a str (None when absent, or null where `null` allows it)."""
+def text(body: Mapping[str, Any], name: str, *, required: bool = False, empty: bool = True) -> str | None:
+    """Field `name` as a str (None when absent or null, unless `required`)."""
     value = body.get(name)
     if value is None:
-        if required or (name in body and not null):
+        if required:
             raise invalid(f"{name}: a string is required")
         return None
     if not isinstance(value, str) or (not empty and not value):
