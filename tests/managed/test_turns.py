@@ -131,3 +131,24 @@ def test_the_emulated_brain_solves_each_smoke_task_through_the_toolset(api, task
     outcome = Outcome(session_id, "completed", final_text=replies[-1], sandbox_id=live_sandbox_id(log))
     verdict = api.run(check(task, outcome, api.parts.sandboxes.inner, Setup.from_meta(log[0].data["setup"])))
     assert verdict.success, verdict.detail
+
+
+async def test_concurrent_sessions_each_stream_their_own_turn(api):
+    client = api.async_client()
+
+    async def one(task_name: str) -> list:
+        session_id = await asyncio.to_thread(new_session, api.client(), task_name)
+        events = []
+        async with await client.beta.sessions.events.stream(session_id) as stream:
+            await client.beta.sessions.events.send(session_id, events=[user_message(prompt(task_name))])
+            async for event in stream:
+                events.append(event)
+                if event.type == "session.status_idle":
+                    return events
+
+    names = ["greeting", "fix_bug", "count_rows", "edit_json", "sort_unique", "rename_function"] * 2
+    turns = await asyncio.gather(*(one(name) for name in names))
+    assert all(events[-1].stop_reason.type == "end_turn" for events in turns)
+    streamed_from = [{event.id.split("_")[1] for event in events} for events in turns]
+    assert all(len(one_session) == 1 for one_session in streamed_from)  # each stream carried its own session's events
+    assert len(set.union(*streamed_from)) == len(names)
