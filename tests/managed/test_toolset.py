@@ -87,3 +87,20 @@ def test_the_brains_calls_translate_to_the_toolset_and_back_unchanged(name, inpu
     agent_name, agent_input = as_agent_call(name, input)
     assert agent_name in AGENT_TOOLS
     assert as_brain_call(agent_name, agent_input) == (name, input)
+
+
+@pytest.mark.docker
+async def test_the_toolset_runs_on_docker_hands(tmp_path, docker_image):
+    from sandboxes.docker import DockerSandboxProvider
+
+    provider = ToolsetProvider(DockerSandboxProvider(image=docker_image, timeout_s=20, output_limit=4000))
+    try:
+        box = await provider.provision()
+        await box.prepare(Setup({"src/a.py": "one\ntwo\n", "notes.md": "two two\n"}))
+        assert (await box.execute("glob", {"pattern": "**/*.py"})).output == "src/a.py"
+        assert (await box.execute("grep", {"pattern": "tw.", "path": "src"})).output.strip() == "src/a.py:2:two"
+        every = await box.execute("edit", {"file_path": "notes.md", "old_string": "two", "new_string": "2", "replace_all": True})
+        assert not every.is_error, every.output
+        assert (await box.execute("read", {"file_path": "notes.md", "view_range": [1, 1]})).output == "2 2\n"
+    finally:
+        await provider.close()
