@@ -152,3 +152,22 @@ async def test_concurrent_sessions_each_stream_their_own_turn(api):
     streamed_from = [{event.id.split("_")[1] for event in events} for events in turns]
     assert all(len(one_session) == 1 for one_session in streamed_from)  # each stream carried its own session's events
     assert len(set.union(*streamed_from)) == len(names)
+
+
+def test_a_message_sent_mid_turn_joins_the_running_turn(api):
+    client = api.client()
+    session_id = new_session(client, "find_needle")
+    streamed, sent = [], False
+    with client.beta.sessions.events.stream(session_id) as stream:
+        client.beta.sessions.events.send(session_id, events=[user_message(prompt("find_needle"))])
+        for event in stream:
+            streamed.append(event)
+            if event.type == "agent.tool_result" and not sent:
+                client.beta.sessions.events.send(session_id, events=[user_message("Please hurry.")])
+                sent = True
+            if event.type == "session.status_idle":
+                break
+    kinds = [event.type for event in streamed]
+    assert kinds.count("user.message") == 2 and kinds.count("session.status_running") == 1  # one turn, woken again
+    assert streamed[-1].stop_reason.type == "end_turn"
+    assert dumped(streamed) == dumped(client.beta.sessions.events.list(session_id, limit=1000))
