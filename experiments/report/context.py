@@ -1,4 +1,5 @@
-"""The context part of `harnesslab report`: runs that differ in their context strategy, per (context, task).
+"""The context part of `harnesslab report`: runs that differ in their context strategy, per (context, model, task),
+the model being the one the runs asked for (`model.model`: a sweep over windows, e.g. claude-emulated-6k).
 
 Per cell: sessions that passed their check, model calls, input tokens in total (uncached, cache reads and
 cache writes) and per call, the share read from the prompt cache, the share of each call's context that
@@ -8,6 +9,7 @@ can differ: the largest context of the sweep against the model's window.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -16,21 +18,30 @@ from experiments.report.figures import pyplot, save
 from experiments.results.tables import read_table
 
 PUBLISHED = {  # what users compare with, and the strategies here that do the same
-    "Anthropic: context editing cut token use 84 % in a 100-turn eval": ("clear_tool_results",),
+    "Anthropic: context editing cut token use 84 % in a 100-turn eval": ("clear_tool_results", "server_clear"),
     "JetBrains: observation masking halved cost at the same solve rate": ("clear_tool_results", "window"),
 }
 CONTEXT_WINDOW_TOKENS = 200_000  # Claude's; the emulator enforces no window, so a call may send more
 
 
 def context_tables(files: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Sessions and model calls (each with its context and task), with their total input; empty if one strategy."""
+    """Sessions and model calls (each with its context, model and task), with their total input; empty if one strategy."""
     sessions = read_table(files, "sessions")
     if sessions["context"].nunique() < 2:
         return pd.DataFrame(), pd.DataFrame()
-    calls = read_table(files, "model_calls").merge(sessions[["run_id", "session_id", "context", "task"]], on=["run_id", "session_id"])
+    sessions["model"] = sessions["run_id"].map(requested_models(files)).fillna(sessions["model"])
+    calls = read_table(files, "model_calls").drop(columns="model").merge(
+        sessions[["run_id", "session_id", "context", "model", "task"]], on=["run_id", "session_id"])
     for frame in (sessions, calls):
         frame["input_total"] = frame["input_tokens"] + frame["cache_read_tokens"] + frame["cache_write_tokens"]
     return sessions, calls
+
+
+def requested_models(files: list[Path]) -> dict[str, str]:
+    """Each run's `model.model` (the model it asked for), for the runs whose model part has one."""
+    runs = read_table(files, "runs")
+    configs = {run: json.loads(config) if isinstance(config, str) else config for run, config in zip(runs["run_id"], runs["config"])}
+    return {run: config["model"]["model"] for run, config in configs.items() if isinstance((config or {}).get("model", {}).get("model"), str)}
 
 
 def context_cells(files: list[Path]) -> pd.DataFrame:
@@ -41,7 +52,7 @@ def cells(sessions: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
     if sessions.empty:
         return sessions
     calls = calls.assign(stable_share=calls["stable_messages"] / calls["context_messages"])
-    by = ["context", "task"]
+    by = ["context", "model", "task"]
     table = sessions.groupby(by).agg(sessions=("session_id", "size"), passed=("success", "sum"), calls=("turns", "mean"),
                                      input_per_session=("input_total", "mean"), cache_read=("cache_read_tokens", "sum"),
                                      input_sum=("input_total", "sum"))
@@ -51,8 +62,8 @@ def cells(sessions: pd.DataFrame, calls: pd.DataFrame) -> pd.DataFrame:
     table = table.join(per_call)
     full = table.xs("full", level="context")["input_per_session"] if "full" in table.index.get_level_values("context") else None
     table["tokens vs full %"] = [
-        100 * (row["input_per_session"] / full[task] - 1) if full is not None and task in full.index else None
-        for (_, task), row in table.iterrows()
+        100 * (row["input_per_session"] / full[(model, task)] - 1) if full is not None and (model, task) in full.index else None
+        for (_, model, task), row in table.iterrows()
     ]
     return table.reset_index()
 
@@ -76,8 +87,8 @@ def published(table: pd.DataFrame) -> list[str]:
     lines = []
     for claim, strategies in PUBLISHED.items():
         ours = table[table["context"].isin(strategies)].dropna(subset=["tokens vs full %"])
-        rows = ours[["context", "task", "tokens vs full %"]].itertuples(index=False)
-        here = ", ".join(f"{context} {task} {change:+.0f} %" for context, task, change in rows)
+        rows = ours[["context", "model", "task", "tokens vs full %"]].itertuples(index=False)
+        here = ", ".join(f"{context} {task} ({model}) {change:+.0f} %" for context, model, task, change in rows)
         lines.append(f"  published: {claim}; here, tokens vs full: {here or 'no run of full to compare with'}")
     return lines
 
@@ -99,11 +110,20 @@ def why_they_differ(calls: pd.DataFrame) -> list[str]:
                     "the published savings are for sessions whose log outgrows the window"]
 
 
+def refused(sessions: pd.DataFrame) -> list[str]:
+    """The sessions the API refused with a 400, per (context, model): every strategy's requests are valid
+    (tests/harnesses/test_strategies_api_valid.py), so a 400 is a context that outgrew the model's window."""
+    failed = sessions[sessions["reason"].fillna("").str.contains(" 400 invalid_request_error")]
+    counts = failed.groupby(["model", "context"]).size()
+    return [f"  refused with a 400 (the context outgrew the window): {', '.join(f'{context} on {model} {n}' for (model, context), n in counts.items())}"
+            ] if not counts.empty else []
+
+
 def context_section(files: list[Path], out: Path) -> list[str]:
     sessions, calls = context_tables(files)
     if sessions.empty:
         return []
     table = cells(sessions, calls)
     return ["", "Context strategies per task (input tokens count cache reads and writes too)",
-            table.round(2).to_string(index=False), *published(table), *why_they_differ(calls),
+            table.round(2).to_string(index=False), *published(table), *why_they_differ(calls), *refused(sessions),
             f"wrote {plot(calls, table, out)}"]
