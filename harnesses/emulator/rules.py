@@ -170,8 +170,9 @@ class Request:
     @functools.cached_property
     def edited(self) -> Edited:
         """The prompt the model reads: from the last compaction block on, with the context edits applied
-        (harnesses/emulator/context_edits.py); the body itself for a request without context management."""
-        return edited_prompt(self.body)
+        (harnesses/emulator/context_edits.py); the body itself for a request that is not a beta one (only those may
+        carry context management), which spares every other request a pass over its blocks."""
+        return edited_prompt(self.body) if self.beta else Edited(self.body)
 
     @property
     def edits(self) -> list[dict[str, Any]]:
