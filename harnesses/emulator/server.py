@@ -23,6 +23,7 @@ from harnesses.emulator.catalog import model_table
 from harnesses.emulator.compaction import Compaction, compact, summarize
 from harnesses.emulator.context_edits import Edited
 from harnesses.emulator.parameters import Answer, honour
+from harnesses.emulator.providers import add_provider_routes
 from harnesses.emulator.rules import Request, RequestError
 from harnesses.emulator.service import FaultProfile, LatencyProfile, PromptCache, prompt_tokens
 from harnesses.emulator.validation import validate
@@ -73,6 +74,7 @@ class EmulatorServer:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_get("/emulator/stats", self._stats)
+        add_provider_routes(app, self._messages, self._count_tokens)  # Bedrock's, Vertex's and Foundry's URLs
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

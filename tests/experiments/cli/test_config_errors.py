@@ -80,6 +80,8 @@ def composed(group: str, option: str):
 def test_every_shipped_option_passes_the_checks(group, option, monkeypatch, tmp_path):
     monkeypatch.setenv("ANTHROPIC_API_KEY", "any")
     cfg = copy.deepcopy(composed(group, option))
+    if cfg.model.get("api_key_env"):  # a cloud profile reads its own variable
+        monkeypatch.setenv(cfg.model.api_key_env, "any")
     if "path" in cfg.store:  # under ${hydra:runtime.output_dir} otherwise, which only a real run has
         OmegaConf.update(cfg, "store.path", str(tmp_path / "sessions.db"))
     check_config(cfg)

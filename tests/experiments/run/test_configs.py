@@ -19,6 +19,7 @@ from experiments.run.runner import run_task
 from harnesses.base import ContextStrategy, Harness, Model
 from sandboxes.base import SandboxProvider
 from stores.base import SessionStore
+from harnesses.emulator.providers import EMULATED_PROFILES, base_url
 from tests.experiments.run.custom_parts import CountingContext
 from tests.experiments.cli.test_cli import harnesslab
 
@@ -44,7 +45,11 @@ def composed(overrides: list[str], tmp_path, request=None, emulator=None, record
     if "recording" in cfg.model:
         OmegaConf.update(cfg, "model.recording.spec", str(recording))
     if "api_key_env" in cfg.model and not os.environ.get(cfg.model.api_key_env):  # no real key: an emulator
-        OmegaConf.update(cfg, "model.base_url", emulator.url)
+        client = cfg.model.get("client", "anthropic")
+        OmegaConf.update(cfg, "model.base_url", base_url(client, emulator.url))
+        if client != "anthropic":  # the cloud's route on the emulator, a model it knows, the settings it takes
+            OmegaConf.update(cfg, "model.model", "claude-emulated")
+            OmegaConf.update(cfg, "model.profile", EMULATED_PROFILES.get(client, {}), merge=False)
         request.getfixturevalue("monkeypatch").setenv(cfg.model.api_key_env, "test-key")
     return cfg
 
