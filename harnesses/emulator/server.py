@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import dataclasses
 import json
 import time
 import uuid
@@ -165,22 +164,23 @@ class EmulatorServer:
         """The message answering `body`, from the prompt the model reads (`edited`, compacted past the trigger), and
         its TTFT in seconds (a compaction's summary is written before the answer starts)."""
         compaction = summarize(body, edited.body) if body.get("compaction") else compact(body, edited.body)
-        prompt = compaction.body if compaction else edited.body
         ttft_ms = self._compaction_ms(compaction, rng)
-        if compaction is not None and compaction.pause:
-            answered = Answer([compaction.block], "compaction", None, 0)
-            usage = {"input_tokens": 0, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        if compaction is not None and compaction.pause:  # the block alone: no message iteration
+            answered, usage = Answer([], "compaction", None, 0), {"input_tokens": 0, "cache_read_input_tokens": 0,
+                                                                  "cache_creation_input_tokens": 0}
         else:
+            prompt = compaction.body if compaction else edited.body
             usage = self.cache.usage(prompt)
             ttft_ms += self.latency.ttft_ms(usage["input_tokens"] + usage["cache_creation_input_tokens"], usage["cache_read_input_tokens"], rng)
             answered = honour(answer(self.policies, prompt["messages"], body.get("tools") or []), body, rng)
-        usage.update(output_tokens=answered.output_tokens)
+        usage["output_tokens"] = answered.output_tokens
+        content = answered.content
         if compaction is not None:  # the summarizing step is billed apart, not in the top-level fields
-            usage["iterations"] = [compaction.usage] + ([] if compaction.pause else [{"type": "message", **usage}])
-            answered = dataclasses.replace(answered, content=[compaction.block] + ([] if compaction.pause else answered.content))
+            usage["iterations"] = [compaction.usage, *([] if compaction.pause else [{"type": "message", **usage}])]
+            content = [compaction.block, *content]
         message = {
             "id": f"msg_emu_{uuid.uuid4().hex[:20]}", "type": "message", "role": "assistant", "model": body["model"],
-            "content": answered.content, "stop_reason": answered.stop_reason, "stop_sequence": answered.stop_sequence,
+            "content": content, "stop_reason": answered.stop_reason, "stop_sequence": answered.stop_sequence,
             "usage": {**usage, "service_tier": SERVICE_TIER},
         }
         if body.get("context_management") is not None:
