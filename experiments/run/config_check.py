@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from experiments.faults.kinds import faults_from_config
+from harnesses.models.providers import CLIENTS
 
 
 class ConfigError(ValueError):
@@ -97,6 +98,7 @@ RULES: dict[str, Rule] = {
 
     "model.model": TEXT, "model.max_attempts": whole(1), "model.backoff_base_s": number(),
     "model.backoff_max_s": number(), "model.timeout_s": SECONDS, "model.http": one_of("httpx", "aiohttp"),
+    "model.client": one_of(*CLIENTS),
     "model.serve": one_of("in_process", "process"), "model.cache_min_tokens": whole(0),
     "model.api_key_env": ENV_WITH_KEY, "model.base_url": optional(matching(r"https?://.+", "an http:// or https:// URL")),
     "model.latency_file": optional(FILE), "model.ttft_ms": number(), "model.ms_per_output_token": number(),

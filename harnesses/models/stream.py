@@ -31,11 +31,14 @@ class ProtocolError(ModelError):
 async def bound_events(response: Any) -> None:
     """Make `response`'s body raise ProtocolError once one event (what lies between two blank lines) grows past
     MAX_EVENT_BYTES or MAX_EVENT_LINES, before the SDK sees it: one endless line, or lines without a blank one,
-    would otherwise hold memory and the event loop until the attempt's deadline."""
+    would otherwise hold memory and the event loop until the attempt's deadline. An AWS eventstream (Bedrock's) is
+    bounded by each frame's declared length instead."""
     chunks, owner = type(response).aiter_bytes, weakref.ref(response)  # no cycle: the response holds `bounded`
 
+    framed = response.headers.get("content-type", "").startswith(EVENTSTREAM)
+
     async def bounded(*args: Any, **kwargs: Any) -> Any:
-        event = _OpenEvent()
+        event = _OpenFrame() if framed else _OpenEvent()
         async for chunk in chunks(owner(), *args, **kwargs):
             event.feed(chunk)
             yield chunk
@@ -62,6 +65,31 @@ class _OpenEvent:
             violation(f"an event of more than {MAX_EVENT_BYTES} bytes (no blank line ends it)")
         if self.lines > MAX_EVENT_LINES:
             violation(f"an event of more than {MAX_EVENT_LINES} lines (no blank line ends it)")
+
+
+EVENTSTREAM = "application/vnd.amazon.eventstream"  # Bedrock's stream: length-prefixed binary frames, not lines
+
+
+class _OpenFrame:
+    """Where an AWS eventstream is in its current frame: each frame's first four bytes are its length, so one longer
+    than MAX_EVENT_BYTES is refused before its body is read."""
+
+    def __init__(self) -> None:
+        self.left, self.prelude = 0, b""  # bytes of the open frame still to come; its length so far
+
+    def feed(self, chunk: bytes) -> None:
+        while chunk:
+            if self.left:
+                step = min(self.left, len(chunk))
+                self.left, chunk = self.left - step, chunk[step:]
+                continue
+            need = 4 - len(self.prelude)
+            self.prelude, chunk = self.prelude + chunk[:need], chunk[need:]
+            if len(self.prelude) == 4:
+                length = int.from_bytes(self.prelude, "big")
+                if length > MAX_EVENT_BYTES:
+                    violation(f"an eventstream frame of {length} bytes (more than {MAX_EVENT_BYTES})")
+                self.left, self.prelude = max(length - 4, 0), b""
 
 
 def _line_breaks(data: bytes) -> int:

@@ -234,3 +234,15 @@ async def test_an_endless_event_is_stopped_by_its_size_in_bounded_memory(serve, 
     grew = rss_mb() - before
     print(f"\n[{http}] peak RSS growth over 3 endless events: {grew:.1f} MB")
     assert server.requests == 3 and grew < 32  # the server, in this process, included
+
+
+def test_an_eventstream_frame_is_bounded_by_its_declared_length_before_its_body_arrives():
+    from harnesses.models.stream import ProtocolError, _OpenFrame
+
+    frame = _OpenFrame()
+    small = (64).to_bytes(4, "big") + bytes(60)
+    for i in range(0, len(small) * 100, 7):  # a hundred frames, split anywhere
+        frame.feed((small * 100)[i:i + 7])
+    with pytest.raises(ProtocolError, match=f"an eventstream frame of {MAX_EVENT_BYTES + 1} bytes"):
+        frame.feed((MAX_EVENT_BYTES + 1).to_bytes(4, "big")[:3])
+        frame.feed((MAX_EVENT_BYTES + 1).to_bytes(4, "big")[3:])
