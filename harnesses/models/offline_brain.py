@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
 from harnesses.contexts.vocabulary import (
-    OMITTED, SEARCH_EVENTS, LOG_TOOLS, MEMORY_APPEND, MEMORY_NOTES, MEMORY_TOOL, NOTES_END, SESSION_TOOLS, SUMMARIZE, CallRecord, cleared, read_calls, read_events,
-    read_task, record_line, task_line,
+    LOG_TOOLS, MEMORY_APPEND, MEMORY_NOTES, MEMORY_TOOL, NOTES_END, OMITTED, SEARCH_EVENTS, SESSION_TOOLS, SUMMARIZE,
+    CallRecord, cleared, read_calls, read_events, read_task, record_line, task_line,
 )
 from harnesses.hands import NEW_SANDBOX
 from sandboxes.tools import TOOLS
@@ -74,7 +74,7 @@ class Conversation:
         ]
         self.shown = shown  # the tool calls in the messages themselves
         # summaries, notes (the memory tool's read back too), hidden turns: calls it made
-        blocks = [read_calls(text) for text in [*self.compacted, *self.user_texts, *read_notes(shown)]]
+        blocks = [read_calls(text) for text in [*self.compacted, *self.user_texts, *_read_notes(shown)]]
         self.noted = any(blocks)
         summarized = [_recorded(r, f"summary_{i}") for block in blocks for i, r in enumerate(block)]
         recalled = [e for r in shown if r.name in LOG_TOOLS and r.output for e in _from_recall(r.output)]
@@ -272,31 +272,43 @@ def _remember_first(conversation: Conversation, action: Call | Sequence[Call], o
 _NUMBERED = re.compile(r"^ *\d+\t", re.MULTILINE)  # the line numbers a file's `view` shows (the SDK's memory tool's)
 
 
-def read_notes(shown: Sequence[Exchange]) -> list[str]:
+def _read_notes(shown: Sequence[Exchange]) -> list[str]:
     """The notes file as the memory tool's views that the conversation shows read it (line numbers taken off)."""
     return [_NUMBERED.sub("", e.output.partition("\n")[2]) for e in shown
-            if e.name == MEMORY_TOOL and not e.is_error and e.output and _memory(e, "view", path=MEMORY_NOTES)]
+            if not e.is_error and e.output and _memory(e, "view", path=MEMORY_NOTES)]
 
 
 def _memory_tool_first(conversation: Conversation, action: Call | Sequence[Call], offered: Sequence[str]) -> Call | Sequence[Call]:
-    """With the memory tool: in a window that lost earlier turns, read the notes back first (the directory, then the
-    file); else note down what the last few calls showed before the window loses it."""
+    """With the memory tool: in a window that lost earlier turns, read the notes back first; else note down what the
+    last few calls showed before the window loses it."""
     if not isinstance(action, Call) or MEMORY_TOOL not in offered:
         return action
     memory = [e for e in conversation.shown if e.name == MEMORY_TOOL]
     has_notes = any(not e.is_error and (_memory(e, "create", "str_replace", path=MEMORY_NOTES)
                                         or _memory(e, "view", path="/memories") and MEMORY_NOTES in (e.output or ""))
                     for e in memory)
+    return _read_back(conversation, memory, has_notes) or _note_down(conversation, has_notes) or action
+
+
+def _read_back(conversation: Conversation, memory: Sequence[Exchange], has_notes: bool) -> Call | None:
+    """The notes file when earlier turns are out of view and it is not in view; the directory if not known to hold it."""
     late = any(OMITTED in t for t in conversation.user_texts)
-    if late and not any(_memory(e, "view", path=MEMORY_NOTES) for e in memory):
-        if has_notes:
-            return Call(MEMORY_TOOL, {"command": "view", "path": MEMORY_NOTES})
-        if not any(_memory(e, "view", path="/memories") for e in memory):
-            return Call(MEMORY_TOOL, {"command": "view", "path": "/memories"})
-    last = max((i for i, e in enumerate(conversation.shown) if e.name == MEMORY_TOOL and not _memory(e, "view")), default=-1)
-    fresh = [e for e in conversation.shown[last + 1:] if e.name not in SESSION_TOOLS and e.output is not None]
+    if not late or any(_memory(e, "view", path=MEMORY_NOTES) for e in memory):
+        return None
+    if has_notes:
+        return Call(MEMORY_TOOL, {"command": "view", "path": MEMORY_NOTES})
+    if not any(_memory(e, "view", path="/memories") for e in memory):
+        return Call(MEMORY_TOOL, {"command": "view", "path": "/memories"})
+    return None
+
+
+def _note_down(conversation: Conversation, has_notes: bool) -> Call | None:
+    """Once three calls with outputs came since the last note: the notes file made, or a str_replace of its end line."""
+    shown = conversation.shown
+    last = max((i for i, e in enumerate(shown) if e.name == MEMORY_TOOL and not _memory(e, "view")), default=-1)
+    fresh = [e for e in shown[last + 1:] if e.name not in SESSION_TOOLS and e.output is not None]
     if len(fresh) < 3:
-        return action
+        return None
     if not has_notes:
         return Call(MEMORY_TOOL, {"command": "create", "path": MEMORY_NOTES,
                                   "file_text": "\n".join([*_notes(fresh, header=True), NOTES_END])})
