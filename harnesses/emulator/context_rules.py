@@ -140,14 +140,15 @@ def compaction_blocks_declared(request: Request) -> None:
 
 @rule("anthropic.types.beta.message_create_params.MessageCreateParams.compaction")
 def compaction_request(request: Request) -> None:
-    """The top-level `compaction` ({"type": "summarize"}) cannot be combined with context_management."""
+    """The top-level `compaction` ({"type": "summarize"}) cannot be combined with context_management (count_tokens takes
+    both, and ignores `compaction`)."""
     config = request.body.get("compaction")
     if config is None:
         return
     if not isinstance(config, dict) or config.get("type") != "summarize":
         raise unknown_tag("compaction", config.get("type") if isinstance(config, dict) else None, ("summarize",))
     _no_extra("compaction.summarize", config, ("type", "instructions"))
-    if request.body.get("context_management") is not None:
+    if request.endpoint == "messages" and request.body.get("context_management") is not None:
         raise invalid("compaction: cannot be combined with `context_management`")
 
 

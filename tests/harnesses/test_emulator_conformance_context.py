@@ -183,6 +183,9 @@ async def test_compaction_request_summarizes_on_demand(api):
     await beta_rejected(api, "compaction_request", "cannot be combined with `context_management`", betas=(COMPACTING,),
                         compaction={"type": "summarize"}, context_management={"edits": [COMPACT]})
     await beta_rejected(api, "compaction_request", "Input tag 'brief' found", betas=(COMPACTING,), compaction={"type": "brief"})
+    counted = await api.beta.messages.count_tokens(model=MODEL, messages=tool_log(3), betas=[COMPACTING], compaction={
+        "type": "summarize"}, context_management={"edits": [COMPACT]})
+    assert counted.input_tokens == prompt_tokens({"messages": tool_log(3)})  # count_tokens ignores it
     answered = await beta(api, betas=(COMPACTING,), messages=tool_log(3), compaction={"type": "summarize"})
     assert [b.type for b in answered.content] == ["compaction"] and answered.stop_reason == "compaction"
     assert [i.type for i in answered.usage.iterations] == ["compaction"] and answered.usage.input_tokens == 0
