@@ -150,6 +150,17 @@ def check_config(cfg: DictConfig, groups: tuple[str, ...] = GROUPS) -> None:
                 raise rule.error(key, value)
     if "faults" in groups and cfg.get("faults"):
         _check_faults(cfg)
+    if {"model", "harness"} <= set(groups):
+        _check_thinking_budget(cfg)
+
+
+def _check_thinking_budget(cfg: DictConfig) -> None:
+    """Thinking's budget counts towards max_tokens: below the harness's, or every turn's request is refused."""
+    thinking = (cfg.get("model") or {}).get("thinking") or {}
+    budget, max_tokens = thinking.get("budget_tokens"), (cfg.get("harness") or {}).get("max_tokens")
+    if thinking.get("type") == "enabled" and _is_number(budget) and _is_number(max_tokens) and budget >= max_tokens:
+        raise ConfigError(f"model.thinking.budget_tokens={budget} is not below harness.max_tokens={max_tokens}; valid: a "
+                          f"budget below harness.max_tokens (thinking counts towards it), e.g. harness.max_tokens={budget + 4096}")
 
 
 def _leaves(prefix: str, node: Any) -> Iterator[tuple[str, Any]]:

@@ -40,6 +40,9 @@ def refused(done, expected: str) -> None:
      "context (tests.experiments.run.custom_parts.PickyContext) cannot be built: keep must be at least 1, got 0"),
     (["context._target_=tests.experiments.run.custom_parts.PickyContext", "+context.nope=1"],
      "context (tests.experiments.run.custom_parts.PickyContext) cannot be built: TypeError: "),
+    (["model=emulator", "model.thinking={type:enabled,budget_tokens:8000}"], "model.thinking.budget_tokens=8000 is not below "
+                                                           "harness.max_tokens=4096; valid: a budget below harness.max_tokens"),
+    (["model=emulator", "model.client=azure"], "model.client='azure': expected one of anthropic, bedrock, vertex, foundry"),
     (["faults=harness_kill", "store=memory"], "store stores.memory.MemoryStore cannot be shared between processes, which worker processes (run.workers, faults=) need: use store=sqlite or store=postgres"),
 ])
 def test_a_bad_value_for_run_is_one_line_naming_it_and_nothing_runs(tmp_path, monkeypatch, overrides, expected):
