@@ -299,4 +299,6 @@ async def test_a_sent_back_compaction_block_drops_what_came_before(api, emulator
     later = [*messages, {"role": "assistant", "content": [block]}, {"role": "user", "content": "Go on."}]
     again = await beta(api, betas=(COMPACTING,), messages=later, context_management={"edits": [edit]})
     assert again.usage.input_tokens == prompt_tokens({"messages": later[-2:]})
+    counted = await api.beta.messages.count_tokens(model=MODEL, messages=later, betas=[COMPACTING], context_management={"edits": [edit]})
+    assert counted.input_tokens == again.usage.input_tokens  # count_tokens agrees with usage here too
     assert again.content[0].type != "compaction"
