@@ -52,6 +52,8 @@ def run_job(cfg: DictConfig, output_dir: Path, choices: dict[str, str]) -> Path:
     chosen = " ".join([*(f"{group}={choices.get(group, '?')}" for group in RECORDED), f"faults={faults}"])
     if cfg.model.get("strict") is False:  # the emulator answers what the real API would refuse: say so
         chosen += " (emulator validation loose: model.strict=false)"
+    if (cfg.model.get("thinking") or {}).get("type") in ("enabled", "adaptive"):
+        chosen += f" thinking={cfg.model.thinking.type}" + (f":{cfg.model.thinking.budget_tokens}" if cfg.model.thinking.get("budget_tokens") else "")
     print_run(saved, f"harnesslab run · {chosen}", recovery.summary() if recovery else None)
     return saved.path
 

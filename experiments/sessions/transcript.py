@@ -95,6 +95,12 @@ def _response(r: logged.ModelResponse) -> tuple[str, str]:
             parts.append(block.get("text", ""))
         elif block.get("type") == "tool_use":
             parts.append(f"→ {block.get('name')} {json.dumps(block.get('input'), ensure_ascii=False)}")
+        elif block.get("type") == "thinking":
+            parts.append(f"(thinking: {block.get('thinking') or '[omitted]'})")
+        elif block.get("type") == "redacted_thinking":
+            parts.append("(redacted thinking)")
+        elif block.get("type") == "compaction":
+            parts.append(f"(compaction: {block.get('content') or '[failed]'})")
     timing = f"[ttft {r.ttft_ms or 0:.1f} ms, {r.usage.get('input_tokens', 0)}/{r.usage.get('output_tokens', 0)} tokens]"
     return "assistant", f"{' '.join(parts)}  {timing}"
 

@@ -279,3 +279,24 @@ def test_a_divergence_quoting_tool_output_prints_its_controls_visibly():
     raw = " ".join(CONTROLS)
     shown = str(ToolDivergence(7, "bash", {"command": raw}, expected=raw, got="\x1b[2Jclean"))
     assert controls_in(shown) == [] and "\\x9b31m" in shown and "\\x1b[2Jclean" in shown
+
+
+def test_show_prints_thinking_redacted_thinking_and_compaction_blocks(tmp_path):
+    content = [{"type": "compaction", "content": "the summary so far"}, {"type": "thinking", "thinking": "check calc.py first", "signature": "s"},
+               {"type": "redacted_thinking", "data": "opaque"}, {"type": "thinking", "thinking": "", "signature": "s"},
+               {"type": "tool_use", "id": "toolu_1", "name": "read_file", "input": {"path": "calc.py"}}]
+
+    async def go() -> str:
+        store = SqliteStore(tmp_path / "log.sqlite")
+        try:
+            sid = await store.create_session({"task": "fix calc", "suite": "smoke", "instance": 0})
+            await store.append(sid, [Event("model.response", {"content": content, "stop_reason": "tool_use", "usage": {}})], expect=1)
+            return sid
+        finally:
+            await store.close()
+
+    shown = harnesslab("sessions", "show", asyncio.run(go()), "log.sqlite", "--width", "1000", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    for said in ("(compaction: the summary so far)", "(thinking: check calc.py first)", "(redacted thinking)",
+                 "(thinking: [omitted])", '→ read_file {"path": "calc.py"}'):
+        assert said in shown.stdout
