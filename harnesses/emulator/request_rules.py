@@ -31,8 +31,7 @@ def api_version(request: Request) -> None:
 @rule("https://docs.claude.com/en/api/beta-headers")
 def beta_header(request: Request) -> None:
     """Each value of the anthropic-beta header (comma-separated) must be a beta the API knows."""
-    values = [v.strip() for v in request.headers.get("anthropic-beta", "").split(",") if v.strip()]
-    unknown = [v for v in values if v not in schema.known_betas()]
+    unknown = [v for v in request.betas if v not in schema.known_betas()]
     if unknown:
         raise invalid(f"Unexpected value(s) `{', '.join(unknown)}` for the `anthropic-beta` header. Please consult our "
                       "documentation at docs.claude.com or try again without the header.")
