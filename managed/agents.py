@@ -1,7 +1,7 @@
 """Agents: create, retrieve (any version), update (a new version), list, and list versions.
 
 An agent's definition is what the API returns of it, minus ids and times; version 1 is in its log's meta, each
-later version an AGENT_VERSION event. What a session runs is a snapshot of one version (managed/sessions.py).
+later version an AgentVersion event. What a session runs is a snapshot of one version (managed/sessions.py).
 """
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any, Callable, Mapping
 
 from managed import errors, ids
 from managed.errors import invalid, not_served
-from managed.records import AGENT_VERSION, Records, listing, page
+from managed.records import Records, listing, page
 from managed.toolset import AGENT_TOOLS, TOOLSET_TYPE
 from stores.base import Event
+from stores.events import AgentVersion
 
 FIELDS = {"name", "model", "description", "system", "tools", "metadata", "mcp_servers", "skills", "multiagent",
           "execution_identity"}
@@ -56,7 +57,7 @@ async def update(records: Records, agent_id: str, body: Any) -> dict[str, Any]:
     definition = _definition(body, {key: current[key] for key in FIELDS})
     if definition == {key: current[key] for key in FIELDS}:
         return current  # an update that changes nothing makes no new version
-    await records.store.append(agent_id, [Event(AGENT_VERSION, definition)], expect=len(log))
+    await records.store.append(agent_id, [AgentVersion(definition).event()], expect=len(log))
     return await retrieve(records, agent_id)
 
 
@@ -81,7 +82,7 @@ def enabled_tools(definition: Mapping[str, Any]) -> list[str]:
 def _versions(agent_id: str, log: list[Event]) -> list[dict[str, Any]]:
     """Every version of the agent, as the API returns it, oldest first."""
     created = log[0].ts
-    stored = [(log[0].data["agent"], created)] + [(e.data, e.ts) for e in log if e.type == AGENT_VERSION]
+    stored = [(log[0].data["agent"], created)] + [(AgentVersion.read(e).definition, e.ts) for e in log if e.type == AgentVersion.TYPE]
     return [{"type": "agent", "id": agent_id, "version": number, **definition, "created_at": ids.timestamp(created),
              "updated_at": ids.timestamp(ts), "archived_at": None}
             for number, (definition, ts) in enumerate(stored, 1)]

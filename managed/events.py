@@ -11,10 +11,9 @@ from typing import Any, Iterable, Iterator
 
 from managed import errors, ids
 from managed.errors import invalid, not_served
-from managed.records import SESSION_DELETED
 from stores.base import Event
 from stores.events import (
-    ContextCompacted, HarnessWoke, ModelResponse, SessionCompleted, SessionFailed, ToolResult, UserMessage,
+    ContextCompacted, HarnessWoke, ModelResponse, SessionCompleted, SessionDeleted, SessionFailed, ToolResult, UserMessage,
 )
 
 USER_EVENTS = ("user.message", "user.interrupt", "user.tool_confirmation", "user.tool_result",
@@ -66,7 +65,7 @@ class Projection:
             self.running = False
             yield {"type": "session.error", "error": _error(SessionFailed.value(event, "reason") or "")}
             yield {"type": "session.status_idle", "stop_reason": {"type": "retries_exhausted"}}
-        elif event.type == SESSION_DELETED:
+        elif event.type == SessionDeleted.TYPE:
             yield {"type": "session.deleted"}
 
     def _model_request(self, event: Event) -> Iterator[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """The API's resources, kept as logs in the session store: an agent, an environment and a session are each one
 log, told apart by the `managed` key of their `session.created` meta, so every server on one store sees them all
 and a restarted server finds them again. An agent's later versions and a session's changes are events of their own
-(the types below); a deleted session's log is kept, ended by a tombstone, and the API no longer shows it.
+(stores/events.py: AgentVersion, SessionUpdated); a deleted session's log is kept, ended by a SessionDeleted
+tombstone, and the API no longer shows it. A self-hosted environment's log also holds its work queue (managed/work.py).
 """
 from __future__ import annotations
 
@@ -9,12 +10,10 @@ from typing import Any, Callable, Sequence, TypeVar
 
 from managed.errors import invalid, not_found
 from stores.base import Event, InvalidSessionId, SessionInfo, SessionNotFound, SessionStore
+from stores.events import SessionDeleted
 
 KIND = "managed"  # the meta key naming what a log holds: one of KINDS
 KINDS = ("agent", "environment", "session")
-AGENT_VERSION = "managed.agent_version"  # data: the agent's whole definition at its next version
-SESSION_UPDATED = "managed.session_updated"  # data: {metadata: a patch, title}
-SESSION_DELETED = "managed.session_deleted"  # data: {}; the API shows the session no more
 
 T = TypeVar("T")
 
@@ -34,7 +33,7 @@ class Records:
             events = await self.store.events(record_id)
         except (SessionNotFound, InvalidSessionId):
             raise not_found(kind, record_id) from None
-        if not events or events[0].data.get(KIND) != kind or events[-1].type == SESSION_DELETED:
+        if not events or events[0].data.get(KIND) != kind or events[-1].type == SessionDeleted.TYPE:
             raise not_found(kind, record_id)
         return events
 

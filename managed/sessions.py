@@ -12,9 +12,9 @@ from typing import Any, Callable, Mapping, Sequence
 from harnesses.steps import ended
 from managed import agents, errors, ids
 from managed.errors import conflict, invalid, not_served
-from managed.records import SESSION_DELETED, SESSION_UPDATED, Records, listing, page
+from managed.records import Records, listing, page
 from stores.base import Event
-from stores.events import ModelResponse, UserMessage
+from stores.events import ModelResponse, SessionDeleted, SessionUpdated, UserMessage
 
 TaskMeta = Callable[[str], Mapping[str, Any]]  # a task's name -> its meta (task, suite, setup, ...); LookupError if unknown
 TASK_KEY = "harnesslab_task"
@@ -57,17 +57,15 @@ async def update(records: Records, session_id: str, body: Any) -> dict[str, Any]
     for name in ("agent", "budget", "vault_ids"):
         if name in body:
             raise not_served(name, "a session's agent, budget and vaults cannot be changed here yet")
-    change = {"metadata": errors.metadata(body.get("metadata"), patch=True)}
-    if "title" in body:
-        change["title"] = errors.text(body, "title")
+    change = SessionUpdated(errors.metadata(body.get("metadata"), patch=True), errors.text(body, "title"), "title" in body)
     log = await _idle_log(records, session_id, "updated")
-    await records.store.append(session_id, [Event(SESSION_UPDATED, change)], expect=len(log))
+    await records.store.append(session_id, [change.event()], expect=len(log))
     return await retrieve(records, session_id)
 
 
 async def delete(records: Records, session_id: str) -> dict[str, Any]:
     log = await _idle_log(records, session_id, "deleted")
-    await records.store.append(session_id, [Event(SESSION_DELETED, {})], expect=len(log))
+    await records.store.append(session_id, [SessionDeleted().event()], expect=len(log))
     return {"type": "session_deleted", "id": session_id}
 
 
@@ -79,7 +77,7 @@ async def sessions(records: Records, query: Mapping[str, str], statuses: Sequenc
     found = []
     for info in await records.infos("session"):
         events = await records.store.events(info.id)
-        if events[-1].type == SESSION_DELETED:
+        if events[-1].type == SessionDeleted.TYPE:
             continue
         session = session_object(info.id, events)
         if ((not statuses or session["status"] in statuses) and wanted_agent in (None, session["agent"]["id"])
@@ -98,9 +96,9 @@ def status(events: Sequence[Event]) -> str:
 def session_object(session_id: str, events: Sequence[Event]) -> dict[str, Any]:
     meta = events[0].data
     metadata, title = meta["metadata"], meta.get("title")
-    for change in (e.data for e in events if e.type == SESSION_UPDATED):
-        metadata = errors.patched(metadata, change.get("metadata") or {})
-        title = change.get("title", title)
+    for change in SessionUpdated.all_in(events):
+        metadata = errors.patched(metadata, change.metadata)
+        title = change.title if change.retitled else title
     usage = {key: 0 for key in (*USAGE, "cache_creation_input_tokens")}
     for response in ModelResponse.all_in(events):
         for key in usage:

@@ -266,9 +266,132 @@ class SessionFailed(Logged):
     final_text: str | None = None
 
 
+# -- the Managed Agents API's records (managed/): agents, sessions and environments are logs of the store ---------
+
+@dataclass(frozen=True, slots=True)
+class AgentVersion(Logged):
+    """An agent's next version: its whole definition (managed/agents.py), logged as the event's data itself."""
+
+    TYPE: ClassVar[str] = "managed.agent_version"
+    definition: dict[str, Any] = field(default_factory=dict)
+
+    def event(self) -> Event:
+        return Event(self.TYPE, dict(self.definition))
+
+    @classmethod
+    def read(cls, event: Event) -> AgentVersion:
+        return cls(event.data)
+
+    @classmethod
+    def value(cls, event: Event, name: str) -> Any:
+        return getattr(cls.read(event), name)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated(Logged):
+    """A served session's `metadata` patch (a key set to None is deleted) and, when `retitled`, its new `title`
+    (None: no title); `title` is in the data only when it changed."""
+
+    TYPE: ClassVar[str] = "managed.session_updated"
+    metadata: dict[str, Any] = field(default_factory=dict)
+    title: str | None = None
+    retitled: bool = False
+
+    def event(self) -> Event:
+        return Event(self.TYPE, {"metadata": dict(self.metadata), **({"title": self.title} if self.retitled else {})})
+
+    @classmethod
+    def read(cls, event: Event) -> SessionUpdated:
+        return cls(event.data.get("metadata") or {}, event.data.get("title"), "title" in event.data)
+
+    @classmethod
+    def value(cls, event: Event, name: str) -> Any:
+        return getattr(cls.read(event), name)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDeleted(Logged):
+    """A served session was deleted: its log is kept, and the API shows it no more."""
+
+    TYPE: ClassVar[str] = "managed.session_deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult(Logged):
+    """The result a self-hosted environment's worker posted (`user.tool_result`) for the model's `tool_use_id`;
+    the harness then logs it as the call's tool.result."""
+
+    TYPE: ClassVar[str] = "managed.worker_result"
+    tool_use_id: str
+    output: str = ""
+    is_error: bool = False
+
+
+# A self-hosted environment's work queue is its log (managed/work.py): one event per change of a work item.
+
+@dataclass(frozen=True, slots=True)
+class WorkQueued(Logged):
+    """Session `session_id` needs the environment's hands: a work item for its worker."""
+
+    TYPE: ClassVar[str] = "managed.work_queued"
+    work_id: str
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkPolled(Logged):
+    """A poll handed the item to worker `worker_id`; `reclaimed` says why it was handed out again, if it was."""
+
+    TYPE: ClassVar[str] = "managed.work_polled"
+    OPTIONAL = ("reclaimed",)
+    work_id: str
+    worker_id: str | None = None
+    reclaimed: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkAcked(Logged):
+    """The worker acknowledged the item: its lease runs from now, `ttl_seconds` until a heartbeat extends it."""
+
+    TYPE: ClassVar[str] = "managed.work_acked"
+    work_id: str
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkHeartbeat(Logged):
+    """A heartbeat extended the lease by `ttl_seconds`; `last_heartbeat` is what the next one must echo."""
+
+    TYPE: ClassVar[str] = "managed.work_heartbeat"
+    work_id: str
+    last_heartbeat: str | None = None
+    ttl_seconds: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkStopped(Logged):
+    """A stop of the item: `force` (or an item no worker acknowledged) stops it; else it is stopping until its
+    worker stops it or its lease runs out."""
+
+    TYPE: ClassVar[str] = "managed.work_stopped"
+    work_id: str
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class WorkUpdated(Logged):
+    """A patch of the item's `metadata` (a key set to None is deleted)."""
+
+    TYPE: ClassVar[str] = "managed.work_updated"
+    work_id: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
 TYPES: dict[str, type[Logged]] = {cls.TYPE: cls for cls in (
     SessionCreated, UserMessage, HarnessWoke, ModelResponse, ToolCall, ToolResult, SandboxProvisioned, SandboxLost,
     SandboxHanded, SandboxReceived, ContextCompacted, TaskChecked, SessionCompleted, SessionFailed,
+    AgentVersion, SessionUpdated, SessionDeleted, WorkerResult,
+    WorkQueued, WorkPolled, WorkAcked, WorkHeartbeat, WorkStopped, WorkUpdated,
 )}
 ENDINGS: dict[str, type[SessionCompleted | SessionFailed]] = {cls.STATUS: cls for cls in (SessionCompleted, SessionFailed)}
 
