@@ -1,11 +1,13 @@
 """Environments: where a session's tools run. A `cloud` environment is the sandbox backend the server was started
-with (config group `sandbox`); `self_hosted` (a work queue for the SDK's EnvironmentWorker) is not served yet."""
+with (config group `sandbox`); a `self_hosted` one is a work queue (managed/work.py) from which the SDK's
+EnvironmentWorker, on any machine that reaches the server, takes the sessions whose tools it runs in its own folder."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from managed import errors, ids
 from managed.errors import invalid, not_served
+from managed.hands import WORKER_HAND
 from managed.records import Records, listing, page
 
 FIELDS = {"name", "config", "description", "metadata", "scope"}
@@ -22,9 +24,9 @@ async def create(records: Records, body: Any, hand: str) -> dict[str, Any]:
         "name": errors.text(body, "name", required=True, empty=False),
         "description": errors.text(body, "description"),
         "metadata": errors.patched({}, errors.metadata(body.get("metadata"))),
-        "config": _config(body.get("config")),
+        "config": (config := _config(body.get("config"))),
         "scope": scope or "organization",
-        "hand": hand,
+        "hand": WORKER_HAND if config["type"] == "self_hosted" else hand,
     }
     environment_id = ids.new_id(ids.ENVIRONMENT)
     await records.create("environment", environment_id, {"environment": record})
@@ -50,8 +52,8 @@ def _config(config: Any) -> dict[str, Any]:
         config = {"type": "cloud"}
     kind = config.get("type") if isinstance(config, dict) else None
     if kind == "self_hosted":
-        raise not_served("config.type self_hosted", "the self-hosted work queue (and the SDK's EnvironmentWorker) "
-                         "comes in a later slice; use a cloud environment, served by harnesslab's sandboxes")
+        errors.known_fields(config, {"type"}, "config.")
+        return {"type": "self_hosted"}
     if kind != "cloud":
         raise invalid(f"config.type: expected 'cloud' or 'self_hosted', got {kind!r}")
     errors.known_fields(config, {"type", "networking", "packages"}, "config.")

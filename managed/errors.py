@@ -7,12 +7,13 @@ from typing import Any, Mapping
 class ApiError(Exception):
     """An error answer: HTTP status, `error.type` and a message that names what was wrong and what is valid."""
 
-    def __init__(self, status: int, kind: str, message: str):
+    def __init__(self, status: int, kind: str, message: str, details: dict[str, Any] | None = None):
         super().__init__(message)
-        self.status, self.kind = status, kind
+        self.status, self.kind, self.details = status, kind, details  # details: `error_code` and what it names
 
     def body(self, request_id: str) -> dict[str, Any]:
-        return {"type": "error", "error": {"type": self.kind, "message": str(self)}, "request_id": request_id}
+        error = {"type": self.kind, "message": str(self), **({"details": self.details} if self.details else {})}
+        return {"type": "error", "error": error, "request_id": request_id}
 
 
 def invalid(message: str) -> ApiError:

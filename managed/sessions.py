@@ -3,7 +3,8 @@ and what the API returns (a snapshot of the agent version it runs, its environme
 usage and times are read from the log itself, never kept anywhere else.
 
 `task_meta` bridges to harnesslab's task suites: a session whose metadata names `harnesslab_task` (a smoke task,
-say) gets that task's workspace setup, so the emulated brain can solve it through the API.
+say) gets that task's workspace setup, so the emulated brain can solve it through the API (on a cloud environment:
+a self-hosted one's workspace is its worker's folder).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 from harnesses.steps import ended
 from managed import agents, errors, ids
 from managed.errors import conflict, invalid, not_served
+from managed.events import ENVIRONMENT_TYPE, waits_for_worker
 from managed.records import Records, listing, page
 from stores.base import Event
 from stores.events import ModelResponse, SessionDeleted, SessionUpdated, UserMessage
@@ -33,12 +35,15 @@ async def create(records: Records, body: Any, initial: Sequence[Event], task_met
             raise not_served(name, f"{what} come in a later slice")
     agent = await _agent(records, body.get("agent"))
     environment_id = errors.text(body, "environment_id", required=True)
-    await records.log("environment", environment_id)
+    kind = (await records.log("environment", environment_id))[0].data["environment"]["config"]["type"]
     metadata = errors.patched({}, errors.metadata(body.get("metadata")))
+    if kind == "self_hosted" and TASK_KEY in metadata:
+        raise invalid(f"metadata.{TASK_KEY}: environment {environment_id} is self-hosted: its workspace is its worker's "
+                      "folder, which harnesslab cannot prepare; put the task's files there and send its prompt")
     meta = {
-        "agent": agent, "environment_id": environment_id, "metadata": metadata, "title": errors.text(body, "title"),
-        "system": agent["system"] or "", "tools": agents.enabled_tools(agent), "setup": {"files": {}, "commands": []},
-        **_task(metadata.get(TASK_KEY), task_meta),
+        "agent": agent, "environment_id": environment_id, ENVIRONMENT_TYPE: kind, "metadata": metadata,
+        "title": errors.text(body, "title"), "system": agent["system"] or "", "tools": agents.enabled_tools(agent),
+        "setup": {"files": {}, "commands": []}, **_task(metadata.get(TASK_KEY), task_meta),
     }
     session_id = ids.new_id(ids.SESSION)
     await records.create("session", session_id, meta)
@@ -89,8 +94,13 @@ async def sessions(records: Records, query: Mapping[str, str], statuses: Sequenc
 
 
 def status(events: Sequence[Event]) -> str:
-    """running while a user turn is open (a user message after the last end), else idle."""
-    return "running" if ended(events) is None and any(e.type == UserMessage.TYPE for e in events) else "idle"
+    """running while a user turn is open (a user message after the last end), unless it waits for its self-hosted
+    worker's tool results; else idle."""
+    return "running" if turn_open(events) and not waits_for_worker(events) else "idle"
+
+
+def turn_open(events: Sequence[Event]) -> bool:
+    return ended(events) is None and any(e.type == UserMessage.TYPE for e in events)
 
 
 def session_object(session_id: str, events: Sequence[Event]) -> dict[str, Any]:
@@ -147,6 +157,7 @@ def _task(name: str | None, task_meta: TaskMeta | None) -> dict[str, Any]:
 
 async def _idle_log(records: Records, session_id: str, verb: str) -> list[Event]:
     log = await records.log("session", session_id)
-    if status(log) == "running":
-        raise conflict(f"session {session_id} is running: it can be {verb} once it is idle (its turn ended)")
+    if turn_open(log):  # idle waiting for a worker's results too: the brain waits on the log
+        why = "waits for its worker's tool results" if waits_for_worker(log) else "is running"
+        raise conflict(f"session {session_id} {why}: it can be {verb} once its turn ended")
     return log

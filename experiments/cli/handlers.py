@@ -119,10 +119,10 @@ def serve(args: argparse.Namespace) -> int:
     environment_key = args.environment_key or f"envkey_{secrets.token_hex(16)}"
 
     async def go() -> None:
-        async with served(cfg, args.port) as (server, _):
+        async with served(cfg, args.port, environment_key) as (server, _):
             print(f"Managed Agents API on {server.url} (Ctrl-C stops it). To use it:\n"
                   f"  client = anthropic.Anthropic(base_url=\"{server.url}\", api_key=\"any\")\n"
-                  f"environment key (for self-hosted workers, not served yet): {environment_key}", flush=True)
+                  f"environment key (self-hosted environments' workers authenticate with it): {environment_key}", flush=True)
             await asyncio.Event().wait()
 
     try:
@@ -133,12 +133,13 @@ def serve(args: argparse.Namespace) -> int:
 
 
 @contextlib.asynccontextmanager
-async def served(cfg, port: int = 0):
-    """(a ManagedServer on `port` (0: a free one), the parts `cfg` chooses that it serves) until the context exits."""
+async def served(cfg, port: int = 0, environment_key: str = ""):
+    """(a ManagedServer on `port` (0: a free one), the parts `cfg` chooses that it serves) until the context exits;
+    self-hosted environments' workers authenticate with `environment_key`."""
     from contextlib import AsyncExitStack
 
     from experiments.run.config_check import ConfigError
-    from experiments.run.parts import build_parts, start_parts
+    from experiments.run.parts import build, build_parts, start_parts
     from managed.server import ManagedServer, serving
 
     keys = list(cfg.serve.api_keys or [])
@@ -147,7 +148,14 @@ async def served(cfg, port: int = 0):
     async with AsyncExitStack() as stack:
         parts = build_parts(cfg, stack, wrap=serving)
         await start_parts(parts)
-        server = ManagedServer(parts.store, parts.harness, parts.sandboxes.hand, keys, task_meta)
+        credentials = {"credentials": parts.credentials.credentials} if parts.credentials is not None else {}
+
+        def worker_harness(hands):  # the configured harness over a self-hosted worker's hands (managed/hands.py)
+            return build(cfg, "harness", store=parts.store, model=parts.model, sandboxes=hands, context=parts.context,
+                         interrupted="rerun", **credentials)
+
+        server = ManagedServer(parts.store, parts.harness, parts.sandboxes.hand, keys, task_meta, worker_harness=worker_harness,
+                               environment_key=environment_key, lease_ttl_s=cfg.serve.lease_ttl_s)
         await server.start(cfg.serve.host, port)
         try:
             yield server, parts

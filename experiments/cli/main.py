@@ -118,7 +118,7 @@ def parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the Managed Agents API (agents, environments, sessions) until interrupted")
     serve.add_argument("--port", type=int, default=8800)
     serve.add_argument("--environment-key", help="the key self-hosted environments' workers authenticate with (random if "
-                       "not given; self-hosted environments are not served yet)")
+                       "not given)")
     serve.add_argument("overrides", nargs="*", help="Hydra overrides: the parts (model, sandbox, store, ...) and serve.* "
                        "(configs/serve/default.yaml)")
     serve.set_defaults(handler=handlers.serve)

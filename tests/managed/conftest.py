@@ -16,6 +16,8 @@ from experiments.run.job import compose_config
 from experiments.run.parts import Parts
 from managed.server import ManagedServer
 
+ENVIRONMENT_KEY = "envkey_test"  # what the tests' servers take on their work queues
+
 
 @dataclass
 class Served:
@@ -46,7 +48,7 @@ def serve_in_thread(overrides: list[str]):
 
     async def main() -> None:
         try:
-            async with served(cfg) as (server, parts):
+            async with served(cfg, 0, ENVIRONMENT_KEY) as (server, parts):
                 ready.set_result(Served(server, parts, asyncio.get_running_loop()))
                 while not stop.is_set():
                     await asyncio.sleep(0.05)

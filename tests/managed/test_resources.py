@@ -87,11 +87,13 @@ def test_errors_have_the_apis_shape_and_status(api):
         client.beta.agents.create(name="", model="claude-sonnet-4-6")
     with pytest.raises(anthropic.BadRequestError, match=r"tools.0.configs.0.name: expected one of bash"):
         client.beta.agents.create(name="a", model="m", tools=[{"type": "agent_toolset_20260401", "configs": [{"name": "sh"}]}])
-    with pytest.raises(anthropic.BadRequestError, match="self_hosted is not served by harnesslab yet"):
-        client.beta.environments.create(name="e", config={"type": "self_hosted"})
+    with pytest.raises(anthropic.BadRequestError, match="config.packages: Extra inputs are not permitted"):
+        client.beta.environments.create(name="e", config={"type": "self_hosted", "packages": {"type": "packages"}})
     session_id = new_session(client)
     with pytest.raises(anthropic.BadRequestError, match="events.0: user.interrupt is not served"):
         client.beta.sessions.events.send(session_id, events=[{"type": "user.interrupt"}])
+    with pytest.raises(anthropic.BadRequestError, match="events.0.tool_use_id: 'sevt_x': this session is not on a self_hosted"):
+        client.beta.sessions.events.send(session_id, events=[{"type": "user.tool_result", "tool_use_id": "sevt_x"}])
     with pytest.raises(anthropic.BadRequestError, match="metadata.harnesslab_task: no task 'nope'"):
         new_session(client, "nope")
     error = client.beta.agents.with_raw_response  # the body names the request, as the API's errors do
