@@ -66,7 +66,7 @@ def test_a_wrong_option_fails_with_the_valid_ones(tmp_path):
 
 def test_an_unknown_command_is_named(tmp_path):
     done = harnesslab("runn", cwd=tmp_path)
-    assert done.returncode == 2 and "invalid choice: 'runn' (choose from 'run', 'replay', 'fork', 'sessions', 'emulator', 'calibrate', 'worker', 'submit', 'collect', 'report', 'docker', 'sandbox', 'postgres')" in done.stderr
+    assert done.returncode == 2 and "invalid choice: 'runn' (choose from 'run', 'replay', 'fork', 'sessions', 'emulator', 'serve', 'calibrate', 'worker', 'submit', 'collect', 'report', 'docker', 'sandbox', 'postgres')" in done.stderr
     assert harnesslab("--help", cwd=tmp_path).stdout.startswith("usage: harnesslab")
 
 
