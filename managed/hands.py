@@ -22,7 +22,7 @@ from managed.watch import WatchedStore
 from managed.work import WorkQueue
 from sandboxes.base import Fetch, Sandbox, SandboxError, SandboxProvider, Setup, SetupFailed, ToolResult
 from sandboxes.tools import ToolSpec
-from stores.events import WorkerResult
+from stores.events import ToolCall, WorkerResult
 
 WORKER_HAND = "self_hosted"  # the hand (tool.call's, sandbox.provisioned's) of a self-hosted environment's worker
 POLL_S = 0.5  # how often a waiting call looks for a result another process appended to a shared store
@@ -47,17 +47,21 @@ class WorkerHands(SandboxProvider):
     async def attach(self, sandbox_id: str) -> Sandbox:
         return WorkerSandbox(self, sandbox_id)  # the worker is outside: there is nothing here to lose
 
-    async def result_of(self, session_id: str, tool_use_id: str) -> WorkerResult:
-        """The worker's result for the call, once it is in the session's log; meanwhile, work stays queued for it."""
-        read, environment_id, checked = 0, None, -RECHECK_S
+    async def result_of(self, session_id: str, tool_use_id: str) -> ToolResult:
+        """The worker's result for the call, once it is in the session's log (its duration: from the call's tool.call
+        to the result); meanwhile, work stays queued for it."""
+        read, environment_id, checked, called = 0, None, -RECHECK_S, time.time()
         while True:
             grown = self.store.grown(session_id)  # before reading: an append from now on sets it
             events = await self.store.events(session_id, start=read)
             environment_id = environment_id or events[0].data["environment_id"]
             read += len(events)
             for event in events:
+                if event.type == ToolCall.TYPE and ToolCall.value(event, "tool_use_id") == tool_use_id:
+                    called = event.ts
                 if event.type == WorkerResult.TYPE and WorkerResult.value(event, "tool_use_id") == tool_use_id:
-                    return WorkerResult.read(event)
+                    result = WorkerResult.read(event)
+                    return ToolResult(result.output, result.is_error, max(0.0, event.ts - called) * 1000)
             if time.monotonic() - checked >= RECHECK_S:  # the worker that held it may have stopped it, or died
                 await self.queue.ensure(environment_id, session_id)
                 checked = time.monotonic()
@@ -73,9 +77,7 @@ class WorkerSandbox(Sandbox):
 
     async def execute(self, name: str, input: Any, key: str | None = None) -> ToolResult:
         """The worker's result for this call; its input is the worker's to check, as it runs every agent.tool_use."""
-        started = time.perf_counter()
-        result = await self.hands.result_of(*_call_of(key))
-        return ToolResult(result.output, result.is_error, (time.perf_counter() - started) * 1000)
+        return await self.hands.result_of(*_call_of(key))
 
     async def prepare(self, setup: Setup, fetch: Fetch | None = None) -> None:
         if setup.files or setup.commands or setup.repos:

@@ -205,6 +205,9 @@ def _json_handler(answer: Callable[[web.Request, Any], Awaitable[Any]], with_bod
 
 
 async def _body(request: web.Request) -> Any:
+    """The request's JSON body; None if it has none (ack and heartbeat send none)."""
+    if not await request.read():
+        return None
     try:
         return await request.json()
     except ValueError:

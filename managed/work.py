@@ -129,8 +129,8 @@ class WorkQueue:
         def decide(items: dict[str, Work], now: float):
             if any(w.session_id == session_id and w.state(now) in LIVE for w in items.values()):
                 return None, None
-            return WorkQueued(ids.new_id(WORK), session_id).event(), None
-        await self._change(environment_id, decide)
+            return WorkQueued(ids.new_id(WORK), session_id).event(), lambda after: None
+        await self._change(environment_id, decide, objects=False)
 
     async def poll(self, environment_id: str, query: Mapping[str, str], worker_id: str | None) -> dict[str, Any] | None:
         """The oldest item a worker may take, claimed for `worker_id`; waits up to `block_ms` for one."""

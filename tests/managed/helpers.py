@@ -26,12 +26,17 @@ def user_message(text: str) -> dict[str, Any]:
 
 
 def turn(client: anthropic.Anthropic, session_id: str, text: str) -> list[Any]:
-    """Send a user message with the stream open, and read the stream until the session is idle again."""
+    """Send a user message with the stream open, and read the stream until the turn ends (an idle that does not
+    wait for a self-hosted worker's tool results)."""
     streamed = []
     with client.beta.sessions.events.stream(session_id) as stream:
         client.beta.sessions.events.send(session_id, events=[user_message(text)])
         for event in stream:
             streamed.append(event)
-            if event.type == "session.status_idle":
+            if turn_ended(event):
                 break
     return streamed
+
+
+def turn_ended(event: Any) -> bool:
+    return event.type == "session.status_idle" and event.stop_reason.type != "requires_action"
