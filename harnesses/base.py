@@ -35,9 +35,13 @@ class Usage:
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    # The server's own compaction steps (usage.iterations of type compaction): billed, but not in the fields above
+    compaction_input_tokens: int = 0
+    compaction_output_tokens: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """The counts as logged; the compaction ones only when a server compacted (older logs have none)."""
+        return {k: v for k, v in asdict(self).items() if v or not k.startswith("compaction_")}
 
 
 @dataclass(frozen=True, slots=True)

@@ -235,6 +235,15 @@ def _tool_input(index: int, text: str) -> dict[str, Any]:
 
 
 def _usage_fields(usage: Any) -> dict[str, int]:
+    """The counts of a usage object, and what its compaction iterations (BetaUsage.iterations) took besides."""
     fields = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
-    return {f: value for f in fields if isinstance(value := getattr(usage, f, None), int) and value >= 0}
+    counts = {f: value for f in fields if _count_of(value := getattr(usage, f, None))}
+    compactions = [i for i in getattr(usage, "iterations", None) or [] if getattr(i, "type", None) == "compaction"]
+    for side in ("input", "output") if compactions else ():
+        counts[f"compaction_{side}_tokens"] = sum(v for i in compactions if _count_of(v := getattr(i, f"{side}_tokens", None)))
+    return counts
+
+
+def _count_of(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
