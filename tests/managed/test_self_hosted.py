@@ -15,6 +15,7 @@ import anthropic
 import pytest
 from anthropic.types.beta.environments import BetaHeartbeatPreconditionFailedError
 
+from experiments.results.invariants import check_session
 from experiments.tasks import load_suite
 from stores.events import ToolCall, ToolResult, WorkPolled
 from tests.managed.conftest import ENVIRONMENT_KEY, serve_in_thread
@@ -82,7 +83,7 @@ async def test_the_sdks_worker_is_the_hands_of_a_session_that_fixes_a_failing_te
         assert (after[1].type, after[1].tool_use_id, after[2].type) == ("user.tool_result", use.id, "session.status_running")
     assert not any(event.type == "agent.tool_result" for event in streamed)  # nothing ran on the server
     log = api.run(api.parts.store.events(session_id))
-    assert {call.hand for call in ToolCall.all_in(log)} == {"self_hosted"}
+    assert {call.hand for call in ToolCall.all_in(log)} == {"self_hosted"} and check_session(session_id, log) == []
     results = [event for event in streamed if event.type == "user.tool_result"]
     assert [r.output for r in ToolResult.all_in(log)] == [r.content[0].text for r in results]
     assert "all tests passed" in results[-1].content[0].text
