@@ -147,7 +147,8 @@ def awaiting_worker(session_id: str, events: Iterable[Event]) -> dict[str, str]:
 
 def waits_for_worker(events: Iterable[Event]) -> bool:
     """Whether the session is idle until its self-hosted worker answers calls (the event ids do not matter here)."""
-    return bool(awaiting_worker("", events))
+    events = list(events)
+    return bool(events) and events[0].data.get(ENVIRONMENT_TYPE) == "self_hosted" and bool(awaiting_worker("", events))
 
 
 def user_events(events: Any, awaiting: Mapping[str, str] | None) -> list[Event]:

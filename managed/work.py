@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 from managed import errors, ids
 from managed.errors import ApiError, conflict, invalid
@@ -25,7 +25,6 @@ NO_HEARTBEAT = "NO_HEARTBEAT"  # what a worker's first heartbeat expects
 RECLAIM_MS = 5000  # the API's default reclaim_older_than_ms
 LIVE = ("queued", "starting", "active")  # an item in one of these serves (or will serve) its session
 POLL_S = 0.1  # how often a long poll looks again (appends of other processes, leases running out)
-T = TypeVar("T")
 
 
 @dataclass
@@ -130,7 +129,7 @@ class WorkQueue:
             if any(w.session_id == session_id and w.state(now) in LIVE for w in items.values()):
                 return None, None
             return WorkQueued(ids.new_id(WORK), session_id).event(), lambda after: None
-        await self._change(environment_id, decide, objects=False)
+        await self._change(environment_id, decide)
 
     async def poll(self, environment_id: str, query: Mapping[str, str], worker_id: str | None) -> dict[str, Any] | None:
         """The oldest item a worker may take, claimed for `worker_id`; waits up to `block_ms` for one."""
@@ -177,7 +176,7 @@ class WorkQueue:
                 raise _lease_lost(work, state, expected)
             beat = ids.timestamp(now)
             return WorkHeartbeat(work_id, beat, ttl).event(), lambda _: _heartbeat(beat, True, "active", ttl)
-        return await self._change(environment_id, decide, objects=False)
+        return await self._change(environment_id, decide)
 
     async def stop(self, environment_id: str, work_id: str, body: Any) -> dict[str, Any]:
         body = errors.body_object(body)
@@ -228,11 +227,10 @@ class WorkQueue:
                           "tools, and it has no work queue (create one with config {\"type\": \"self_hosted\"})")
         return log
 
-    async def _change(self, environment_id: str, decide: Callable[[dict[str, Work], float], tuple[Event | None, Any]],
-                      objects: bool = True) -> Any:
+    async def _change(self, environment_id: str, decide: Callable[[dict[str, Work], float], tuple[Event | None, Any]]) -> Any:
         """Read the queue, `decide` on a change (an event, and what to answer once it is logged), append it; if
-        another writer appended first, read again and decide again. The answer is a function of the items after
-        the change, giving a Work (answered as the API's object) or an answer of its own (`objects=False`)."""
+        another writer appended first, read again and decide again. With no change, the answer is given as it is;
+        else it is a function of the items after the change, and a Work it gives is answered as the API's object."""
         while True:
             log = await self._queue(environment_id)
             items, now = fold(log), time.time()
@@ -245,7 +243,7 @@ class WorkQueue:
                 continue
             apply(items, event)
             result = answer(items)
-            return work_object(environment_id, result, now, secret=event.type == WorkPolled.TYPE) if objects else result
+            return work_object(environment_id, result, now, secret=event.type == WorkPolled.TYPE) if isinstance(result, Work) else result
 
 
 def _item(items: dict[str, Work], work_id: str) -> Work:

@@ -195,6 +195,24 @@ def test_the_queue_outlives_its_server_and_a_result_wakes_the_session(tmp_path):
         second.close()
 
 
+def test_another_server_on_the_store_serves_the_queue_a_session_of_the_first_filled(tmp_path):
+    parts = [f"store.path={tmp_path}/serve.sqlite"]
+    first, second = serve_in_thread(parts), serve_in_thread(parts)
+    one, other = next(first), next(second)
+    folder = failing_test_folder(tmp_path)
+    environment_id, session_id = self_hosted_session(one.client())
+    worker = _worker(other, environment_id, folder, tmp_path / "worker.log")  # the worker knows only the other server
+    try:
+        streamed = turn(one.client(), session_id, prompt("fix_bug"))
+        assert streamed[-1].stop_reason.type == "end_turn" and _tests_pass(folder)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+        second.close()
+        first.close()
+    assert [e.type for e in streamed].count("user.tool_result") == 3
+
+
 async def test_a_bad_environment_key_is_a_401(api, tmp_path):
     environment_id, _ = await asyncio.to_thread(self_hosted_session, api.client())
     worker = api.async_client().beta.environments.work.worker(
