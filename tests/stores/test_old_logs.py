@@ -146,6 +146,11 @@ EXAMPLES = [
     logged.TaskChecked(True, "all tests passed", "w0", "host"),
     logged.SessionCompleted("end_turn", "done"),
     logged.SessionFailed("max_turns"),
+    logged.AgentVersion({"name": "a"}), logged.SessionUpdated({"k": "v"}, "t", retitled=True), logged.SessionDeleted(),
+    logged.WorkerResult("t1", "ok", False), logged.WorkQueued("work_1", "sesn_1"),
+    logged.WorkPolled("work_1", "w", "its lease expired"), logged.WorkAcked("work_1", 300),
+    logged.WorkHeartbeat("work_1", "2026-12-04T23:00:00Z", 300), logged.WorkStopped("work_1", True),
+    logged.WorkUpdated("work_1", {"k": "v"}),
 ]
 
 
